@@ -1,0 +1,162 @@
+#include "storage/group_commit.h"
+
+#include <algorithm>
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include "storage/topic_log.h"
+
+namespace cairn::storage {
+namespace {
+
+// A group stops growing past this many requests or bytes, so one huge burst cannot hold every
+// producer behind a single enormous write.
+constexpr size_t kMaxGroupOps = 8192;
+constexpr size_t kMaxGroupBytes = 16u << 20;
+
+}  // namespace
+
+void GroupContext::Touch(TopicLog* topic) {
+  if (std::find(touched_.begin(), touched_.end(), topic) == touched_.end()) {
+    touched_.push_back(topic);
+  }
+}
+
+GroupCommitter::GroupCommitter(rocksdb::DB* db, SyncPolicy sync)
+    : db_(db), sync_(sync), thread_([this] { Run(); }) {}
+
+GroupCommitter::~GroupCommitter() { Stop(); }
+
+void GroupCommitter::Submit(std::unique_ptr<CommitOp> op) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      queue_.push_back(std::move(op));
+      cv_.notify_one();
+      return;
+    }
+  }
+  op->Complete(Fail(Errc::kClosed, "the store is closing"));
+}
+
+void GroupCommitter::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+CommitStats GroupCommitter::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void GroupCommitter::SyncIfDue(bool force) {
+  if (!unsynced_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now < next_sync_) return;
+  const auto st = db_->SyncWAL();
+  if (!st.ok()) {
+    spdlog::error("storage: WAL sync failed: {}", st.ToString());
+    return;  // stays unsynced; retried at the next deadline
+  }
+  unsynced_ = false;
+  std::lock_guard lock(mu_);
+  ++stats_.syncs;
+}
+
+void GroupCommitter::Run() {
+  std::vector<std::unique_ptr<CommitOp>> group;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (sync_.mode == SyncMode::kInterval && unsynced_) {
+        cv_.wait_until(lock, next_sync_, [&] { return stopping_ || !queue_.empty(); });
+      } else {
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      }
+      if (queue_.empty() && stopping_) break;
+      size_t bytes = 0;
+      while (!queue_.empty() && group.size() < kMaxGroupOps && bytes < kMaxGroupBytes) {
+        bytes += queue_.front()->bytes();
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (!group.empty()) CommitGroup(group);
+    group.clear();
+    if (sync_.mode == SyncMode::kInterval) SyncIfDue(false);
+  }
+  SyncIfDue(true);
+}
+
+void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
+  rocksdb::WriteBatch batch;
+  GroupContext ctx;
+  bool durable = false;
+  size_t prepared = 0;
+  for (auto& op : ops) {
+    if (auto st = op->Prepare(batch, ctx); !st) {
+      op->Complete(st);
+      op.reset();
+      continue;
+    }
+    durable = durable || op->durable();
+    ++prepared;
+  }
+  if (prepared == 0) return;
+  for (TopicLog* topic : ctx.touched()) topic->WriteState(batch);
+
+  Status result;
+  if (needs_resume_) {
+    // A failed write (a full disk, an I/O error) stops RocksDB until it is resumed; try again
+    // with each group, so the store carries on once the cause is gone.
+    if (auto st = db_->Resume(); st.ok()) {
+      needs_resume_ = false;
+      spdlog::info("storage: resumed writing after an earlier failure");
+    } else {
+      result = tl::unexpected(FromRocks(st, "resuming after a failed write"));
+    }
+  }
+  const bool sync = durable && sync_.mode == SyncMode::kAlways;
+  if (result) {
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    if (auto st = db_->Write(wo, &batch); !st.ok()) {
+      result = tl::unexpected(FromRocks(st, "writing to the log"));
+      needs_resume_ = true;
+      spdlog::error("storage: group write of {} requests failed: {}", prepared, st.ToString());
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.groups;
+    if (result) {
+      stats_.ops += prepared;
+      if (sync) ++stats_.syncs;
+    } else {
+      ++stats_.failures;
+    }
+  }
+  if (result && sync_.mode == SyncMode::kInterval && !unsynced_) {
+    unsynced_ = true;
+    next_sync_ = std::chrono::steady_clock::now() + sync_.interval;
+  }
+  for (TopicLog* topic : ctx.touched()) {
+    if (result) {
+      topic->CommitPending();
+    } else {
+      topic->RollbackPending();
+    }
+  }
+  for (auto& op : ops) {
+    if (op) op->Complete(result);
+  }
+}
+
+}  // namespace cairn::storage

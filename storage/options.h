@@ -1,0 +1,71 @@
+// Store-wide options. Each says its default and what it costs in durability or memory.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "storage/compression.h"
+#include "storage/error.h"
+
+namespace cairn::storage {
+
+enum class SyncMode {
+  kAlways,    // an append completes only after the WAL holding it is fsynced (group commit)
+  kInterval,  // an append completes once written to the OS; the WAL is fsynced every N ms
+  kNever,     // the OS decides when to write back; survives a process crash, not a power cut
+};
+
+struct SyncPolicy {
+  SyncMode mode = SyncMode::kAlways;
+  std::chrono::milliseconds interval{0};  // kInterval only
+
+  // "always", "never" or "interval:N" (N in milliseconds, at least 1).
+  static Result<SyncPolicy> Parse(std::string_view text);
+  std::string ToString() const;
+};
+
+// How long a topic's log is kept. Retention trims whole batches from the log's start, whatever
+// the channels' cursors say.
+struct RetentionPolicy {
+  std::chrono::milliseconds age{std::chrono::hours(72)};  // 0 = keep forever
+  uint64_t bytes = 0;                                      // stored bytes; 0 = unlimited
+};
+
+// Per-topic overrides of the store-wide defaults; an empty field means "the default".
+struct TopicSettings {
+  std::optional<Codec> codec;
+  std::optional<std::chrono::milliseconds> retention_age;
+  std::optional<uint64_t> retention_bytes;
+};
+
+struct StoreOptions {
+  // Data directory; created if missing. Holds one RocksDB database.
+  std::string path;
+
+  // Durability of appends; default always.
+  SyncPolicy sync;
+
+  // Codec for topics that do not set one; default lz4.
+  Codec default_codec = Codec::kLz4;
+
+  // Retention for topics that do not set their own; default 72 h, unlimited bytes.
+  RetentionPolicy default_retention;
+
+  // How often retention runs. Trimming lags the policy by at most this much.
+  std::chrono::milliseconds retention_interval{std::chrono::seconds(10)};
+
+  // Decoded recent batches each topic keeps in memory, so reading the tail never touches the
+  // disk. Memory: up to this much per topic with recent appends.
+  size_t tail_cache_bytes_per_topic = 16u << 20;
+
+  // RocksDB block cache for cold reads, shared by all topics.
+  size_t block_cache_bytes = 64u << 20;
+
+  // Cursor changes are written in one batch this often, off the append path. A crash loses at
+  // most this much of finish progress: those messages are delivered again.
+  std::chrono::milliseconds cursor_flush_interval{100};
+};
+
+}  // namespace cairn::storage

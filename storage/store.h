@@ -1,0 +1,128 @@
+// The store: one RocksDB database in a data directory holding every topic's log, the topics' and
+// channels' metadata, and the channels' cursors. The one entry point of storage/.
+//
+// Durability: an append completes only once durable under the sync policy (options.h). Metadata
+// changes (topics, channels) are always fsynced. Cursor progress is written in batches every
+// cursor_flush_interval without fsync of its own; a crash can lose that much progress, and the
+// messages concerned are delivered again, never lost.
+//
+// Thread-safety: all methods may be called from any thread. TopicLog and ChannelCursor handles
+// must not be used after the Store is closed or destroyed.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "storage/cursor.h"
+#include "storage/error.h"
+#include "storage/group_commit.h"
+#include "storage/options.h"
+#include "storage/topic_log.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace cairn::storage {
+
+struct Engine;
+
+// The version of the on-disk format this build reads and writes (record batches, keys, protobuf
+// metadata). A data directory of another version is refused, untouched.
+inline constexpr uint32_t kFormatVersion = 1;
+
+struct StoreStats {
+  CommitStats commits;
+  uint64_t tail_reads = 0;     // reads served from memory
+  uint64_t rocksdb_reads = 0;  // reads that went to RocksDB
+  uint64_t retention_trims = 0;
+  uint64_t retention_trimmed_messages = 0;
+};
+
+struct RetentionReport {
+  uint64_t topics_trimmed = 0;
+  uint64_t messages_trimmed = 0;
+  uint64_t bytes_trimmed = 0;
+};
+
+class Store {
+ public:
+  // Opens (or creates) the store at options.path. Fails, touching nothing, if the directory holds
+  // a store of another format version, or something that is not a Cairn store.
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+  ~Store();
+
+  // Flushes cursors, commits what is queued, syncs, and closes RocksDB. Idempotent.
+  Status Close();
+
+  const StoreOptions& options() const;
+
+  // Topics. CreateTopic returns the existing topic if there is one (its settings unchanged).
+  Result<std::shared_ptr<TopicLog>> CreateTopic(std::string_view name,
+                                                const TopicSettings& settings = {});
+  std::shared_ptr<TopicLog> FindTopic(std::string_view name) const;
+  std::vector<std::shared_ptr<TopicLog>> Topics() const;
+  // Replaces a topic's settings; they apply to batches written from now on (codec) and to the
+  // next retention pass.
+  Status ConfigureTopic(std::string_view name, const TopicSettings& settings);
+  // Deletes the topic, its log, its channels and their cursors in one atomic write.
+  Status DeleteTopic(std::string_view name);
+
+  // Channels. A new channel's cursor starts at `start` (default: the end of the log, i.e. it gets
+  // what is published from now on), clamped to the retained log. CreateChannel returns the
+  // existing cursor if there is one.
+  Result<std::shared_ptr<ChannelCursor>> CreateChannel(std::string_view topic,
+                                                       std::string_view channel,
+                                                       std::optional<uint64_t> start = {});
+  Status DeleteChannel(std::string_view topic, std::string_view channel);
+
+  // Writes every cursor changed since the last flush, in one batch. The background thread does
+  // this every cursor_flush_interval; Close() does it with an fsync.
+  Status FlushCursors();
+
+  // One retention pass over every topic, as of `now_ns`. The background thread runs one every
+  // retention_interval.
+  Result<RetentionReport> EnforceRetention(int64_t now_ns);
+
+  StoreStats stats() const;
+
+  // For tests and benchmarks: RocksDB's own view.
+  Engine& engine();
+
+ private:
+  Store();
+  Status Recover();
+  void Maintain();
+  Result<uint64_t> AllocateId(rocksdb::WriteBatch& wb);
+  Status CommitMeta(std::function<Status(rocksdb::WriteBatch&)> prepare);
+
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<GroupCommitter> committer_;
+
+  mutable std::mutex mu_;  // topics_, next_id_
+  std::map<std::string, std::shared_ptr<TopicLog>, std::less<>> topics_;
+  uint64_t next_id_ = 1;
+
+  std::mutex maintain_mu_;
+  std::condition_variable maintain_cv_;
+  bool stopping_ = false;
+  bool closed_ = false;
+  std::thread maintainer_;
+
+  std::atomic<uint64_t> trims_{0}, trimmed_messages_{0};
+};
+
+}  // namespace cairn::storage

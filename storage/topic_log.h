@@ -1,0 +1,156 @@
+// A topic's durable append-only log: consecutive offsets from start_offset() to next_offset(),
+// stored as record batches in RocksDB, with the recent tail kept decoded in memory.
+//
+// Thread-safety: every public method may be called from any thread. Appends go through the
+// store's group committer; reads never block appends (they take the topic's mutex only to copy
+// a few pointers).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "storage/cursor.h"
+#include "storage/error.h"
+#include "storage/options.h"
+#include "storage/record_batch.h"
+
+namespace rocksdb {
+class WriteBatch;
+}
+
+namespace cairn::storage {
+
+struct Engine;
+class GroupContext;
+
+struct AppendResult {
+  uint64_t base_offset = 0;  // the batch holds base_offset .. base_offset + count - 1
+  uint32_t count = 0;
+  int64_t first_ts = 0;      // publish times as stored (never decreasing within a topic)
+  int64_t last_ts = 0;
+};
+
+struct ReadResult {
+  std::vector<StoredMessage> messages;  // in offset order, with no gaps
+  // Where the next read should start: one past the last message returned, or where the log
+  // starts if `from` had been trimmed away.
+  uint64_t next_offset = 0;
+  // Keeps the bodies alive; they point into these batches.
+  std::vector<std::shared_ptr<const DecodedBatch>> batches;
+};
+
+struct LogInfo {
+  std::string name;
+  uint64_t id = 0;
+  uint64_t start_offset = 0;
+  uint64_t next_offset = 0;  // messages in the log: next_offset - start_offset
+  int64_t first_ts = 0;      // publish time of the first message; 0 for an empty log
+  int64_t last_ts = 0;       // of the last message appended; 0 if none ever was
+  uint64_t bytes = 0;        // stored bytes of the batches in the log
+  Codec codec = Codec::kLz4;
+  RetentionPolicy retention;
+  TopicSettings settings;    // as configured; unset fields follow the store's defaults
+};
+
+class TopicLog : public std::enable_shared_from_this<TopicLog> {
+ public:
+  struct Recovered {
+    uint64_t start_offset = 0, next_offset = 0, bytes = 0;
+    int64_t first_ts = 0, last_ts = 0;
+  };
+  TopicLog(Engine* engine, uint64_t id, std::string name, TopicSettings settings,
+           const Recovered& state);
+
+  uint64_t id() const { return id_; }
+  const std::string& name() const { return name_; }
+
+  using AppendCallback = std::function<void(Result<AppendResult>)>;
+  // Appends `messages` (at least one) as one batch with consecutive offsets and calls `done` on
+  // the committer thread once the batch is durable under the sync policy, or failed. The bodies
+  // are copied before AppendAsync returns.
+  void AppendAsync(std::span<const MessageIn> messages, AppendCallback done);
+  // The same, waiting for the result.
+  Result<AppendResult> Append(std::span<const MessageIn> messages);
+
+  // Up to `max_count` messages from `from` on, stopping once `max_bytes` of bodies are gathered
+  // (at least one message is returned if any is there). A `from` below the log's start reads
+  // from the start. Offsets past the committed end return nothing.
+  Result<ReadResult> Read(uint64_t from, size_t max_count, size_t max_bytes) const;
+
+  // The first offset whose publish time is at or after `ts_ns`; next_offset() if none is.
+  Result<uint64_t> OffsetForTime(int64_t ts_ns) const;
+
+  LogInfo Info() const;
+  uint64_t start_offset() const;
+  uint64_t next_offset() const;
+  bool deleted() const { return deleted_.load(); }
+
+  // Called on the committer thread after each durable append (or trim) with the new end of the
+  // log. One listener; the broker uses it to wake channels. Must be quick.
+  void SetAppendListener(std::function<void(uint64_t next_offset)> listener);
+
+  std::vector<std::shared_ptr<ChannelCursor>> Channels() const;
+  std::shared_ptr<ChannelCursor> FindChannel(std::string_view name) const;
+
+ private:
+  friend class Store;
+  friend class GroupCommitter;
+  friend class AppendOp;
+  friend class TrimOp;
+  friend class DeleteTopicOp;
+
+  // Committer thread only.
+  Status PrepareAppend(BatchBuilder& batch, rocksdb::WriteBatch& wb, GroupContext& ctx,
+                       AppendResult* result);
+  Status PrepareTrim(uint64_t new_start, uint64_t removed_bytes, int64_t new_first_ts,
+                     rocksdb::WriteBatch& wb, GroupContext& ctx);
+  void WriteState(rocksdb::WriteBatch& wb) const;
+  void CommitPending();
+  void RollbackPending();
+
+  // Retention: drops the batches below `new_start` through the committer, moving the channels'
+  // cursors along in the same atomic write.
+  Status TrimTo(uint64_t new_start, uint64_t removed_bytes, int64_t new_first_ts);
+
+  void AddChannel(std::shared_ptr<ChannelCursor> cursor);
+  void RemoveChannel(std::string_view name);
+  void SetSettings(TopicSettings settings);
+  RetentionPolicy EffectiveRetention() const;
+  Codec EffectiveCodec() const;
+
+  // Reads from RocksDB: batches from the one holding `from`, until a budget is spent.
+  Status ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
+                  ReadResult* out) const;
+  void TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from,
+                     uint64_t end, size_t max_count, size_t max_bytes, size_t* bytes,
+                     ReadResult* out) const;
+
+  Engine* const engine_;
+  const uint64_t id_;
+  const std::string name_;
+  std::atomic<bool> deleted_{false};
+
+  mutable std::mutex mu_;
+  TopicSettings settings_;
+  uint64_t start_, next_, bytes_;
+  int64_t first_ts_, last_ts_;
+  std::deque<std::shared_ptr<const DecodedBatch>> tail_;  // contiguous, ends at next_
+  size_t tail_bytes_ = 0;
+  std::map<std::string, std::shared_ptr<ChannelCursor>, std::less<>> channels_;
+  std::function<void(uint64_t)> listener_;
+
+  // Committer thread only: the state as of the last prepared request.
+  uint64_t w_start_, w_next_, w_bytes_;
+  int64_t w_first_ts_, w_last_ts_;
+  std::vector<std::shared_ptr<const DecodedBatch>> pending_;
+};
+
+}  // namespace cairn::storage

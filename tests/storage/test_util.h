@@ -1,0 +1,95 @@
+// Helpers shared by the storage tests: temporary data directories and sample traffic.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "storage/store.h"
+
+namespace cairn::storage::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "cairn-test-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline StoreOptions TestOptions(const std::string& path) {
+  StoreOptions o;
+  o.path = path;
+  o.retention_interval = std::chrono::hours(1);  // tests run retention explicitly
+  return o;
+}
+
+inline std::unique_ptr<Store> OpenOrDie(const StoreOptions& o) {
+  auto store = Store::Open(o);
+  if (!store) {
+    ADD_FAILURE() << store.error().ToString();
+    return nullptr;
+  }
+  return std::move(*store);
+}
+
+// Lines from ../shared/data/gen_sample.py (the shape of what the `logs` and `metrics` topics
+// carry), made at test time. Empty if the generator is not there.
+inline std::vector<std::string> SampleLines(const std::string& kind, int n) {
+  std::vector<std::string> lines;
+  const char* root = CAIRN_SOURCE_DIR;
+  const std::string cmd = std::string("/usr/bin/python3 ") + root +
+                          "/../shared/data/gen_sample.py " + kind + " " + std::to_string(n);
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return lines;
+  std::string line;
+  char buf[65536];
+  while (fgets(buf, sizeof buf, f) != nullptr) {
+    line += buf;
+    if (!line.empty() && line.back() == '\n') {
+      line.pop_back();
+      lines.push_back(std::move(line));
+      line.clear();
+    }
+  }
+  pclose(f);
+  return lines;
+}
+
+inline std::vector<MessageIn> AsMessages(const std::vector<std::string>& bodies, int64_t ts0,
+                                         int64_t step = 1000) {
+  std::vector<MessageIn> out;
+  out.reserve(bodies.size());
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    out.push_back(MessageIn{bodies[i], ts0 + static_cast<int64_t>(i) * step, 0});
+  }
+  return out;
+}
+
+inline int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace cairn::storage::testing
