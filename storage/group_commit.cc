@@ -51,13 +51,20 @@ void GroupCommitter::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool GroupCommitter::healthy() const {
+  std::lock_guard lock(mu_);
+  return healthy_;
+}
+
 CommitStats GroupCommitter::stats() const {
   std::lock_guard lock(mu_);
   return stats_;
 }
 
 void GroupCommitter::SyncIfDue(bool force) {
-  if (!unsynced_) return;
+  // A WAL whose last write failed must not be synced (RocksDB asserts); RocksDB replaces it when
+  // it resumes.
+  if (!unsynced_ || needs_resume_) return;
   const auto now = std::chrono::steady_clock::now();
   if (!force && now < next_sync_) return;
   const auto st = db_->SyncWAL();
@@ -111,15 +118,20 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
   }
   if (prepared == 0) return;
   for (TopicLog* topic : ctx.touched()) topic->WriteState(batch);
+  if (batch.Count() == 0) {  // e.g. a cursor flush with nothing to flush
+    for (auto& op : ops) {
+      if (op) op->Complete({});
+    }
+    return;
+  }
 
   Status result;
   if (needs_resume_) {
-    // A failed write (a full disk, an I/O error) stops RocksDB until it is resumed; try again
-    // with each group, so the store carries on once the cause is gone.
-    if (auto st = db_->Resume(); st.ok()) {
-      needs_resume_ = false;
-      spdlog::info("storage: resumed writing after an earlier failure");
-    } else {
+    // A failed write (a full disk, an I/O error) stops RocksDB until it is resumed. RocksDB
+    // resumes by itself once a full disk has room again (Resume() then answers Busy); either way
+    // the write below tells whether it is writable again, so the store carries on once the cause
+    // is gone.
+    if (auto st = db_->Resume(); !st.ok() && !st.IsBusy()) {
       result = tl::unexpected(FromRocks(st, "resuming after a failed write"));
     }
   }
@@ -129,12 +141,18 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
     wo.sync = sync;
     if (auto st = db_->Write(wo, &batch); !st.ok()) {
       result = tl::unexpected(FromRocks(st, "writing to the log"));
+      if (!needs_resume_) {
+        spdlog::error("storage: group write of {} requests failed: {}", prepared, st.ToString());
+      }
       needs_resume_ = true;
-      spdlog::error("storage: group write of {} requests failed: {}", prepared, st.ToString());
+    } else if (needs_resume_) {
+      needs_resume_ = false;
+      spdlog::info("storage: writing again after an earlier failure");
     }
   }
   {
     std::lock_guard lock(mu_);
+    healthy_ = !needs_resume_;
     ++stats_.groups;
     if (result) {
       stats_.ops += prepared;

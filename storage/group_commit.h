@@ -68,6 +68,8 @@ class GroupCommitter {
   void Stop();
 
   CommitStats stats() const;
+  // False while the last write failed and RocksDB has not taken writes since.
+  bool healthy() const;
 
  private:
   void Run();
@@ -82,6 +84,7 @@ class GroupCommitter {
   std::deque<std::unique_ptr<CommitOp>> queue_;
   bool stopping_ = false;
   CommitStats stats_;
+  bool healthy_ = true;
 
   // Committer thread only.
   bool unsynced_ = false;     // written since the last sync (interval policy)

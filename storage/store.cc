@@ -31,6 +31,30 @@ class SilentLogger final : public rocksdb::Logger {
   void Logv(const char*, va_list) override {}
 };
 
+// RocksDB's own log goes through spdlog, like the rest of Cairn, rather than a LOG file in the data
+// directory: one log to read, and nothing to write to a disk that may be full (a LOG write after
+// a failed one aborts Debian's RocksDB build on an assertion).
+class SpdlogLogger final : public rocksdb::Logger {
+ public:
+  SpdlogLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, format, ap);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      spdlog::error("rocksdb: {}", buf);
+    } else if (level >= rocksdb::InfoLogLevel::WARN_LEVEL) {
+      spdlog::warn("rocksdb: {}", buf);
+    } else {
+      spdlog::debug("rocksdb: {}", buf);
+    }
+  }
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+};
+
 // A CommitOp that runs a function on the committer thread and hands its status to a waiter.
 class FnOp final : public CommitOp {
  public:
@@ -196,8 +220,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   db_opts.bytes_per_sync = 1u << 20;
   db_opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   db_opts.max_total_wal_size = 512u << 20;
-  db_opts.keep_log_file_num = 4;
-  db_opts.max_log_file_size = 16u << 20;
+  db_opts.info_log = std::make_shared<SpdlogLogger>();
 
   rocksdb::ColumnFamilyOptions meta_opts;
   meta_opts.write_buffer_size = 8u << 20;
@@ -346,12 +369,15 @@ Status Store::Close() {
   }
   if (maintainer_.joinable()) maintainer_.join();
   Status result;
+  bool healthy = true;
   if (committer_) {
     result = FlushCursors();
     committer_->Stop();
+    healthy = committer_->healthy();
   }
   if (db_) {
-    if (auto st = db_->SyncWAL(); !st.ok() && result) {
+    // After a failed write the WAL must not be synced; everything acknowledged already was.
+    if (auto st = healthy ? db_->SyncWAL() : rocksdb::Status::OK(); !st.ok() && result) {
       result = tl::unexpected(FromRocks(st, "syncing the WAL on close"));
     }
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
@@ -608,6 +634,7 @@ void Store::Maintain() {
   const auto& o = engine_->options;
   auto next_flush = Clock::now() + o.cursor_flush_interval;
   auto next_retention = Clock::now() + o.retention_interval;
+  bool flush_failing = false;  // log a failure streak once, not every interval
   std::unique_lock lock(maintain_mu_);
   while (!stopping_) {
     maintain_cv_.wait_until(lock, std::min(next_flush, next_retention));
@@ -615,9 +642,13 @@ void Store::Maintain() {
     lock.unlock();
     const auto now = Clock::now();
     if (now >= next_flush) {
-      if (auto st = FlushCursors(); !st) {
-        spdlog::warn("storage: cursor flush failed: {}", st.error().ToString());
+      auto st = FlushCursors();
+      if (!st && !flush_failing) {
+        spdlog::warn("storage: cursor flush failed, retrying: {}", st.error().ToString());
+      } else if (st && flush_failing) {
+        spdlog::info("storage: cursor flushes succeed again");
       }
+      flush_failing = !st;
       next_flush = now + o.cursor_flush_interval;
     }
     if (now >= next_retention) {

@@ -1,0 +1,130 @@
+#include "storage/record_batch.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "storage/coding.h"
+#include "storage/crc32c.h"
+#include "storage/keys.h"
+
+namespace cairn::storage {
+namespace {
+
+TEST(Crc32c, MatchesTheStandardCheckValue) {
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(Crc32cExtend(Crc32c("12345"), "6789"), 0xE3069283u);
+  EXPECT_EQ(Crc32c(""), 0u);
+}
+
+TEST(Keys, AreBigEndianSoRocksDbOrdersThemNumerically) {
+  EXPECT_EQ(keys::Batch(3, 256), std::string("\0\0\0\0\0\0\0\x03\0\0\0\0\0\0\x01\0", 16));
+  EXPECT_LT(keys::Batch(1, 255), keys::Batch(1, 256));
+  EXPECT_LT(keys::Batch(1, UINT64_MAX), keys::Batch(2, 0));
+  EXPECT_EQ(keys::PairLow(keys::Batch(7, 123456789)), 123456789u);
+}
+
+std::vector<MessageIn> Messages(const std::vector<std::string>& bodies, int64_t ts0) {
+  std::vector<MessageIn> out;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    out.push_back({bodies[i], ts0 + static_cast<int64_t>(i) * 10, 0});
+  }
+  return out;
+}
+
+class RecordBatchCodecTest : public ::testing::TestWithParam<Codec> {};
+
+TEST_P(RecordBatchCodecTest, RoundTripsBodiesTimesAndDeferrals) {
+  std::vector<std::string> bodies = {"hello", "", std::string(5000, 'x'), "binary\0zero"};
+  bodies[3].push_back('\0');
+  auto msgs = Messages(bodies, 1'000'000);
+  msgs[1].deliver_at_ns = msgs[1].timestamp_ns + 5'000'000'000;
+  BatchBuilder builder(GetParam(), msgs);
+  const std::string value = builder.Seal(42, 0);
+
+  auto decoded = DecodeBatch(value, 42);
+  ASSERT_TRUE(decoded) << decoded.error().ToString();
+  const auto& b = **decoded;
+  EXPECT_EQ(b.header().codec, GetParam());
+  ASSERT_EQ(b.messages().size(), bodies.size());
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    EXPECT_EQ(b.messages()[i].offset, 42 + i);
+    EXPECT_EQ(b.messages()[i].body, bodies[i]);
+    EXPECT_EQ(b.messages()[i].timestamp_ns, msgs[i].timestamp_ns);
+  }
+  EXPECT_EQ(b.messages()[0].deliver_at_ns, 0);
+  EXPECT_EQ(b.messages()[1].deliver_at_ns, msgs[1].deliver_at_ns);
+  EXPECT_EQ(b.header().first_ts, 1'000'000);
+  EXPECT_EQ(b.header().last_ts, 1'000'030);
+}
+
+TEST_P(RecordBatchCodecTest, AnyFlippedByteIsReportedAsCorruption) {
+  auto msgs = Messages({"alpha", "beta", "gamma"}, 7);
+  BatchBuilder builder(GetParam(), msgs);
+  const std::string value = builder.Seal(0, 0);
+  for (size_t i = 0; i < value.size(); ++i) {
+    std::string bad = value;
+    bad[i] ^= 0x20;
+    auto decoded = DecodeBatch(bad, 0);
+    ASSERT_FALSE(decoded) << "flipping byte " << i << " went unnoticed";
+    EXPECT_EQ(decoded.error().code, Errc::kCorruption);
+  }
+}
+
+TEST_P(RecordBatchCodecTest, TornBatchesAreCorruptNotShort) {
+  auto msgs = Messages({"alpha", "beta", "gamma"}, 7);
+  BatchBuilder builder(GetParam(), msgs);
+  const std::string value = builder.Seal(0, 0);
+  for (size_t n = 0; n < value.size(); ++n) {
+    auto decoded = DecodeBatch(std::string_view(value).substr(0, n), 0);
+    ASSERT_FALSE(decoded) << "a batch cut to " << n << " bytes was returned as data";
+    EXPECT_EQ(decoded.error().code, Errc::kCorruption);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCodecs, RecordBatchCodecTest,
+                         ::testing::Values(Codec::kNone, Codec::kLz4, Codec::kZstd),
+                         [](const auto& info) { return std::string(CodecName(info.param)); });
+
+TEST(RecordBatch, HeaderLayoutIsAsDocumented) {
+  auto msgs = Messages({"ab"}, 0x0102030405060708);
+  BatchBuilder builder(Codec::kNone, msgs);
+  const std::string v = builder.Seal(0x1122334455667788, 0);
+  ASSERT_EQ(v.size(), kBatchHeaderSize + 5);  // varints 0, 0, 2 then "ab"
+  EXPECT_EQ(v[4], 1);                          // version
+  EXPECT_EQ(v[5], 0);                          // codec none
+  EXPECT_EQ(LoadLE<uint64_t>(v.data() + 8), 0x1122334455667788u);
+  EXPECT_EQ(LoadLE<uint32_t>(v.data() + 16), 1u);
+  EXPECT_EQ(LoadLE<uint32_t>(v.data() + 20), 5u);
+  EXPECT_EQ(LoadLE<int64_t>(v.data() + 24), 0x0102030405060708);
+  EXPECT_EQ(LoadLE<int64_t>(v.data() + 32), 0x0102030405060708);
+  EXPECT_EQ(v.substr(40), std::string("\0\0\x02" "ab", 5));
+  const std::string_view sv(v);
+  EXPECT_EQ(LoadLE<uint32_t>(v.data()), Crc32cExtend(Crc32c(sv.substr(40)), sv.substr(4, 36)));
+}
+
+TEST(RecordBatch, StoredUnderTheWrongOffsetIsCorrupt) {
+  auto msgs = Messages({"x"}, 1);
+  BatchBuilder builder(Codec::kLz4, msgs);
+  const std::string value = builder.Seal(100, 0);
+  EXPECT_TRUE(DecodeBatch(value, 100));
+  auto wrong = DecodeBatch(value, 101);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, Errc::kCorruption);
+}
+
+TEST(RecordBatch, SealShiftsTimesForwardAndKeepsThemOrdered) {
+  auto msgs = Messages({"a", "b"}, 1000);
+  msgs[1].timestamp_ns = 500;  // out of order on input: clamped to the previous one
+  BatchBuilder builder(Codec::kLz4, msgs);
+  auto value = builder.Seal(0, 250);
+  auto decoded = DecodeBatch(value, 0);
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ((*decoded)->messages()[0].timestamp_ns, 1250);
+  EXPECT_EQ((*decoded)->messages()[1].timestamp_ns, 1250);
+  EXPECT_EQ(builder.decoded()->messages()[1].timestamp_ns, 1250);
+}
+
+}  // namespace
+}  // namespace cairn::storage
