@@ -237,10 +237,17 @@ Result<ReadResult> TopicLog::Read(uint64_t from, size_t max_count, size_t max_by
     return out;
   }
   engine_->rocksdb_reads.fetch_add(1, std::memory_order_relaxed);
-  if (auto st = ReadCold(from, end, max_count, max_bytes, &out); !st) {
-    return tl::unexpected(st.error());
+  for (;;) {
+    auto st = ReadCold(from, end, max_count, max_bytes, &out);
+    if (st) return out;
+    // Retention may have trimmed `from` away since it was checked: read from the new start.
+    const uint64_t start = start_offset();
+    if (st.error().code != Errc::kNotFound || start <= from) return tl::unexpected(st.error());
+    from = start;
+    out = ReadResult{};
+    out.next_offset = from;
+    if (from >= end) return out;
   }
-  return out;
 }
 
 Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
@@ -275,12 +282,14 @@ Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t 
     if (out->next_offset < (*batch)->end_offset()) break;
   }
   if (!it->status().ok()) return tl::unexpected(FromRocks(it->status(), "reading the log"));
-  if (out->messages.empty() || out->messages.front().offset != std::max(from, start)) {
-    // Offsets below `end` must be there; a hole is damage, not an empty read.
-    if (from < end) {
-      return Fail(Errc::kCorruption,
-                  fmt::format("topic {}: offset {} is missing from the log", name_, from));
+  if (out->messages.empty() || out->messages.front().offset != from) {
+    // Offsets in [start, end) must be there. Read() retries if retention trimmed them meanwhile;
+    // otherwise a hole is damage, not an empty read.
+    if (start_offset() > from) {
+      return Fail(Errc::kNotFound, fmt::format("topic {}: offset {} was trimmed", name_, from));
     }
+    return Fail(Errc::kCorruption,
+                fmt::format("topic {}: offset {} is missing from the log", name_, from));
   }
   return {};
 }
