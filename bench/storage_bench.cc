@@ -15,10 +15,10 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -47,9 +47,12 @@ int64_t NowNs() {
 
 SyncPolicy PolicyOf(int64_t code) {
   switch (code) {
-    case 0: return *SyncPolicy::Parse("always");
-    case 1: return *SyncPolicy::Parse("interval:10");
-    default: return *SyncPolicy::Parse("never");
+    case 0:
+      return *SyncPolicy::Parse("always");
+    case 1:
+      return *SyncPolicy::Parse("interval:10");
+    default:
+      return *SyncPolicy::Parse("never");
   }
 }
 
@@ -117,7 +120,12 @@ void AppendArgs(benchmark::internal::Benchmark* b) {
   }
   b->ArgNames({"bytes", "batch", "sync"});
 }
-BENCHMARK(BM_Append)->Apply(AppendArgs)->Threads(1)->Threads(4)->Threads(16)->UseRealTime()
+BENCHMARK(BM_Append)
+    ->Apply(AppendArgs)
+    ->Threads(1)
+    ->Threads(4)
+    ->Threads(16)
+    ->UseRealTime()
     ->MinTime(0.5);
 
 // N logical appenders driven by one thread, as the broker's event loop drives its connections:
@@ -270,8 +278,8 @@ void BM_OffsetForTime(benchmark::State& state) {
   ReopenCold(f);
   uint64_t i = 0;
   for (auto _ : state) {
-    const int64_t ts = f.first_ts + static_cast<int64_t>((i++ * 7919) % 1000) *
-                                        ((f.last_ts - f.first_ts) / 1000);
+    const int64_t ts =
+        f.first_ts + static_cast<int64_t>((i++ * 7919) % 1000) * ((f.last_ts - f.first_ts) / 1000);
     auto off = f.topic->OffsetForTime(ts);
     benchmark::DoNotOptimize(off);
   }

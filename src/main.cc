@@ -3,9 +3,9 @@
 #include <csignal>
 #include <cstdio>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "storage/store.h"
 
@@ -36,8 +36,7 @@ int main(int argc, char** argv) {
   auto policy = SyncPolicy::Parse(sync);
   auto parsed_codec = ParseCodec(codec);
   if (!policy || !parsed_codec) {
-    fmt::print(stderr, "cairnd: {}\n",
-               (!policy ? policy.error() : parsed_codec.error()).message);
+    fmt::print(stderr, "cairnd: {}\n", (!policy ? policy.error() : parsed_codec.error()).message);
     return 2;
   }
   options.sync = *policy;

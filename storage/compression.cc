@@ -33,9 +33,12 @@ ZSTD_DCtx* ThreadDCtx() {
 
 std::string_view CodecName(Codec codec) {
   switch (codec) {
-    case Codec::kNone: return "none";
-    case Codec::kLz4: return "lz4";
-    case Codec::kZstd: return "zstd";
+    case Codec::kNone:
+      return "none";
+    case Codec::kLz4:
+      return "lz4";
+    case Codec::kZstd:
+      return "zstd";
   }
   return "unknown";
 }
@@ -59,17 +62,16 @@ void Compress(Codec codec, std::string_view in, std::string* out) {
     case Codec::kLz4: {
       const int bound = LZ4_compressBound(static_cast<int>(in.size()));
       out->resize(start + bound);
-      const int n = LZ4_compress_default(in.data(), out->data() + start,
-                                         static_cast<int>(in.size()), bound);
+      const int n =
+          LZ4_compress_default(in.data(), out->data() + start, static_cast<int>(in.size()), bound);
       out->resize(start + n);
       return;
     }
     case Codec::kZstd: {
       const size_t bound = ZSTD_compressBound(in.size());
       out->resize(start + bound);
-      const size_t n =
-          ZSTD_compressCCtx(ThreadCCtx(), out->data() + start, bound, in.data(), in.size(),
-                            kZstdLevel);
+      const size_t n = ZSTD_compressCCtx(ThreadCCtx(), out->data() + start, bound, in.data(),
+                                         in.size(), kZstdLevel);
       out->resize(start + (ZSTD_isError(n) ? 0 : n));
       return;
     }
@@ -90,7 +92,8 @@ Status Decompress(Codec codec, std::string_view in, size_t raw_len, std::string*
       return {};
     }
     case Codec::kZstd: {
-      const size_t n = ZSTD_decompressDCtx(ThreadDCtx(), out->data(), raw_len, in.data(), in.size());
+      const size_t n =
+          ZSTD_decompressDCtx(ThreadDCtx(), out->data(), raw_len, in.data(), in.size());
       if (ZSTD_isError(n) || n != raw_len) break;
       return {};
     }

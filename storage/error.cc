@@ -7,14 +7,22 @@ namespace cairn::storage {
 
 std::string_view ErrcName(Errc code) {
   switch (code) {
-    case Errc::kNotFound: return "not found";
-    case Errc::kAlreadyExists: return "already exists";
-    case Errc::kInvalidArgument: return "invalid argument";
-    case Errc::kCorruption: return "corruption";
-    case Errc::kIOError: return "I/O error";
-    case Errc::kNoSpace: return "no space left on device";
-    case Errc::kUnsupportedFormat: return "unsupported format";
-    case Errc::kClosed: return "closed";
+    case Errc::kNotFound:
+      return "not found";
+    case Errc::kAlreadyExists:
+      return "already exists";
+    case Errc::kInvalidArgument:
+      return "invalid argument";
+    case Errc::kCorruption:
+      return "corruption";
+    case Errc::kIOError:
+      return "I/O error";
+    case Errc::kNoSpace:
+      return "no space left on device";
+    case Errc::kUnsupportedFormat:
+      return "unsupported format";
+    case Errc::kClosed:
+      return "closed";
   }
   return "unknown";
 }

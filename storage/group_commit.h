@@ -51,10 +51,10 @@ class CommitOp {
 };
 
 struct CommitStats {
-  uint64_t groups = 0;     // RocksDB writes
-  uint64_t syncs = 0;      // of which fsynced (plus interval syncs)
-  uint64_t ops = 0;        // requests committed
-  uint64_t failures = 0;   // groups whose write failed
+  uint64_t groups = 0;    // RocksDB writes
+  uint64_t syncs = 0;     // of which fsynced (plus interval syncs)
+  uint64_t ops = 0;       // requests committed
+  uint64_t failures = 0;  // groups whose write failed
 };
 
 class GroupCommitter {
@@ -87,8 +87,8 @@ class GroupCommitter {
   bool healthy_ = true;
 
   // Committer thread only.
-  bool unsynced_ = false;     // written since the last sync (interval policy)
-  bool needs_resume_ = false; // the last write failed; RocksDB wants Resume() first
+  bool unsynced_ = false;      // written since the last sync (interval policy)
+  bool needs_resume_ = false;  // the last write failed; RocksDB wants Resume() first
   std::chrono::steady_clock::time_point next_sync_;
 
   std::thread thread_;

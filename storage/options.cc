@@ -26,9 +26,12 @@ Result<SyncPolicy> SyncPolicy::Parse(std::string_view text) {
 
 std::string SyncPolicy::ToString() const {
   switch (mode) {
-    case SyncMode::kAlways: return "always";
-    case SyncMode::kNever: return "never";
-    case SyncMode::kInterval: return fmt::format("interval:{}", interval.count());
+    case SyncMode::kAlways:
+      return "always";
+    case SyncMode::kNever:
+      return "never";
+    case SyncMode::kInterval:
+      return fmt::format("interval:{}", interval.count());
   }
   return "unknown";
 }

@@ -30,7 +30,7 @@ struct SyncPolicy {
 // the channels' cursors say.
 struct RetentionPolicy {
   std::chrono::milliseconds age{std::chrono::hours(72)};  // 0 = keep forever
-  uint64_t bytes = 0;                                      // stored bytes; 0 = unlimited
+  uint64_t bytes = 0;                                     // stored bytes; 0 = unlimited
 };
 
 // Per-topic overrides of the store-wide defaults; an empty field means "the default".

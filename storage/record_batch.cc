@@ -53,8 +53,9 @@ Status DecodedBatch::Parse() {
     messages_.push_back(m);
   }
   if (!in.empty()) {
-    return Fail(Errc::kCorruption, fmt::format("batch at offset {}: {} bytes after the last message",
-                                               header_.base_offset, in.size()));
+    return Fail(Errc::kCorruption,
+                fmt::format("batch at offset {}: {} bytes after the last message",
+                            header_.base_offset, in.size()));
   }
   return {};
 }
@@ -131,8 +132,8 @@ Result<BatchHeader> ParseBatchHeader(std::string_view value) {
   h.first_ts = LoadLE<int64_t>(p + 24);
   h.last_ts = LoadLE<int64_t>(p + 32);
   if (h.count == 0 || h.last_ts < h.first_ts) {
-    return Fail(Errc::kCorruption, fmt::format("batch at offset {} has an impossible header",
-                                               h.base_offset));
+    return Fail(Errc::kCorruption,
+                fmt::format("batch at offset {} has an impossible header", h.base_offset));
   }
   return h;
 }

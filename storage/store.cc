@@ -283,16 +283,17 @@ Status Store::Recover() {
   for (it->Seek("T"); it->Valid() && it->key().starts_with("T"); it->Next()) {
     pb::TopicMeta meta;
     if (!meta.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return Fail(Errc::kCorruption, fmt::format("topic record {} does not parse",
-                                                 it->key().ToString(true)));
+      return Fail(Errc::kCorruption,
+                  fmt::format("topic record {} does not parse", it->key().ToString(true)));
     }
     pb::LogState log_state;
     if (auto st = db_->Get(ro, e.meta, keys::LogState(meta.id()), &value);
         !st.ok() || !log_state.ParseFromString(value)) {
-      return Fail(Errc::kCorruption, fmt::format("topic {} has no readable log state", meta.name()));
+      return Fail(Errc::kCorruption,
+                  fmt::format("topic {} has no readable log state", meta.name()));
     }
-    TopicLog::Recovered rec{log_state.start_offset(), log_state.next_offset(), log_state.bytes(),
-                            0, log_state.last_ts()};
+    TopicLog::Recovered rec{log_state.start_offset(), log_state.next_offset(), log_state.bytes(), 0,
+                            log_state.last_ts()};
 
     // The log state is written atomically with every batch, so the last batch must end exactly
     // where it says the log ends, and the first must begin at its start.
@@ -310,7 +311,8 @@ Status Store::Recover() {
       if (!h) return tl::unexpected(h.error());
       log_end = h->base_offset + h->count;
     }
-    if (log_end != rec.next_offset && !(log_end <= rec.start_offset && rec.start_offset == rec.next_offset)) {
+    if (log_end != rec.next_offset &&
+        !(log_end <= rec.start_offset && rec.start_offset == rec.next_offset)) {
       return Fail(Errc::kCorruption,
                   fmt::format("topic {}: log state says the log ends at {}, the last batch ends "
                               "at {}",
@@ -326,8 +328,8 @@ Status Store::Recover() {
       if (!h) return tl::unexpected(h.error());
       rec.first_ts = h->first_ts;
     }
-    auto topic = std::make_shared<TopicLog>(&e, meta.id(), meta.name(), FromProto(meta.settings()),
-                                            rec);
+    auto topic =
+        std::make_shared<TopicLog>(&e, meta.id(), meta.name(), FromProto(meta.settings()), rec);
     next_id_ = std::max(next_id_, meta.id() + 1);
 
     std::unique_ptr<rocksdb::Iterator> ch(db_->NewIterator(ro, e.meta));
@@ -341,14 +343,21 @@ Status Store::Recover() {
       pb::CursorState cs;
       if (auto st = db_->Get(ro, e.cursors, keys::Cursor(meta.id(), cm.id()), &value);
           !st.ok() || !cs.ParseFromString(value)) {
-        return Fail(Errc::kCorruption, fmt::format("channel {}/{} has no readable cursor",
-                                                   meta.name(), cm.name()));
+        return Fail(Errc::kCorruption,
+                    fmt::format("channel {}/{} has no readable cursor", meta.name(), cm.name()));
       }
       auto acks = AckSet::Decode(cs.ack_floor(), {cs.finished().begin(), cs.finished().end()});
       if (!acks) return tl::unexpected(acks.error());
-      auto cursor = std::make_shared<ChannelCursor>(meta.id(), cm.id(), cm.name(),
-                                                    std::move(*acks), cs.skipped_by_retention());
+      auto cursor = std::make_shared<ChannelCursor>(meta.id(), cm.id(), cm.name(), std::move(*acks),
+                                                    cs.skipped_by_retention());
       cursor->SkipTo(rec.start_offset);
+      // A cursor is never ahead of the log (it could only be if the log lost acknowledged data,
+      // which the checks above rule out; kept as a guard so a channel never skips new messages).
+      if (cursor->floor() > rec.next_offset) {
+        spdlog::warn("storage: topic={} channel={} cursor {} is past the log's end {}; moved back",
+                     meta.name(), cm.name(), cursor->floor(), rec.next_offset);
+        cursor->Seek(rec.next_offset);
+      }
       topic->AddChannel(std::move(cursor));
       next_id_ = std::max(next_id_, cm.id() + 1);
     }
@@ -429,9 +438,8 @@ Result<std::shared_ptr<TopicLog>> Store::CreateTopic(std::string_view name,
     next_id_ = saved_next_id;
     return tl::unexpected(st.error());
   }
-  auto topic =
-      std::make_shared<TopicLog>(engine_.get(), id, std::string(name), settings,
-                                 TopicLog::Recovered{});
+  auto topic = std::make_shared<TopicLog>(engine_.get(), id, std::string(name), settings,
+                                          TopicLog::Recovered{});
   topics_.emplace(std::string(name), topic);
   return topic;
 }
@@ -510,8 +518,8 @@ Result<std::shared_ptr<ChannelCursor>> Store::CreateChannel(std::string_view top
   auto st = CommitMeta([&](rocksdb::WriteBatch& wb) -> Status {
     auto id = AllocateId(wb);
     if (!id) return tl::unexpected(id.error());
-    cursor = std::make_shared<ChannelCursor>(topic->id(), *id, std::string(channel), AckSet(floor),
-                                             0);
+    cursor =
+        std::make_shared<ChannelCursor>(topic->id(), *id, std::string(channel), AckSet(floor), 0);
     pb::ChannelMeta meta;
     meta.set_id(*id);
     meta.set_name(std::string(channel));
@@ -609,7 +617,8 @@ Result<RetentionReport> Store::EnforceRetention(int64_t now_ns) {
       cut = h->base_offset + h->count;
       removed += it->value().size();
     }
-    if (!it->status().ok()) return tl::unexpected(FromRocks(it->status(), "scanning for retention"));
+    if (!it->status().ok())
+      return tl::unexpected(FromRocks(it->status(), "scanning for retention"));
     it.reset();
     if (cut == info.start_offset) continue;
     if (auto st = topic->TrimTo(cut, removed, first_ts); !st) {

@@ -119,14 +119,28 @@ Status TopicLog::PrepareTrim(uint64_t new_start, uint64_t removed_bytes, int64_t
   if (deleted_) return Fail(Errc::kNotFound, fmt::format("topic {} was deleted", name_));
   if (new_start <= w_start_) return {};
   // The range starts at the old start, not at 0, so tombstones never overlap one another.
-  if (auto st = wb.DeleteRange(engine_->log, keys::Batch(id_, w_start_),
-                               keys::Batch(id_, new_start));
+  if (auto st =
+          wb.DeleteRange(engine_->log, keys::Batch(id_, w_start_), keys::Batch(id_, new_start));
       !st.ok()) {
     return tl::unexpected(FromRocks(st, "adding a trim to the group"));
   }
   w_start_ = new_start;
   w_bytes_ -= std::min(w_bytes_, removed_bytes);
-  w_first_ts_ = w_start_ == w_next_ ? 0 : new_first_ts;
+  if (w_start_ == w_next_) {
+    w_first_ts_ = 0;
+  } else if (new_first_ts != 0) {
+    w_first_ts_ = new_first_ts;
+  } else {
+    // Retention trimmed everything it saw, and appends landed after its scan: the new first
+    // batch is one of those, still in memory.
+    std::lock_guard lock(mu_);
+    for (const auto& b : tail_) {
+      if (b->base_offset() == new_start) w_first_ts_ = b->header().first_ts;
+    }
+    for (const auto& b : pending_) {
+      if (b->base_offset() == new_start) w_first_ts_ = b->header().first_ts;
+    }
+  }
   for (const auto& cursor : Channels()) {
     cursor->SkipTo(new_start);
     pb::CursorState state;
@@ -160,9 +174,8 @@ void TopicLog::CommitPending() {
       tail_bytes_ += batch->memory_bytes();
       tail_.push_back(std::move(batch));
     }
-    while (!tail_.empty() &&
-           (tail_bytes_ > engine_->options.tail_cache_bytes_per_topic ||
-            tail_.front()->end_offset() <= start_)) {
+    while (!tail_.empty() && (tail_bytes_ > engine_->options.tail_cache_bytes_per_topic ||
+                              tail_.front()->end_offset() <= start_)) {
       tail_bytes_ -= tail_.front()->memory_bytes();
       tail_.pop_front();
     }
@@ -274,8 +287,7 @@ Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t 
     const uint64_t base = keys::PairLow(it->key().ToStringView());
     auto batch = DecodeBatch(it->value().ToStringView(), base);
     if (!batch) {
-      return Fail(batch.error().code,
-                  fmt::format("topic {}: {}", name_, batch.error().message));
+      return Fail(batch.error().code, fmt::format("topic {}: {}", name_, batch.error().message));
     }
     if ((*batch)->end_offset() <= from) continue;
     TakeFromBatch(*batch, from, end, max_count, max_bytes, &bytes, out);

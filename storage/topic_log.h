@@ -34,7 +34,7 @@ class GroupContext;
 struct AppendResult {
   uint64_t base_offset = 0;  // the batch holds base_offset .. base_offset + count - 1
   uint32_t count = 0;
-  int64_t first_ts = 0;      // publish times as stored (never decreasing within a topic)
+  int64_t first_ts = 0;  // publish times as stored (never decreasing within a topic)
   int64_t last_ts = 0;
 };
 
@@ -57,7 +57,7 @@ struct LogInfo {
   uint64_t bytes = 0;        // stored bytes of the batches in the log
   Codec codec = Codec::kLz4;
   RetentionPolicy retention;
-  TopicSettings settings;    // as configured; unset fields follow the store's defaults
+  TopicSettings settings;  // as configured; unset fields follow the store's defaults
 };
 
 class TopicLog : public std::enable_shared_from_this<TopicLog> {
@@ -129,9 +129,8 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   // Reads from RocksDB: batches from the one holding `from`, until a budget is spent.
   Status ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
                   ReadResult* out) const;
-  void TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from,
-                     uint64_t end, size_t max_count, size_t max_bytes, size_t* bytes,
-                     ReadResult* out) const;
+  void TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from, uint64_t end,
+                     size_t max_count, size_t max_bytes, size_t* bytes, ReadResult* out) const;
 
   Engine* const engine_;
   const uint64_t id_;

@@ -75,8 +75,8 @@ TEST(AckSet, SkipToInsideARangeKeepsItsTail) {
 }
 
 TEST(AckSet, MalformedEncodingsAreRejected) {
-  EXPECT_FALSE(AckSet::Decode(0, {1}));        // odd
-  EXPECT_FALSE(AckSet::Decode(0, {1, 0}));     // empty range
+  EXPECT_FALSE(AckSet::Decode(0, {1}));           // odd
+  EXPECT_FALSE(AckSet::Decode(0, {1, 0}));        // empty range
   EXPECT_FALSE(AckSet::Decode(0, {1, 2, 0, 3}));  // adjacent ranges are never written
   EXPECT_TRUE(AckSet::Decode(0, {1, 2, 1, 3}));
 }

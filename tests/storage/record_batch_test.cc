@@ -92,14 +92,16 @@ TEST(RecordBatch, HeaderLayoutIsAsDocumented) {
   BatchBuilder builder(Codec::kNone, msgs);
   const std::string v = builder.Seal(0x1122334455667788, 0);
   ASSERT_EQ(v.size(), kBatchHeaderSize + 5);  // varints 0, 0, 2 then "ab"
-  EXPECT_EQ(v[4], 1);                          // version
-  EXPECT_EQ(v[5], 0);                          // codec none
+  EXPECT_EQ(v[4], 1);                         // version
+  EXPECT_EQ(v[5], 0);                         // codec none
   EXPECT_EQ(LoadLE<uint64_t>(v.data() + 8), 0x1122334455667788u);
   EXPECT_EQ(LoadLE<uint32_t>(v.data() + 16), 1u);
   EXPECT_EQ(LoadLE<uint32_t>(v.data() + 20), 5u);
   EXPECT_EQ(LoadLE<int64_t>(v.data() + 24), 0x0102030405060708);
   EXPECT_EQ(LoadLE<int64_t>(v.data() + 32), 0x0102030405060708);
-  EXPECT_EQ(v.substr(40), std::string("\0\0\x02" "ab", 5));
+  EXPECT_EQ(v.substr(40), std::string("\0\0\x02"
+                                      "ab",
+                                      5));
   const std::string_view sv(v);
   EXPECT_EQ(LoadLE<uint32_t>(v.data()), Crc32cExtend(Crc32c(sv.substr(40)), sv.substr(4, 36)));
 }

@@ -16,9 +16,9 @@ namespace {
 
 struct ReadCost {
   uint64_t reads = 0;
-  uint64_t max_skipped = 0;      // internal keys, deletions and range-deletion reseeks, one read
-  uint64_t early_skipped = 0;    // in the first quarter of the run
-  uint64_t late_skipped = 0;     // in the last quarter
+  uint64_t max_skipped = 0;    // internal keys, deletions and range-deletion reseeks, one read
+  uint64_t early_skipped = 0;  // in the first quarter of the run
+  uint64_t late_skipped = 0;   // in the last quarter
 };
 
 TEST(Retention, ContinuousTrimDoesNotSlowReadsOrSeeks) {

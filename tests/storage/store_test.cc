@@ -172,8 +172,12 @@ TEST(Store, SyncPolicies) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const auto later = store->stats().commits.syncs - base;
     switch (o.sync.mode) {
-      case SyncMode::kAlways: EXPECT_EQ(after_appends, 5u); break;
-      case SyncMode::kNever: EXPECT_EQ(later, 0u); break;
+      case SyncMode::kAlways:
+        EXPECT_EQ(after_appends, 5u);
+        break;
+      case SyncMode::kNever:
+        EXPECT_EQ(later, 0u);
+        break;
       case SyncMode::kInterval:
         // Completed without a sync of their own; synced by the timer soon after.
         EXPECT_LE(after_appends, 1u);
@@ -373,9 +377,9 @@ TEST(Store, CursorFlushesAreBatchedOffTheAppendPath) {
   RawDb raw(dir.path());
   std::string value;
   pb::CursorState state;
-  ASSERT_TRUE(raw.db->Get({}, raw.handles[2], keys::Cursor(topic->id(), cursor->channel_id()),
-                          &value)
-                  .ok());
+  ASSERT_TRUE(
+      raw.db->Get({}, raw.handles[2], keys::Cursor(topic->id(), cursor->channel_id()), &value)
+          .ok());
   ASSERT_TRUE(state.ParseFromString(value));
   EXPECT_EQ(state.ack_floor(), 1000u);
 }
@@ -389,7 +393,7 @@ TEST(Store, NewChannelsStartAtTheEndUnlessToldOtherwise) {
   EXPECT_EQ((*store->CreateChannel("t", "earliest", 0))->floor(), 0u);
   EXPECT_EQ((*store->CreateChannel("t", "middle", 4))->floor(), 4u);
   EXPECT_EQ((*store->CreateChannel("t", "beyond", 99))->floor(), 10u);  // clamped
-  EXPECT_EQ((*store->CreateChannel("t", "middle", 7))->floor(), 4u);   // existing one returned
+  EXPECT_EQ((*store->CreateChannel("t", "middle", 7))->floor(), 4u);    // existing one returned
   EXPECT_FALSE(store->CreateChannel("nope", "c"));
   EXPECT_FALSE(store->CreateChannel("t", ""));
   ASSERT_TRUE(store->DeleteChannel("t", "middle"));
@@ -422,7 +426,8 @@ TEST(Store, RetentionByBytesTrimsWholeBatchesAndSkipsLaggingCursors) {
   ASSERT_TRUE(report) << report.error().ToString();
   const auto info = topic->Info();
   EXPECT_LE(info.bytes, 10'000u);
-  EXPECT_GT(info.bytes, 10'000u - bytes_before / 20 - 1);  // only whole batches, no more than needed
+  EXPECT_GT(info.bytes,
+            10'000u - bytes_before / 20 - 1);  // only whole batches, no more than needed
   EXPECT_EQ(info.start_offset % 10, 0u);
   EXPECT_EQ(report->messages_trimmed, info.start_offset);
   EXPECT_EQ(lagging->floor(), info.start_offset);
