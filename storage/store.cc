@@ -292,8 +292,8 @@ Status Store::Recover() {
       return Fail(Errc::kCorruption,
                   fmt::format("topic {} has no readable log state", meta.name()));
     }
-    TopicLog::Recovered rec{log_state.start_offset(), log_state.next_offset(), log_state.bytes(), 0,
-                            log_state.last_ts()};
+    TopicLog::Extent rec{log_state.start_offset(), log_state.next_offset(), log_state.bytes(), 0,
+                         log_state.last_ts()};
 
     // The log state is written atomically with every batch, so the last batch must end exactly
     // where it says the log ends, and the first must begin at its start.
@@ -439,7 +439,7 @@ Result<std::shared_ptr<TopicLog>> Store::CreateTopic(std::string_view name,
     return tl::unexpected(st.error());
   }
   auto topic = std::make_shared<TopicLog>(engine_.get(), id, std::string(name), settings,
-                                          TopicLog::Recovered{});
+                                          TopicLog::Extent{});
   topics_.emplace(std::string(name), topic);
   return topic;
 }

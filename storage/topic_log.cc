@@ -58,21 +58,13 @@ class TrimOp final : public CommitOp {
 };
 
 TopicLog::TopicLog(Engine* engine, uint64_t id, std::string name, TopicSettings settings,
-                   const Recovered& state)
+                   const Extent& extent)
     : engine_(engine),
       id_(id),
       name_(std::move(name)),
       settings_(std::move(settings)),
-      start_(state.start_offset),
-      next_(state.next_offset),
-      bytes_(state.bytes),
-      first_ts_(state.first_ts),
-      last_ts_(state.last_ts),
-      w_start_(state.start_offset),
-      w_next_(state.next_offset),
-      w_bytes_(state.bytes),
-      w_first_ts_(state.first_ts),
-      w_last_ts_(state.last_ts) {}
+      committed_(extent),
+      w_(extent) {}
 
 void TopicLog::AppendAsync(std::span<const MessageIn> messages, AppendCallback done) {
   if (messages.empty()) {
@@ -98,17 +90,17 @@ Result<AppendResult> TopicLog::Append(std::span<const MessageIn> messages) {
 Status TopicLog::PrepareAppend(BatchBuilder& batch, rocksdb::WriteBatch& wb, GroupContext& ctx,
                                AppendResult* result) {
   if (deleted_) return Fail(Errc::kNotFound, fmt::format("topic {} was deleted", name_));
-  const int64_t shift = std::max<int64_t>(0, w_last_ts_ - batch.first_ts());
-  const std::string& value = batch.Seal(w_next_, shift);
+  const int64_t shift = std::max<int64_t>(0, w_.last_ts - batch.first_ts());
+  const std::string& value = batch.Seal(w_.next_offset, shift);
   const auto& h = batch.decoded()->header();
-  if (auto st = wb.Put(engine_->log, keys::Batch(id_, w_next_), value); !st.ok()) {
+  if (auto st = wb.Put(engine_->log, keys::Batch(id_, w_.next_offset), value); !st.ok()) {
     return tl::unexpected(FromRocks(st, "adding a batch to the group"));
   }
-  if (w_next_ == w_start_) w_first_ts_ = h.first_ts;
-  *result = AppendResult{w_next_, h.count, h.first_ts, h.last_ts};
-  w_next_ += h.count;
-  w_bytes_ += value.size();
-  w_last_ts_ = h.last_ts;
+  if (w_.next_offset == w_.start_offset) w_.first_ts = h.first_ts;
+  *result = AppendResult{w_.next_offset, h.count, h.first_ts, h.last_ts};
+  w_.next_offset += h.count;
+  w_.bytes += value.size();
+  w_.last_ts = h.last_ts;
   pending_.push_back(batch.decoded());
   ctx.Touch(this);
   return {};
@@ -117,28 +109,28 @@ Status TopicLog::PrepareAppend(BatchBuilder& batch, rocksdb::WriteBatch& wb, Gro
 Status TopicLog::PrepareTrim(uint64_t new_start, uint64_t removed_bytes, int64_t new_first_ts,
                              rocksdb::WriteBatch& wb, GroupContext& ctx) {
   if (deleted_) return Fail(Errc::kNotFound, fmt::format("topic {} was deleted", name_));
-  if (new_start <= w_start_) return {};
+  if (new_start <= w_.start_offset) return {};
   // The range starts at the old start, not at 0, so tombstones never overlap one another.
-  if (auto st =
-          wb.DeleteRange(engine_->log, keys::Batch(id_, w_start_), keys::Batch(id_, new_start));
+  if (auto st = wb.DeleteRange(engine_->log, keys::Batch(id_, w_.start_offset),
+                               keys::Batch(id_, new_start));
       !st.ok()) {
     return tl::unexpected(FromRocks(st, "adding a trim to the group"));
   }
-  w_start_ = new_start;
-  w_bytes_ -= std::min(w_bytes_, removed_bytes);
-  if (w_start_ == w_next_) {
-    w_first_ts_ = 0;
+  w_.start_offset = new_start;
+  w_.bytes -= std::min(w_.bytes, removed_bytes);
+  if (w_.start_offset == w_.next_offset) {
+    w_.first_ts = 0;
   } else if (new_first_ts != 0) {
-    w_first_ts_ = new_first_ts;
+    w_.first_ts = new_first_ts;
   } else {
     // Retention trimmed everything it saw, and appends landed after its scan: the new first
     // batch is one of those, still in memory.
     std::lock_guard lock(mu_);
     for (const auto& b : tail_) {
-      if (b->base_offset() == new_start) w_first_ts_ = b->header().first_ts;
+      if (b->base_offset() == new_start) w_.first_ts = b->header().first_ts;
     }
     for (const auto& b : pending_) {
-      if (b->base_offset() == new_start) w_first_ts_ = b->header().first_ts;
+      if (b->base_offset() == new_start) w_.first_ts = b->header().first_ts;
     }
   }
   for (const auto& cursor : Channels()) {
@@ -154,10 +146,10 @@ Status TopicLog::PrepareTrim(uint64_t new_start, uint64_t removed_bytes, int64_t
 void TopicLog::WriteState(rocksdb::WriteBatch& wb) const {
   if (deleted_) return;
   pb::LogState state;
-  state.set_start_offset(w_start_);
-  state.set_next_offset(w_next_);
-  state.set_bytes(w_bytes_);
-  state.set_last_ts(w_last_ts_);
+  state.set_start_offset(w_.start_offset);
+  state.set_next_offset(w_.next_offset);
+  state.set_bytes(w_.bytes);
+  state.set_last_ts(w_.last_ts);
   wb.Put(engine_->meta, keys::LogState(id_), state.SerializeAsString());
 }
 
@@ -165,33 +157,25 @@ void TopicLog::CommitPending() {
   std::function<void(uint64_t)> listener;
   {
     std::lock_guard lock(mu_);
-    start_ = w_start_;
-    next_ = w_next_;
-    bytes_ = w_bytes_;
-    first_ts_ = w_first_ts_;
-    last_ts_ = w_last_ts_;
+    committed_ = w_;
     for (auto& batch : pending_) {
       tail_bytes_ += batch->memory_bytes();
       tail_.push_back(std::move(batch));
     }
     while (!tail_.empty() && (tail_bytes_ > engine_->options.tail_cache_bytes_per_topic ||
-                              tail_.front()->end_offset() <= start_)) {
+                              tail_.front()->end_offset() <= committed_.start_offset)) {
       tail_bytes_ -= tail_.front()->memory_bytes();
       tail_.pop_front();
     }
     listener = listener_;
   }
   pending_.clear();
-  if (listener) listener(w_next_);
+  if (listener) listener(w_.next_offset);
 }
 
 void TopicLog::RollbackPending() {
   std::lock_guard lock(mu_);
-  w_start_ = start_;
-  w_next_ = next_;
-  w_bytes_ = bytes_;
-  w_first_ts_ = first_ts_;
-  w_last_ts_ = last_ts_;
+  w_ = committed_;
   pending_.clear();
 }
 
@@ -224,8 +208,8 @@ Result<ReadResult> TopicLog::Read(uint64_t from, size_t max_count, size_t max_by
   uint64_t end;
   {
     std::lock_guard lock(mu_);
-    from = std::max(from, start_);
-    end = next_;
+    from = std::max(from, committed_.start_offset);
+    end = committed_.next_offset;
     out.next_offset = from;
     if (from >= end || max_count == 0) return out;
     if (!tail_.empty() && from >= tail_.front()->base_offset()) {
@@ -268,7 +252,7 @@ Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t 
   uint64_t start;
   {
     std::lock_guard lock(mu_);
-    start = start_;
+    start = committed_.start_offset;
   }
   // Bounding the iterator to the live part of this topic keeps seeks clear of the range
   // tombstones retention leaves below the start.
@@ -311,10 +295,10 @@ Result<uint64_t> TopicLog::OffsetForTime(int64_t ts_ns) const {
   std::vector<std::shared_ptr<const DecodedBatch>> tail;
   {
     std::lock_guard lock(mu_);
-    lo = start_;
-    hi = next_;
-    if (lo == hi || ts_ns <= first_ts_) return lo;
-    if (ts_ns > last_ts_) return hi;
+    lo = committed_.start_offset;
+    hi = committed_.next_offset;
+    if (lo == hi || ts_ns <= committed_.first_ts) return lo;
+    if (ts_ns > committed_.last_ts) return hi;
     if (!tail_.empty() && tail_.front()->header().first_ts < ts_ns) {
       tail.assign(tail_.begin(), tail_.end());
     }
@@ -369,11 +353,11 @@ LogInfo TopicLog::Info() const {
   LogInfo info;
   info.name = name_;
   info.id = id_;
-  info.start_offset = start_;
-  info.next_offset = next_;
-  info.first_ts = start_ == next_ ? 0 : first_ts_;
-  info.last_ts = last_ts_;
-  info.bytes = bytes_;
+  info.start_offset = committed_.start_offset;
+  info.next_offset = committed_.next_offset;
+  info.first_ts = committed_.start_offset == committed_.next_offset ? 0 : committed_.first_ts;
+  info.last_ts = committed_.last_ts;
+  info.bytes = committed_.bytes;
   info.settings = settings_;
   info.codec = settings_.codec.value_or(engine_->options.default_codec);
   info.retention.age = settings_.retention_age.value_or(engine_->options.default_retention.age);
@@ -384,12 +368,12 @@ LogInfo TopicLog::Info() const {
 
 uint64_t TopicLog::start_offset() const {
   std::lock_guard lock(mu_);
-  return start_;
+  return committed_.start_offset;
 }
 
 uint64_t TopicLog::next_offset() const {
   std::lock_guard lock(mu_);
-  return next_;
+  return committed_.next_offset;
 }
 
 void TopicLog::SetAppendListener(std::function<void(uint64_t)> listener) {

@@ -62,12 +62,13 @@ struct LogInfo {
 
 class TopicLog : public std::enable_shared_from_this<TopicLog> {
  public:
-  struct Recovered {
+  // Where the log stands: [start_offset, next_offset), its stored bytes and publish times.
+  struct Extent {
     uint64_t start_offset = 0, next_offset = 0, bytes = 0;
     int64_t first_ts = 0, last_ts = 0;
   };
   TopicLog(Engine* engine, uint64_t id, std::string name, TopicSettings settings,
-           const Recovered& state);
+           const Extent& extent);
 
   uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
@@ -139,16 +140,15 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
 
   mutable std::mutex mu_;
   TopicSettings settings_;
-  uint64_t start_, next_, bytes_;
-  int64_t first_ts_, last_ts_;
-  std::deque<std::shared_ptr<const DecodedBatch>> tail_;  // contiguous, ends at next_
+  Extent committed_;  // as of the last successful write; what readers see
+  std::deque<std::shared_ptr<const DecodedBatch>>
+      tail_;  // contiguous, ends at committed_.next_offset
   size_t tail_bytes_ = 0;
   std::map<std::string, std::shared_ptr<ChannelCursor>, std::less<>> channels_;
   std::function<void(uint64_t)> listener_;
 
-  // Committer thread only: the state as of the last prepared request.
-  uint64_t w_start_, w_next_, w_bytes_;
-  int64_t w_first_ts_, w_last_ts_;
+  // Committer thread only: as of the last prepared request.
+  Extent w_;
   std::vector<std::shared_ptr<const DecodedBatch>> pending_;
 };
 

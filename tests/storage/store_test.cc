@@ -10,6 +10,9 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/metadata.h>
+
+#include "storage/engine.h"
 
 #include "storage/cairn_storage.pb.h"
 #include "storage/keys.h"
@@ -517,6 +520,42 @@ TEST(Store, CorruptBatchOnDiskIsAnErrorNotData) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kCorruption);
   EXPECT_NE(r.error().message.find("CRC"), std::string::npos) << r.error().message;
+}
+
+// The shape of what the `logs` topic carries, from ../shared/data/gen_sample.py: it reads back
+// byte for byte, and what it costs on disk (SST files after compaction, keys and indexes
+// included) stays within the budget per raw byte: 0.25 with lz4, 0.15 with zstd.
+TEST(Store, SampleLogsRoundTripWithinTheirDiskBudget) {
+  const auto lines = testing::SampleLines("logs", 20000);
+  ASSERT_EQ(lines.size(), 20000u) << "../shared/data/gen_sample.py did not run";
+  uint64_t raw = 0;
+  for (const auto& l : lines) raw += l.size();
+  for (auto [codec, budget] : {std::pair{Codec::kLz4, 0.25}, std::pair{Codec::kZstd, 0.15}}) {
+    SCOPED_TRACE(std::string(CodecName(codec)));
+    TempDir dir;
+    auto o = TestOptions(dir.path());
+    o.default_codec = codec;
+    auto store = OpenOrDie(o);
+    auto topic = *store->CreateTopic("logs");
+    for (size_t i = 0; i < lines.size(); i += 100) {
+      std::vector<std::string> part(lines.begin() + i, lines.begin() + i + 100);
+      ASSERT_TRUE(topic->Append(AsMessages(part, testing::NowNs())));
+    }
+    auto& e = store->engine();
+    ASSERT_TRUE(e.db->Flush(rocksdb::FlushOptions(), e.log).ok());
+    rocksdb::CompactRangeOptions cro;
+    cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    ASSERT_TRUE(e.db->CompactRange(cro, e.log, nullptr, nullptr).ok());
+    rocksdb::ColumnFamilyMetaData meta;
+    e.db->GetColumnFamilyMetaData(e.log, &meta);
+    const double ratio = static_cast<double>(meta.size) / static_cast<double>(raw);
+    std::cout << CodecName(codec) << " stored/raw=" << ratio << "\n";
+    EXPECT_LE(ratio, budget);
+    EXPECT_GT(ratio, 0.01);  // something was measured
+    store.reset();
+    store = OpenOrDie(o);
+    EXPECT_EQ(ReadAll(*store->FindTopic("logs")), lines);
+  }
 }
 
 // Every file's name, size and bytes: what "touches nothing" is checked against.
