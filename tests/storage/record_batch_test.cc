@@ -25,6 +25,7 @@ TEST(Keys, AreBigEndianSoRocksDbOrdersThemNumerically) {
   EXPECT_EQ(keys::PairLow(keys::Batch(7, 123456789)), 123456789u);
 }
 
+// The messages point into `bodies`, which must outlive them.
 std::vector<MessageIn> Messages(const std::vector<std::string>& bodies, int64_t ts0) {
   std::vector<MessageIn> out;
   for (size_t i = 0; i < bodies.size(); ++i) {
@@ -60,7 +61,8 @@ TEST_P(RecordBatchCodecTest, RoundTripsBodiesTimesAndDeferrals) {
 }
 
 TEST_P(RecordBatchCodecTest, AnyFlippedByteIsReportedAsCorruption) {
-  auto msgs = Messages({"alpha", "beta", "gamma"}, 7);
+  const std::vector<std::string> bodies = {"alpha", "beta", "gamma"};
+  auto msgs = Messages(bodies, 7);
   BatchBuilder builder(GetParam(), msgs);
   const std::string value = builder.Seal(0, 0);
   for (size_t i = 0; i < value.size(); ++i) {
@@ -73,7 +75,8 @@ TEST_P(RecordBatchCodecTest, AnyFlippedByteIsReportedAsCorruption) {
 }
 
 TEST_P(RecordBatchCodecTest, TornBatchesAreCorruptNotShort) {
-  auto msgs = Messages({"alpha", "beta", "gamma"}, 7);
+  const std::vector<std::string> bodies = {"alpha", "beta", "gamma"};
+  auto msgs = Messages(bodies, 7);
   BatchBuilder builder(GetParam(), msgs);
   const std::string value = builder.Seal(0, 0);
   for (size_t n = 0; n < value.size(); ++n) {
@@ -88,7 +91,8 @@ INSTANTIATE_TEST_SUITE_P(AllCodecs, RecordBatchCodecTest,
                          [](const auto& info) { return std::string(CodecName(info.param)); });
 
 TEST(RecordBatch, HeaderLayoutIsAsDocumented) {
-  auto msgs = Messages({"ab"}, 0x0102030405060708);
+  const std::vector<std::string> bodies = {"ab"};
+  auto msgs = Messages(bodies, 0x0102030405060708);
   BatchBuilder builder(Codec::kNone, msgs);
   const std::string v = builder.Seal(0x1122334455667788, 0);
   ASSERT_EQ(v.size(), kBatchHeaderSize + 5);  // varints 0, 0, 2 then "ab"
@@ -107,7 +111,8 @@ TEST(RecordBatch, HeaderLayoutIsAsDocumented) {
 }
 
 TEST(RecordBatch, StoredUnderTheWrongOffsetIsCorrupt) {
-  auto msgs = Messages({"x"}, 1);
+  const std::vector<std::string> bodies = {"x"};
+  auto msgs = Messages(bodies, 1);
   BatchBuilder builder(Codec::kLz4, msgs);
   const std::string value = builder.Seal(100, 0);
   EXPECT_TRUE(DecodeBatch(value, 100));
@@ -117,7 +122,8 @@ TEST(RecordBatch, StoredUnderTheWrongOffsetIsCorrupt) {
 }
 
 TEST(RecordBatch, SealShiftsTimesForwardAndKeepsThemOrdered) {
-  auto msgs = Messages({"a", "b"}, 1000);
+  const std::vector<std::string> bodies = {"a", "b"};
+  auto msgs = Messages(bodies, 1000);
   msgs[1].timestamp_ns = 500;  // out of order on input: clamped to the previous one
   BatchBuilder builder(Codec::kLz4, msgs);
   auto value = builder.Seal(0, 250);

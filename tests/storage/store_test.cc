@@ -151,7 +151,7 @@ TEST(Store, ConcurrentAppendsShareOneSyncPerGroup) {
   for (auto& t : threads) t.join();
   const auto after = store->stats().commits;
   const uint64_t appends = kThreads * kEach;
-  EXPECT_EQ(after.ops - before.ops, appends);
+  EXPECT_GE(after.ops - before.ops, appends);  // plus any cursor flush that joined a group
   // Group commit: concurrent appenders, to both topics, wait on shared fsyncs.
   EXPECT_LE(after.syncs - before.syncs, appends / 2)
       << "syncs=" << after.syncs - before.syncs << " for " << appends << " appends";
