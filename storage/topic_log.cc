@@ -410,8 +410,6 @@ void TopicLog::SetSettings(TopicSettings settings) {
   settings_ = std::move(settings);
 }
 
-RetentionPolicy TopicLog::EffectiveRetention() const { return Info().retention; }
-
 Codec TopicLog::EffectiveCodec() const {
   std::lock_guard lock(mu_);
   return settings_.codec.value_or(engine_->options.default_codec);

@@ -124,7 +124,6 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   void AddChannel(std::shared_ptr<ChannelCursor> cursor);
   void RemoveChannel(std::string_view name);
   void SetSettings(TopicSettings settings);
-  RetentionPolicy EffectiveRetention() const;
   Codec EffectiveCodec() const;
 
   // Reads from RocksDB: batches from the one holding `from`, until a budget is spent.
