@@ -1,72 +1,181 @@
-// cairnd. Until the NSQ TCP server lands (issue 3) it opens the store, prints what it holds, and
-// waits for SIGTERM or SIGINT, then closes the store cleanly.
+// cairnd: the broker. Opens the store, serves NSQ's TCP protocol, and on SIGTERM or SIGINT stops
+// accepting, lets in-flight publishes complete, persists cursors, syncs and exits 0.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "net/address.h"
+#include "net/tcp_server.h"
+#include "src/broker.h"
+#include "src/duration.h"
 #include "storage/store.h"
 
+namespace {
+
+using namespace cairn;
+namespace asio = boost::asio;
+
+// A CLI11 option taking a Go-style duration ("60s", "15m"), shown with its default.
+template <class Duration>
+void AddDuration(CLI::App& app, const std::string& name, Duration* value,
+                 const std::string& help) {
+  app.add_option_function<std::string>(
+         name,
+         [value, name](const std::string& text) {
+           auto parsed = ParseDuration(text);
+           if (!parsed) throw CLI::ValidationError(name, parsed.error());
+           *value = std::chrono::duration_cast<Duration>(*parsed);
+         },
+         help)
+      ->default_str(FormatDuration(*value));
+}
+
+// Shutdown must finish well inside a Kubernetes grace period; this bounds the drain.
+constexpr auto kDrainDeadline = std::chrono::seconds(8);
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using namespace cairn::storage;
-  StoreOptions options;
-  options.path = "./data";
-  std::string sync = "always", codec = "lz4";
-  int64_t retention_age_s = 72 * 3600;
+  storage::StoreOptions store_options;
+  store_options.path = "./data";
+  BrokerOptions options;
+  std::string sync = "always", codec = "lz4", tcp_address = "0.0.0.0:4150";
+  std::chrono::milliseconds retention_age = store_options.default_retention.age;
 
   CLI::App app{"cairnd: a durable, NSQ-compatible message broker"};
-  app.add_option("--data-path", options.path, "directory holding the store (created if missing)")
+  app.add_option("--tcp-address", tcp_address, "<addr>:<port> to listen on for TCP clients")
+      ->capture_default_str();
+  app.add_option("--data-path", store_options.path,
+                 "directory holding the store (created if missing)")
+      ->capture_default_str();
+  AddDuration(app, "--msg-timeout", &options.msg_timeout,
+              "default time a message may be in flight before it is delivered again");
+  AddDuration(app, "--max-msg-timeout", &options.max_msg_timeout,
+              "longest msg_timeout a client may ask for, and how far TOUCH may extend one");
+  app.add_option("--max-msg-size", options.max_msg_size,
+                 "largest message body in bytes (PUB, DPUB, each message of MPUB)")
+      ->capture_default_str();
+  app.add_option("--max-body-size", options.max_body_size,
+                 "largest command body in bytes (a whole MPUB, IDENTIFY)")
+      ->capture_default_str();
+  app.add_option("--max-rdy-count", options.max_rdy_count, "largest RDY a client may send")
+      ->capture_default_str();
+  AddDuration(app, "--max-req-timeout", &options.max_req_timeout,
+              "longest REQ delay (longer ones are cut to it) and DPUB defer (longer ones fail)");
+  AddDuration(app, "--max-heartbeat-interval", &options.max_heartbeat_interval,
+              "longest heartbeat interval a client may ask for");
+  app.add_option("--max-output-buffer-size", options.max_output_buffer_size,
+                 "largest output_buffer_size a client may ask for, in bytes")
+      ->capture_default_str();
+  AddDuration(app, "--max-output-buffer-timeout", &options.max_output_buffer_timeout,
+              "longest output_buffer_timeout a client may ask for");
+  app.add_option("--mem-queue-size", options.ephemeral_queue_size,
+                 "messages an #ephemeral topic keeps in memory (older ones are dropped); "
+                 "durable topics are bounded by retention instead")
       ->capture_default_str();
   app.add_option("--sync", sync,
-                 "when a publish is durable: always (fsync before OK, group commit), "
-                 "interval:N (fsync every N ms), never (left to the OS)")
+                 "when a publish is durable (and answered OK): always (fsync first, group "
+                 "commit), interval:N (fsync every N ms), never (left to the OS)")
       ->capture_default_str();
-  app.add_option("--retention-age", retention_age_s,
-                 "default seconds a topic keeps messages; 0 keeps them forever")
-      ->capture_default_str();
-  app.add_option("--retention-bytes", options.default_retention.bytes,
-                 "default stored bytes a topic keeps; 0 is unlimited")
+  AddDuration(app, "--retention-age", &retention_age,
+              "how long topics keep messages by default; 0 keeps them forever");
+  app.add_option("--retention-bytes", store_options.default_retention.bytes,
+                 "stored bytes each topic keeps by default; 0 is unlimited")
       ->capture_default_str();
   app.add_option("--compression", codec, "default batch codec: none, lz4 or zstd")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  auto policy = SyncPolicy::Parse(sync);
-  auto parsed_codec = ParseCodec(codec);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("cairnd"));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+
+  auto policy = storage::SyncPolicy::Parse(sync);
+  auto parsed_codec = storage::ParseCodec(codec);
+  auto endpoint = net::ParseAddress(tcp_address);
   if (!policy || !parsed_codec) {
     fmt::print(stderr, "cairnd: {}\n", (!policy ? policy.error() : parsed_codec.error()).message);
     return 2;
   }
-  options.sync = *policy;
-  options.default_codec = *parsed_codec;
-  options.default_retention.age = std::chrono::seconds(retention_age_s);
+  if (!endpoint) {
+    fmt::print(stderr, "cairnd: --tcp-address: {}\n", endpoint.error());
+    return 2;
+  }
+  store_options.sync = *policy;
+  store_options.default_codec = *parsed_codec;
+  store_options.default_retention.age = retention_age;
 
-  // Signals are taken synchronously by sigwait below, never by a handler.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
-  auto store = Store::Open(options);
-  if (!store) {
-    fmt::print(stderr, "cairnd: {}\n", store.error().ToString());
+  auto opened = storage::Store::Open(store_options);
+  if (!opened) {
+    spdlog::critical("cannot open the store: {}", opened.error().ToString());
     return 1;
   }
-  for (const auto& t : (*store)->Topics()) {
+  std::unique_ptr<storage::Store> store = std::move(*opened);
+  for (const auto& t : store->Topics()) {
     const auto info = t->Info();
     spdlog::info("topic={} start_offset={} next_offset={} bytes={} channels={}", info.name,
                  info.start_offset, info.next_offset, info.bytes, t->Channels().size());
   }
-  spdlog::info("cairnd ready data_path={}", options.path);
-  int sig = 0;
-  sigwait(&set, &sig);
-  spdlog::info("cairnd stopping on signal {}", sig);
-  if (auto st = (*store)->Close(); !st) {
-    spdlog::error("close failed: {}", st.error().ToString());
-    return 1;
+
+  asio::io_context io(1);
+  int exit_code = 0;
+  {
+    Broker broker(io, *store, options);
+    broker.Start();
+    std::unique_ptr<net::TcpServer> server;
+    try {
+      server = std::make_unique<net::TcpServer>(io, broker, *endpoint);
+    } catch (const boost::system::system_error& e) {
+      spdlog::critical("TCP: cannot listen on {}: {}", tcp_address, e.what());
+      broker.Stop();
+      store->Close();
+      return 1;
+    }
+    server->Start();
+    // Scripts and tests read the bound address (port 0 picks one) from this line.
+    spdlog::info("TCP: listening on {}", net::FormatAddress(server->local_endpoint()));
+    spdlog::info("cairnd ready data_path={} sync={}", store_options.path,
+                 store_options.sync.ToString());
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    asio::steady_timer drain_timer(io);
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void()> wait_drained = [&] {
+      if (server->connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+        drain_timer.expires_after(std::chrono::milliseconds(10));
+        drain_timer.async_wait([&](boost::system::error_code ec) {
+          if (!ec) wait_drained();
+        });
+        return;
+      }
+      if (server->connection_count() > 0) {
+        spdlog::warn("closing {} connections still open at the drain deadline",
+                     server->connection_count());
+        server->CloseAll();
+      }
+      broker.Stop();
+      io.stop();
+    };
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      spdlog::info("signal {}: draining connections", sig);
+      deadline = std::chrono::steady_clock::now() + kDrainDeadline;
+      server->Drain();
+      wait_drained();
+    });
+    io.run();
   }
-  return 0;
+  if (auto st = store->Close(); !st) {
+    spdlog::error("closing the store failed: {}", st.error().ToString());
+    exit_code = 1;
+  }
+  spdlog::info("cairnd stopped");
+  return exit_code;
 }

@@ -186,9 +186,8 @@ Status TopicLog::TrimTo(uint64_t new_start, uint64_t removed_bytes, int64_t new_
   return result.get();
 }
 
-void TopicLog::TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from,
-                             uint64_t end, size_t max_count, size_t max_bytes, size_t* bytes,
-                             ReadResult* out) const {
+void TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from, uint64_t end,
+                   size_t max_count, size_t max_bytes, size_t* bytes, ReadResult* out) {
   bool used = false;
   for (const auto& m : batch->messages()) {
     if (m.offset < from) continue;

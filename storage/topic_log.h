@@ -47,6 +47,12 @@ struct ReadResult {
   std::vector<std::shared_ptr<const DecodedBatch>> batches;
 };
 
+// Appends to `out` the messages of `batch` in [from, end), while `out` holds fewer than
+// `max_count` and their bodies stay within `max_bytes` (the first message always fits). `bytes`
+// carries the bodies' size across calls. Shared by every log that serves reads from batches.
+void TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from, uint64_t end,
+                   size_t max_count, size_t max_bytes, size_t* bytes, ReadResult* out);
+
 struct LogInfo {
   std::string name;
   uint64_t id = 0;
@@ -129,8 +135,6 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   // Reads from RocksDB: batches from the one holding `from`, until a budget is spent.
   Status ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
                   ReadResult* out) const;
-  void TakeFromBatch(const std::shared_ptr<const DecodedBatch>& batch, uint64_t from, uint64_t end,
-                     size_t max_count, size_t max_bytes, size_t* bytes, ReadResult* out) const;
 
   Engine* const engine_;
   const uint64_t id_;

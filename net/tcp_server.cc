@@ -1,0 +1,557 @@
+#include "net/tcp_server.h"
+
+#include <chrono>
+#include <deque>
+#include <set>
+#include <string>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "net/identify.h"
+#include "net/protocol.h"
+
+namespace cairn::net {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+class TcpSession;
+
+// The live sessions, shared by the server and the sessions, so either may go first.
+class SessionRegistry {
+ public:
+  std::set<TcpSession*> sessions;
+  bool draining = false;
+};
+
+namespace {
+
+int64_t WallNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+nsq::ProtocolError Invalid(std::string text) { return {"E_INVALID", std::move(text), true}; }
+
+}  // namespace
+
+class TcpSession final : public Subscriber, public std::enable_shared_from_this<TcpSession> {
+ public:
+  TcpSession(tcp::socket socket, Broker& broker, std::shared_ptr<SessionRegistry> registry)
+      : socket_(std::move(socket)),
+        broker_(broker),
+        options_(broker.options()),
+        registry_(std::move(registry)),
+        heartbeat_timer_(socket_.get_executor()),
+        resume_(socket_.get_executor()) {
+    limits_.max_msg_size = options_.max_msg_size;
+    limits_.max_body_size = options_.max_body_size;
+    limits_.max_identify_size = options_.max_body_size;
+    settings_ = IdentifySettings::Defaults(options_);
+    boost::system::error_code ec;
+    auto remote = socket_.remote_endpoint(ec);
+    remote_ = ec ? std::string("?") : fmt::format("{}:{}", remote.address().to_string(),
+                                                   remote.port());
+    registry_->sessions.insert(this);
+  }
+
+  ~TcpSession() override { registry_->sessions.erase(this); }
+
+  void Start() {
+    last_command_ = std::chrono::steady_clock::now();
+    ArmHeartbeat();
+    asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->Run(); },
+                   asio::detached);
+  }
+
+  // Stop reading; answer what is pending, then close.
+  void Drain() {
+    stop_reading_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_receive, ec);
+    resume_.cancel();
+  }
+
+  void ForceClose() { Close(); }
+
+  // ---- Subscriber ----
+  int64_t Credit() const override {
+    if (state_ != State::kSubscribed || closed_) return 0;
+    if (out_.size() + writing_bytes_ >= options_.max_pending_output) return 0;
+    return rdy_ - in_flight_;
+  }
+  std::chrono::milliseconds MsgTimeout() const override { return settings_.msg_timeout; }
+  int SampleRate() const override { return settings_.sample_rate; }
+  void Send(const Delivery& d) override {
+    ++in_flight_;
+    nsq::AppendMessage(out_, d.timestamp_ns, d.attempts, nsq::EncodeMessageId(d.offset), d.body);
+  }
+  void Settled() override { --in_flight_; }
+  void Flush() override { StartWrite(); }
+
+ private:
+  enum class State { kInit, kSubscribed, kClosing };
+  struct Slot {
+    bool ready = false;
+    bool fatal = false;
+    std::string frame;
+  };
+
+  asio::awaitable<void> Run() {
+    boost::system::error_code ec;
+    // The magic.
+    while (in_.size() < nsq::kMagicV2.size() && !ec) co_await ReadSome(ec);
+    if (ec) co_return Teardown();
+    if (std::string_view(in_).substr(0, 4) != nsq::kMagicV2) {
+      spdlog::info("client={} bad protocol magic, closing", remote_);
+      nsq::AppendFrame(out_, nsq::FrameType::kError, "E_BAD_PROTOCOL");
+      fatal_ = true;
+      co_return Teardown();
+    }
+    in_.erase(0, 4);
+    for (;;) {
+      ProcessInput();
+      if (fatal_ || stop_reading_ || closed_) break;
+      while (Backpressured() && !stop_reading_ && !closed_) {
+        resume_.expires_at(asio::steady_timer::time_point::max());
+        co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        ec.clear();
+        ProcessInput();
+        if (fatal_) break;
+      }
+      if (fatal_ || stop_reading_ || closed_) break;
+      co_await ReadSome(ec);
+      if (ec) break;
+    }
+    Teardown();
+  }
+
+  asio::awaitable<void> ReadSome(boost::system::error_code& ec) {
+    const size_t old = in_.size();
+    in_.resize(old + 64 * 1024);
+    const size_t n = co_await socket_.async_read_some(
+        asio::buffer(in_.data() + old, 64 * 1024), asio::redirect_error(asio::use_awaitable, ec));
+    in_.resize(old + n);
+  }
+
+  bool Backpressured() const {
+    return slots_.size() >= options_.max_pending_publishes ||
+           out_.size() + writing_bytes_ >= options_.max_pending_output;
+  }
+
+  void ProcessInput() {
+    size_t pos = 0;
+    while (!fatal_ && !closed_ && !Backpressured()) {
+      auto outcome = nsq::ParseCommand(std::string_view(in_).substr(pos), limits_);
+      if (std::holds_alternative<nsq::NeedMore>(outcome)) break;
+      if (auto* err = std::get_if<nsq::ProtocolError>(&outcome)) {
+        Fail(*err);
+        break;
+      }
+      auto& parsed = std::get<nsq::Parsed>(outcome);
+      last_command_ = std::chrono::steady_clock::now();
+      if (auto err = Exec(parsed.command)) Fail(*err);
+      pos += parsed.consumed;
+    }
+    in_.erase(0, pos);
+    if (pump_ && channel_ != nullptr) {
+      pump_ = false;
+      channel_->Pump();
+    }
+    StartWrite();
+  }
+
+  void Fail(const nsq::ProtocolError& err) {
+    if (err.fatal) {
+      spdlog::info("client={} {}{}", remote_, err.Frame(), err.silent ? " (closing silently)" : "");
+      fatal_ = true;
+    }
+    if (!err.silent) {
+      std::string frame;
+      nsq::AppendError(frame, err);
+      Respond(std::move(frame), err.fatal);
+    }
+  }
+
+  std::optional<nsq::ProtocolError> Exec(const nsq::Command& cmd) {
+    switch (cmd.verb) {
+      case nsq::Verb::kIdentify: return Identify(cmd);
+      case nsq::Verb::kSub: return Sub(cmd);
+      case nsq::Verb::kPub:
+      case nsq::Verb::kMpub:
+      case nsq::Verb::kDpub: return Publish(cmd);
+      case nsq::Verb::kRdy: return Rdy(cmd);
+      case nsq::Verb::kFin:
+      case nsq::Verb::kReq:
+      case nsq::Verb::kTouch: return Settle(cmd);
+      case nsq::Verb::kCls:
+        if (state_ != State::kSubscribed) return Invalid("cannot CLS in current state");
+        state_ = State::kClosing;
+        rdy_ = 0;
+        RespondText(nsq::kCloseWait);
+        return std::nullopt;
+      case nsq::Verb::kNop: return std::nullopt;
+      case nsq::Verb::kAuth:
+        if (state_ != State::kInit) return Invalid("cannot AUTH in current state");
+        return nsq::ProtocolError{"E_AUTH_DISABLED", "AUTH disabled", true};
+    }
+    return Invalid("invalid command");
+  }
+
+  std::optional<nsq::ProtocolError> Identify(const nsq::Command& cmd) {
+    if (state_ != State::kInit) return Invalid("cannot IDENTIFY in current state");
+    auto applied = ApplyIdentify(cmd.body, options_, &settings_);
+    if (!applied) return nsq::ProtocolError{"E_BAD_BODY", "IDENTIFY " + applied.error(), true};
+    ArmHeartbeat();
+    if (!*applied) {
+      RespondText(nsq::kOk);
+    } else {
+      RespondText(NegotiatedJson(settings_, options_));
+    }
+    return std::nullopt;
+  }
+
+  std::optional<nsq::ProtocolError> Sub(const nsq::Command& cmd) {
+    if (state_ != State::kInit) return Invalid("cannot SUB in current state");
+    if (settings_.heartbeat_interval.count() <= 0) {
+      return Invalid("cannot SUB with heartbeats disabled");
+    }
+    auto topic = broker_.GetOrCreateTopic(cmd.params[0]);
+    if (!topic) {
+      return nsq::ProtocolError{"E_SUB_FAILED", "SUB failed " + topic.error().message, true};
+    }
+    auto channel = (*topic)->GetOrCreateChannel(cmd.params[1]);
+    if (!channel) {
+      return nsq::ProtocolError{"E_SUB_FAILED", "SUB failed " + channel.error().message, true};
+    }
+    topic_ = *topic;
+    channel_ = *channel;
+    state_ = State::kSubscribed;
+    RespondText(nsq::kOk);
+    channel_->AddSubscriber(this);  // RDY is 0: nothing is sent before the OK
+    return std::nullopt;
+  }
+
+  std::optional<nsq::ProtocolError> Publish(const nsq::Command& cmd) {
+    const std::string_view verb = nsq::VerbName(cmd.verb);
+    const int64_t now = WallNowNs();
+    int64_t deliver_at = 0;
+    if (cmd.verb == nsq::Verb::kDpub) {
+      auto ms = nsq::ParseDecimal(cmd.params[1]);
+      if (!ms) return Invalid(fmt::format("DPUB could not parse timeout {}", cmd.params[1]));
+      if (*ms < 0 || *ms > options_.max_req_timeout.count()) {
+        return Invalid(fmt::format("DPUB timeout {} out of range 0-{}", *ms,
+                                   options_.max_req_timeout.count()));
+      }
+      if (*ms > 0) deliver_at = now + *ms * 1'000'000;
+    }
+    auto topic = broker_.GetOrCreateTopic(cmd.params[0]);
+    if (!topic) {
+      return nsq::ProtocolError{fmt::format("E_{}_FAILED", verb),
+                                fmt::format("{} failed {}", verb, topic.error().message), true};
+    }
+    std::vector<storage::MessageIn> messages;
+    if (cmd.verb == nsq::Verb::kMpub) {
+      messages.reserve(cmd.bodies.size());
+      for (auto b : cmd.bodies) messages.push_back({b, now, 0});
+    } else {
+      messages.push_back({cmd.body, now, deliver_at});
+    }
+    const uint64_t seq = slot_base_ + slots_.size();
+    slots_.emplace_back();
+    (*topic)->Publish(messages, [self = shared_from_this(), seq, verb](
+                                    storage::Result<storage::AppendResult> result) {
+      Slot& slot = self->slots_[seq - self->slot_base_];
+      slot.ready = true;
+      if (result) {
+        nsq::AppendResponse(slot.frame, nsq::kOk);
+      } else {
+        spdlog::error("client={} {} failed: {}", self->remote_, verb, result.error().ToString());
+        slot.fatal = true;
+        nsq::AppendError(slot.frame,
+                         {fmt::format("E_{}_FAILED", verb),
+                          fmt::format("{} failed {}", verb, result.error().message), true});
+      }
+      self->DrainSlots();
+    });
+    return std::nullopt;
+  }
+
+  std::optional<nsq::ProtocolError> Rdy(const nsq::Command& cmd) {
+    if (state_ == State::kClosing) return std::nullopt;  // nsqd ignores RDY after CLS
+    if (state_ != State::kSubscribed) return Invalid("cannot RDY in current state");
+    int64_t count = 1;
+    if (!cmd.params.empty()) {
+      auto parsed = nsq::ParseDecimal(cmd.params[0]);
+      if (!parsed) return Invalid(fmt::format("RDY could not parse count {}", cmd.params[0]));
+      count = *parsed;
+    }
+    if (count < 0 || count > options_.max_rdy_count) {
+      return Invalid(
+          fmt::format("RDY count {} out of range 0-{}", count, options_.max_rdy_count));
+    }
+    rdy_ = count;
+    pump_ = true;
+    return std::nullopt;
+  }
+
+  std::optional<nsq::ProtocolError> Settle(const nsq::Command& cmd) {
+    const std::string_view verb = nsq::VerbName(cmd.verb);
+    if (state_ == State::kInit) return Invalid(fmt::format("cannot {} in current state", verb));
+    const std::string_view id = cmd.params[0];
+    std::chrono::milliseconds delay{0};
+    if (cmd.verb == nsq::Verb::kReq) {
+      auto ms = nsq::ParseDecimal(cmd.params[1]);
+      if (!ms) return Invalid(fmt::format("REQ could not parse timeout {}", cmd.params[1]));
+      // As nsqd: a delay out of range is clamped, not refused.
+      delay = std::clamp(std::chrono::milliseconds(*ms), std::chrono::milliseconds(0),
+                         options_.max_req_timeout);
+    }
+    Channel::Settle result = Channel::Settle::kNotInFlight;
+    if (auto offset = nsq::DecodeMessageId(id)) {
+      switch (cmd.verb) {
+        case nsq::Verb::kFin: result = channel_->Finish(this, *offset); break;
+        case nsq::Verb::kReq: result = channel_->Requeue(this, *offset, delay); break;
+        default: result = channel_->Touch(this, *offset); break;
+      }
+    }
+    if (result == Channel::Settle::kOk) {
+      if (cmd.verb != nsq::Verb::kTouch) pump_ = true;
+      return std::nullopt;
+    }
+    return nsq::ProtocolError{
+        fmt::format("E_{}_FAILED", verb),
+        fmt::format("{} {} failed {}", verb, id,
+                    result == Channel::Settle::kNotOwner ? "client does not own message"
+                                                         : "ID not in flight"),
+        false};
+  }
+
+  // ---- Output ----
+
+  void RespondText(std::string_view text) {
+    std::string frame;
+    nsq::AppendResponse(frame, text);
+    Respond(std::move(frame), false);
+  }
+
+  // Responses go out in command order: behind any publish still waiting for durability.
+  void Respond(std::string frame, bool fatal) {
+    if (slots_.empty()) {
+      out_ += frame;
+      if (fatal) CloseAfterFlush();
+      return;
+    }
+    slots_.push_back(Slot{true, fatal, std::move(frame)});
+  }
+
+  void DrainSlots() {
+    while (!slots_.empty() && slots_.front().ready) {
+      Slot& s = slots_.front();
+      out_ += s.frame;
+      const bool fatal = s.fatal;
+      slots_.pop_front();
+      ++slot_base_;
+      if (fatal) {
+        fatal_ = true;
+        CloseAfterFlush();
+        break;
+      }
+    }
+    if (slots_.empty() && reading_done_) CloseAfterFlush();
+    StartWrite();
+    if (!Backpressured()) resume_.cancel();
+  }
+
+  void StartWrite() {
+    if (writing_ || closed_) return;
+    if (out_.empty()) {
+      if (close_after_flush_) Close();
+      return;
+    }
+    writing_ = true;
+    write_buf_.swap(out_);
+    out_.clear();
+    writing_bytes_ = write_buf_.size();
+    asio::async_write(socket_, asio::buffer(write_buf_),
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        self->OnWritten(ec);
+                      });
+  }
+
+  void OnWritten(boost::system::error_code ec) {
+    writing_ = false;
+    writing_bytes_ = 0;
+    write_buf_.clear();
+    if (ec) {
+      Close();
+      return;
+    }
+    // Output drained: the channel may send more, and reading may resume.
+    if (channel_ != nullptr && Credit() > 0) channel_->Pump();
+    if (!Backpressured()) resume_.cancel();
+    StartWrite();
+  }
+
+  void CloseAfterFlush() {
+    close_after_flush_ = true;
+    StartWrite();
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    heartbeat_timer_.cancel();
+    resume_.cancel();
+    Unsubscribe();
+  }
+
+  void Unsubscribe() {
+    if (channel_ == nullptr) return;
+    Channel* channel = channel_;
+    channel_ = nullptr;
+    channel->RemoveSubscriber(this);
+    topic_.reset();
+  }
+
+  // The read loop ended: leave the channel now (its messages go to the other subscribers), and
+  // close once every pending publish has its answer written.
+  void Teardown() {
+    reading_done_ = true;
+    Unsubscribe();
+    if (slots_.empty()) CloseAfterFlush();
+  }
+
+  // ---- Heartbeats ----
+
+  void ArmHeartbeat() {
+    heartbeat_timer_.cancel();
+    if (settings_.heartbeat_interval.count() <= 0 || closed_) return;
+    next_heartbeat_ = std::chrono::steady_clock::now() + settings_.heartbeat_interval;
+    ScheduleHeartbeat();
+  }
+
+  void ScheduleHeartbeat() {
+    const auto deadline = last_command_ + 2 * settings_.heartbeat_interval;
+    heartbeat_timer_.expires_at(std::min(next_heartbeat_, deadline));
+    heartbeat_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->closed_) return;
+      self->OnHeartbeatTimer();
+    });
+  }
+
+  void OnHeartbeatTimer() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= last_command_ + 2 * settings_.heartbeat_interval) {
+      // As nsqd: the read deadline passed; hang up without an error frame.
+      spdlog::info("client={} missed heartbeats ({} ms without a command), closing", remote_,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(now - last_command_)
+                       .count());
+      Close();
+      return;
+    }
+    if (now >= next_heartbeat_) {
+      nsq::AppendResponse(out_, nsq::kHeartbeat);
+      StartWrite();
+      next_heartbeat_ = now + settings_.heartbeat_interval;
+    }
+    ScheduleHeartbeat();
+  }
+
+  tcp::socket socket_;
+  Broker& broker_;
+  const BrokerOptions& options_;
+  std::shared_ptr<SessionRegistry> registry_;
+  std::string remote_;
+  nsq::ParseLimits limits_;
+  IdentifySettings settings_;
+
+  State state_ = State::kInit;
+  std::shared_ptr<Topic> topic_;
+  Channel* channel_ = nullptr;
+  int64_t rdy_ = 0;
+  int64_t in_flight_ = 0;
+  bool pump_ = false;
+
+  std::string in_;
+  std::string out_, write_buf_;
+  size_t writing_bytes_ = 0;
+  bool writing_ = false;
+  std::deque<Slot> slots_;
+  uint64_t slot_base_ = 0;
+
+  bool fatal_ = false;
+  bool stop_reading_ = false;
+  bool reading_done_ = false;
+  bool close_after_flush_ = false;
+  bool closed_ = false;
+
+  asio::steady_timer heartbeat_timer_;
+  asio::steady_timer resume_;  // wakes the read loop when backpressure lifts
+  std::chrono::steady_clock::time_point last_command_, next_heartbeat_;
+};
+
+TcpServer::TcpServer(asio::io_context& io, Broker& broker, const tcp::endpoint& endpoint)
+    : io_(io), broker_(broker), acceptor_(io), registry_(std::make_shared<SessionRegistry>()) {
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen();
+}
+
+TcpServer::~TcpServer() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+tcp::endpoint TcpServer::local_endpoint() const { return acceptor_.local_endpoint(); }
+
+void TcpServer::Start() { Accept(); }
+
+void TcpServer::Accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      spdlog::warn("accept failed: {}", ec.message());  // e.g. out of file descriptors
+    } else if (!registry_->draining) {
+      boost::system::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<TcpSession>(std::move(socket), broker_, registry_)->Start();
+    }
+    if (acceptor_.is_open()) Accept();
+  });
+}
+
+void TcpServer::Drain() {
+  registry_->draining = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  for (TcpSession* s : std::vector<TcpSession*>(registry_->sessions.begin(),
+                                                registry_->sessions.end())) {
+    s->Drain();
+  }
+}
+
+void TcpServer::CloseAll() {
+  for (TcpSession* s : std::vector<TcpSession*>(registry_->sessions.begin(),
+                                                registry_->sessions.end())) {
+    s->ForceClose();
+  }
+}
+
+size_t TcpServer::connection_count() const { return registry_->sessions.size(); }
+
+}  // namespace cairn::net

@@ -1,0 +1,77 @@
+#include "src/broker.h"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+namespace cairn {
+
+Broker::Broker(boost::asio::io_context& io, storage::Store& store, BrokerOptions options)
+    : io_(io), store_(store), options_(options), timer_(io) {}
+
+Broker::~Broker() { Stop(); }
+
+void Broker::Start() {
+  for (auto& log : store_.Topics()) {
+    auto topic = std::make_shared<Topic>(this, log->name(), std::make_unique<DurableLog>(log));
+    for (auto& cursor : log->Channels()) topic->AttachChannel(cursor);
+    topics_.emplace(log->name(), std::move(topic));
+  }
+  ArmTimer();
+}
+
+void Broker::Stop() {
+  stopped_ = true;
+  timer_.cancel();
+}
+
+void Broker::ArmTimer() {
+  if (stopped_) return;
+  timer_.expires_after(options_.timer_resolution);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    const SteadyTime now = std::chrono::steady_clock::now();
+    // Copy: a timer may delete an ephemeral topic (posted, so not during this loop, but cheap).
+    for (auto& [_, topic] : topics_) topic->OnTimer(now);
+    ArmTimer();
+  });
+}
+
+storage::Result<std::shared_ptr<Topic>> Broker::GetOrCreateTopic(std::string_view name) {
+  if (auto it = topics_.find(name); it != topics_.end()) return it->second;
+  std::unique_ptr<Log> log;
+  if (name.ends_with("#ephemeral")) {
+    log = std::make_unique<MemoryLog>(options_.ephemeral_queue_size);
+  } else {
+    auto created = store_.CreateTopic(name);
+    if (!created) return tl::unexpected(created.error());
+    log = std::make_unique<DurableLog>(std::move(*created));
+  }
+  auto topic = std::make_shared<Topic>(this, std::string(name), std::move(log));
+  topics_.emplace(std::string(name), topic);
+  spdlog::info("topic={} created", name);
+  return topic;
+}
+
+std::shared_ptr<Topic> Broker::FindTopic(std::string_view name) const {
+  auto it = topics_.find(name);
+  return it == topics_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<Topic>> Broker::topics() const {
+  std::vector<std::shared_ptr<Topic>> out;
+  for (const auto& [_, t] : topics_) out.push_back(t);
+  return out;
+}
+
+void Broker::OnEphemeralTopicIdle(const std::string& name) {
+  Post([this, name] {
+    auto it = topics_.find(name);
+    if (it == topics_.end() || !it->second->channels().empty()) return;
+    topics_.erase(it);
+    spdlog::info("topic={} deleted (ephemeral, no channels left)", name);
+  });
+}
+
+void Broker::Post(std::function<void()> fn) { boost::asio::post(io_, std::move(fn)); }
+
+}  // namespace cairn

@@ -1,0 +1,62 @@
+// The broker core: topics and their channels over the store, driven by one io thread.
+//
+// Threading: Broker, Topic and Channel are touched only on the io_context's thread (the TCP and
+// HTTP sessions run there too), so delivery state needs no locks. The store's committer thread
+// reports durable appends, which are posted back here.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "src/options.h"
+#include "src/topic.h"
+#include "storage/store.h"
+
+namespace cairn {
+
+class Broker {
+ public:
+  Broker(boost::asio::io_context& io, storage::Store& store, BrokerOptions options);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Loads the topics and channels the store holds, and starts the timers.
+  void Start();
+  // Stops the timers; topics stay until the broker is destroyed.
+  void Stop();
+
+  const BrokerOptions& options() const { return options_; }
+  storage::Store& store() { return store_; }
+
+  // The topic, created if missing; names ending in "#ephemeral" live in memory only. Names are
+  // assumed valid (the protocol layer checks them).
+  storage::Result<std::shared_ptr<Topic>> GetOrCreateTopic(std::string_view name);
+  std::shared_ptr<Topic> FindTopic(std::string_view name) const;
+  std::vector<std::shared_ptr<Topic>> topics() const;
+
+  // An ephemeral topic lost its last channel: it is deleted (after the current call).
+  void OnEphemeralTopicIdle(const std::string& name);
+
+  // Runs `fn` on the io thread. Safe from any thread.
+  void Post(std::function<void()> fn);
+
+ private:
+  void ArmTimer();
+
+  boost::asio::io_context& io_;
+  storage::Store& store_;
+  const BrokerOptions options_;
+  std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;
+  boost::asio::steady_timer timer_;
+  bool stopped_ = false;
+};
+
+}  // namespace cairn

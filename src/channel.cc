@@ -1,0 +1,281 @@
+#include "src/channel.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "src/topic.h"
+
+namespace cairn {
+namespace {
+
+int64_t WallNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint16_t NextAttempts(uint16_t prior) { return prior == UINT16_MAX ? prior : prior + 1; }
+
+// Messages handed to one subscriber before the next one gets a turn.
+constexpr int64_t kBurst = 64;
+
+}  // namespace
+
+Channel::Channel(Topic* topic, std::string name, std::shared_ptr<storage::ChannelCursor> cursor,
+                 const BrokerOptions& options)
+    : topic_(topic),
+      name_(std::move(name)),
+      ephemeral_(name_.ends_with("#ephemeral")),
+      cursor_(std::move(cursor)),
+      options_(options) {
+  read_pos_ = cursor_->floor();
+  check_finished_below_ = topic_->log().next_offset();
+}
+
+void Channel::AddSubscriber(Subscriber* subscriber) {
+  subscribers_.push_back(subscriber);
+  Pump();
+}
+
+void Channel::RemoveSubscriber(Subscriber* subscriber) {
+  std::erase(subscribers_, subscriber);
+  std::vector<uint64_t> held;
+  for (const auto& [offset, f] : in_flight_) {
+    if (f.owner == subscriber) held.push_back(offset);
+  }
+  std::sort(held.begin(), held.end());
+  for (uint64_t offset : held) {
+    ready_.push_back({offset, in_flight_[offset].attempts});
+    in_flight_.erase(offset);
+  }
+  if (subscribers_.empty() && ephemeral_) {
+    topic_->OnEphemeralChannelIdle(name_);
+    return;
+  }
+  Pump();
+}
+
+Subscriber* Channel::NextWithCredit() {
+  const size_t n = subscribers_.size();
+  for (size_t i = 0; i < n; ++i) {
+    Subscriber* s = subscribers_[(next_subscriber_ + i) % n];
+    if (s->Credit() > 0) {
+      next_subscriber_ = (next_subscriber_ + i) % n;
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+bool Channel::Fill() {
+  Log& log = topic_->log();
+  const uint64_t start = log.start_offset();
+  if (read_pos_ < start) {
+    // Retention trimmed what this channel had not read. A durable cursor is moved (and the loss
+    // counted) by the store; an ephemeral one is moved here.
+    if (ephemeral_) cursor_->SkipTo(start);
+    read_pos_ = start;
+  }
+  if (read_pos_ < check_finished_below_) read_pos_ = cursor_->NextUnfinished(read_pos_);
+  if (read_pos_ >= log.next_offset()) return false;
+  auto r = log.Read(read_pos_, options_.window_messages, options_.window_bytes);
+  if (!r) {
+    spdlog::error("topic={} channel={} offset={} read failed: {}", topic_->name(), name_,
+                  read_pos_, r.error().ToString());
+    return false;
+  }
+  if (r->messages.empty()) {
+    read_pos_ = r->next_offset;
+    return false;
+  }
+  read_pos_ = r->next_offset;
+  window_count_ += r->messages.size();
+  window_.push_back(std::move(*r));
+  return true;
+}
+
+const storage::StoredMessage* Channel::PeekWindow(SteadyTime now, int64_t wall_now) {
+  for (;;) {
+    if (window_.empty() && !Fill()) return nullptr;
+    const auto& m = window_.front().messages[window_pos_];
+    if (m.offset < check_finished_below_ &&
+        (cursor_->IsFinished(m.offset) || in_flight_.contains(m.offset))) {
+      PopWindow();
+      continue;
+    }
+    if (m.deliver_at_ns > wall_now) {
+      deferred_.push({now + std::chrono::nanoseconds(m.deliver_at_ns - wall_now), m.offset, 0});
+      PopWindow();
+      continue;
+    }
+    return &m;
+  }
+}
+
+void Channel::PopWindow() {
+  --window_count_;
+  if (++window_pos_ == window_.front().messages.size()) {
+    window_.pop_front();
+    window_pos_ = 0;
+  }
+}
+
+bool Channel::SampledOut(Subscriber* to, uint64_t offset) {
+  const int rate = to->SampleRate();
+  if (rate <= 0 || rate >= 100) return false;
+  if (static_cast<int>(sampler_() % 100) < rate) return false;
+  // nsqd drops a message a sampling subscriber skips; Cairn finishes it, which is the same to
+  // the channel and keeps the cursor moving.
+  cursor_->Finish(offset);
+  ++counters_.sampled_out;
+  return true;
+}
+
+void Channel::Deliver(Subscriber* to, uint64_t offset, int64_t ts, std::string_view body,
+                      uint16_t prior_attempts, SteadyTime now) {
+  const uint16_t attempts = NextAttempts(prior_attempts);
+  const uint32_t seq = ++next_seq_;
+  const SteadyTime deadline = now + to->MsgTimeout();
+  in_flight_[offset] = InFlight{to, deadline, now, attempts, seq};
+  timeouts_.push({deadline, offset, seq});
+  ++counters_.delivered;
+  to->Send(Delivery{offset, ts, attempts, body});
+}
+
+bool Channel::DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime now) {
+  if (cursor_->IsFinished(r.offset)) return false;
+  auto read = topic_->log().Read(r.offset, 1, options_.max_msg_size);
+  if (!read || read->messages.empty() || read->messages.front().offset != r.offset) {
+    return false;  // trimmed by retention meanwhile (the cursor counts it), or unreadable
+  }
+  const auto& m = read->messages.front();
+  if (SampledOut(to, r.offset)) return true;
+  Deliver(to, r.offset, m.timestamp_ns, m.body, r.attempts, now);
+  return true;
+}
+
+void Channel::Pump() {
+  if (subscribers_.empty()) return;
+  const SteadyTime now = std::chrono::steady_clock::now();
+  const int64_t wall_now = WallNowNs();
+  std::vector<Subscriber*> touched;
+  while (Subscriber* s = NextWithCredit()) {
+    int64_t burst = std::min(s->Credit(), kBurst);
+    bool sent = false;
+    while (burst > 0) {
+      if (!ready_.empty()) {
+        const Redelivery r = ready_.front();
+        ready_.pop_front();
+        if (DeliverRedelivery(s, r, now)) {
+          sent = true;
+          --burst;
+        }
+        continue;
+      }
+      const storage::StoredMessage* m = PeekWindow(now, wall_now);
+      if (m == nullptr) break;
+      if (!SampledOut(s, m->offset)) {
+        Deliver(s, m->offset, m->timestamp_ns, m->body, 0, now);
+        sent = true;
+        --burst;
+      }
+      PopWindow();
+    }
+    if (sent && std::find(touched.begin(), touched.end(), s) == touched.end()) {
+      touched.push_back(s);
+    }
+    if (burst > 0) break;  // out of messages
+    next_subscriber_ = (next_subscriber_ + 1) % subscribers_.size();
+  }
+  for (Subscriber* s : touched) s->Flush();
+}
+
+Channel::InFlight* Channel::Owned(Subscriber* by, uint64_t offset, Settle* result) {
+  auto it = in_flight_.find(offset);
+  if (it == in_flight_.end()) {
+    *result = Settle::kNotInFlight;
+    return nullptr;
+  }
+  if (it->second.owner != by) {
+    *result = Settle::kNotOwner;
+    return nullptr;
+  }
+  *result = Settle::kOk;
+  return &it->second;
+}
+
+Channel::Settle Channel::Finish(Subscriber* by, uint64_t offset) {
+  Settle result;
+  if (Owned(by, offset, &result) == nullptr) return result;
+  in_flight_.erase(offset);
+  cursor_->Finish(offset);
+  ++counters_.finished;
+  by->Settled();
+  return result;
+}
+
+Channel::Settle Channel::Requeue(Subscriber* by, uint64_t offset,
+                                 std::chrono::milliseconds delay) {
+  Settle result;
+  InFlight* f = Owned(by, offset, &result);
+  if (f == nullptr) return result;
+  const uint16_t attempts = f->attempts;
+  in_flight_.erase(offset);
+  ++counters_.requeued;
+  if (delay.count() <= 0) {
+    ready_.push_back({offset, attempts});
+  } else {
+    deferred_.push({std::chrono::steady_clock::now() + delay, offset, attempts});
+  }
+  by->Settled();
+  return result;
+}
+
+Channel::Settle Channel::Touch(Subscriber* by, uint64_t offset) {
+  Settle result;
+  InFlight* f = Owned(by, offset, &result);
+  if (f == nullptr) return result;
+  const SteadyTime now = std::chrono::steady_clock::now();
+  // As nsqd: a message may be touched until max_msg_timeout after its delivery, not beyond.
+  f->deadline = std::min(now + by->MsgTimeout(), f->delivered_at + options_.max_msg_timeout);
+  f->seq = ++next_seq_;
+  timeouts_.push({f->deadline, offset, f->seq});
+  return result;
+}
+
+void Channel::OnTimer(SteadyTime now) {
+  bool moved = false;
+  while (!timeouts_.empty() && timeouts_.top().at <= now) {
+    const Timed t = timeouts_.top();
+    timeouts_.pop();
+    auto it = in_flight_.find(t.offset);
+    if (it == in_flight_.end() || it->second.seq != t.seq_or_attempts) continue;  // stale
+    Subscriber* owner = it->second.owner;
+    ready_.push_back({t.offset, it->second.attempts});
+    in_flight_.erase(it);
+    ++counters_.timed_out;
+    owner->Settled();
+    moved = true;
+  }
+  while (!deferred_.empty() && deferred_.top().at <= now) {
+    const Timed t = deferred_.top();
+    deferred_.pop();
+    ready_.push_back({t.offset, static_cast<uint16_t>(t.seq_or_attempts)});
+    moved = true;
+  }
+  if (moved) Pump();
+}
+
+ChannelStats Channel::stats() const {
+  ChannelStats s = counters_;
+  s.in_flight = in_flight_.size();
+  s.deferred = deferred_.size() + ready_.size();
+  s.cursor_floor = cursor_->floor();
+  s.read_position = read_pos_;
+  s.subscribers = subscribers_.size();
+  s.window_messages = window_count_;
+  return s;
+}
+
+}  // namespace cairn

@@ -1,0 +1,77 @@
+// A topic: its log (durable, or in memory for #ephemeral topics) and its channels. Publishing
+// appends to the log; every channel reads every message from it at its own pace.
+//
+// Thread-safety: none; every call on the broker's io thread. Publish completions and log growth
+// arrive on the store's committer thread and are posted back to the io thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "src/channel.h"
+#include "src/log.h"
+
+namespace cairn {
+
+class Broker;
+
+struct TopicStats {
+  uint64_t published = 0;  // messages acknowledged since the broker started
+  uint64_t publish_failures = 0;
+  uint64_t start_offset = 0;
+  uint64_t next_offset = 0;
+};
+
+class Topic : public std::enable_shared_from_this<Topic> {
+ public:
+  using PublishCallback = std::function<void(storage::Result<storage::AppendResult>)>;
+
+  Topic(Broker* broker, std::string name, std::unique_ptr<Log> log);
+  ~Topic();
+  Topic(const Topic&) = delete;
+  Topic& operator=(const Topic&) = delete;
+
+  const std::string& name() const { return name_; }
+  bool ephemeral() const { return ephemeral_; }
+  Log& log() { return *log_; }
+
+  // Appends the messages as one batch; `done` runs on the io thread once they are durable under
+  // the sync policy, or failed. The bodies are copied before Publish returns.
+  void Publish(std::span<const storage::MessageIn> messages, PublishCallback done);
+
+  // The channel, created if missing. A topic's first channel starts at the start of the retained
+  // log, so it also gets what was published while the topic had no channel (as nsqd holds those
+  // messages for it); later channels start at the end.
+  storage::Result<Channel*> GetOrCreateChannel(std::string_view name);
+  Channel* FindChannel(std::string_view name);
+  std::vector<Channel*> channels();
+  // Called by the broker on start for channels the store already holds.
+  void AttachChannel(std::shared_ptr<storage::ChannelCursor> cursor);
+
+  // An ephemeral channel lost its last subscriber: it is deleted (after the current call).
+  void OnEphemeralChannelIdle(const std::string& name);
+
+  void OnTimer(SteadyTime now);
+  TopicStats stats() const;
+
+ private:
+  void OnAppended();
+  void EraseChannel(const std::string& name);
+
+  Broker* const broker_;
+  const std::string name_;
+  const bool ephemeral_;
+  std::unique_ptr<Log> log_;
+  std::map<std::string, std::unique_ptr<Channel>, std::less<>> channels_;
+  std::atomic<bool> wake_posted_{false};
+  TopicStats counters_;
+};
+
+}  // namespace cairn
