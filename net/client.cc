@@ -1,0 +1,453 @@
+#include "net/client.h"
+
+#include <algorithm>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace cairn::nsq {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// ---- MessageRef ----
+
+void MessageRef::Finish() const {
+  if (auto c = conn_.lock()) c->Finish(id_);
+}
+void MessageRef::Requeue(std::chrono::milliseconds delay) const {
+  if (auto c = conn_.lock()) c->Requeue(id_, delay);
+}
+void MessageRef::Touch() const {
+  if (auto c = conn_.lock()) c->Touch(id_);
+}
+
+// ---- Connection ----
+
+Connection::Connection(asio::any_io_executor ex, tcp::endpoint endpoint,
+                       const ClientOptions& options)
+    : socket_(ex), endpoint_(endpoint), options_(options), idle_timer_(ex) {}
+
+Connection::~Connection() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+void Connection::Open(CommandCallback done) {
+  auto self = shared_from_this();
+  idle_timer_.expires_after(options_.dial_timeout);
+  idle_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    auto s = weak.lock();
+    if (!ec && s && !s->ready_) s->Close("connect timed out");
+  });
+  socket_.async_connect(endpoint_, [self, done = std::move(done)](
+                                       boost::system::error_code ec) mutable {
+    if (self->closed_) return done("closed");
+    if (ec) {
+      self->Close("connect: " + ec.message());
+      return done("connect: " + ec.message());
+    }
+    boost::system::error_code ignored;
+    self->socket_.set_option(tcp::no_delay(true), ignored);
+    nlohmann::json identify = {
+        {"client_id", self->options_.client_id},
+        {"hostname", self->options_.hostname},
+        {"user_agent", self->options_.user_agent},
+        {"feature_negotiation", true},
+        {"heartbeat_interval", self->options_.heartbeat_interval.count()},
+        {"msg_timeout", self->options_.msg_timeout.count()},
+    };
+    std::string bytes(kMagicV2);
+    AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
+    self->Send(bytes, [self, done = std::move(done)](std::string error) {
+      self->idle_timer_.cancel();
+      if (!error.empty()) return done(error);
+      self->ready_ = true;
+      self->ArmIdleTimer();
+      done("");
+    });
+    self->last_frame_ = std::chrono::steady_clock::now();
+    self->ReadLoop();
+  });
+}
+
+void Connection::Subscribe(std::string_view topic, std::string_view channel,
+                           CommandCallback done) {
+  std::string bytes;
+  AppendCommand(bytes, fmt::format("SUB {} {}", topic, channel));
+  Send(bytes, std::move(done));
+}
+
+void Connection::Publish(std::string_view topic, std::string_view body, CommandCallback done) {
+  std::string bytes;
+  AppendCommandWithBody(bytes, fmt::format("PUB {}", topic), body);
+  Send(bytes, std::move(done));
+}
+
+void Connection::MultiPublish(std::string_view topic, std::span<const std::string> bodies,
+                              CommandCallback done) {
+  std::string bytes;
+  AppendMpub(bytes, topic, bodies);
+  Send(bytes, std::move(done));
+}
+
+void Connection::DeferredPublish(std::string_view topic, std::chrono::milliseconds delay,
+                                 std::string_view body, CommandCallback done) {
+  std::string bytes;
+  AppendCommandWithBody(bytes, fmt::format("DPUB {} {}", topic, delay.count()), body);
+  Send(bytes, std::move(done));
+}
+
+void Connection::StartClose(CommandCallback done) {
+  std::string bytes;
+  AppendCommand(bytes, "CLS");
+  Send(bytes, std::move(done));
+}
+
+void Connection::Ready(int64_t count) {
+  std::string line = fmt::format("RDY {}", count);
+  AppendCommand(out_, line);
+  Flush();
+}
+
+void Connection::Finish(const MessageId& id) {
+  if (closed_) return;
+  out_.append("FIN ");
+  out_.append(id.data(), id.size());
+  out_.push_back('\n');
+  Flush();
+}
+
+void Connection::Requeue(const MessageId& id, std::chrono::milliseconds delay) {
+  if (closed_) return;
+  AppendCommand(out_, fmt::format("REQ {} {}", std::string_view(id.data(), id.size()),
+                                  delay.count()));
+  Flush();
+}
+
+void Connection::Touch(const MessageId& id) {
+  if (closed_) return;
+  AppendCommand(out_, fmt::format("TOUCH {}", std::string_view(id.data(), id.size())));
+  Flush();
+}
+
+void Connection::Send(std::string_view bytes, CommandCallback done) {
+  if (closed_) {
+    if (done) done("connection closed");
+    return;
+  }
+  pending_.push_back(std::move(done));
+  out_.append(bytes);
+  Flush();
+}
+
+// Writes are coalesced: everything queued while a write is in progress, or within the current
+// handler run, goes out in one write.
+void Connection::Flush() {
+  if (writing_ || closed_ || out_.empty() || flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (self->writing_ || self->closed_ || self->out_.empty()) return;
+    self->writing_ = true;
+    self->writing_buf_.swap(self->out_);
+    self->out_.clear();
+    asio::async_write(self->socket_, asio::buffer(self->writing_buf_),
+                      [self](boost::system::error_code ec, size_t) { self->OnWritten(ec); });
+  });
+}
+
+void Connection::OnWritten(boost::system::error_code ec) {
+  writing_ = false;
+  writing_buf_.clear();
+  if (ec) return Close("write: " + ec.message());
+  Flush();
+}
+
+void Connection::ReadLoop() {
+  const size_t old = in_.size();
+  in_.resize(old + 256 * 1024);
+  socket_.async_read_some(
+      asio::buffer(in_.data() + old, 256 * 1024),
+      [self = shared_from_this(), old](boost::system::error_code ec, size_t n) {
+        self->in_.resize(old + n);
+        if (ec) return self->Close(ec == asio::error::eof ? "closed by broker" : ec.message());
+        self->last_frame_ = std::chrono::steady_clock::now();
+        size_t pos = 0;
+        while (!self->closed_) {
+          auto outcome = ParseFrame(std::string_view(self->in_).substr(pos),
+                                    self->options_.max_frame);
+          if (std::holds_alternative<FrameNeedMore>(outcome)) break;
+          if (auto* err = std::get_if<FrameError>(&outcome)) return self->Close(err->text);
+          auto& parsed = std::get<FrameParsed>(outcome);
+          self->OnFrame(parsed.frame);
+          pos += parsed.consumed;
+        }
+        if (self->closed_) return;
+        self->in_.erase(0, pos);
+        self->ReadLoop();
+      });
+}
+
+void Connection::OnFrame(const Frame& frame) {
+  switch (frame.type) {
+    case FrameType::kResponse: {
+      if (frame.data == kHeartbeat) {
+        AppendCommand(out_, "NOP");
+        Flush();
+        return;
+      }
+      if (pending_.empty()) return;  // e.g. an unsolicited CLOSE_WAIT
+      auto done = std::move(pending_.front());
+      pending_.pop_front();
+      if (!ready_ && frame.data.starts_with("{")) {
+        auto j = nlohmann::json::parse(frame.data, nullptr, false);
+        if (j.is_object()) {
+          negotiated_.max_rdy_count = j.value("max_rdy_count", int64_t{2500});
+          negotiated_.msg_timeout_ms = j.value("msg_timeout", int64_t{60'000});
+          negotiated_.version = j.value("version", std::string());
+        }
+      }
+      if (done) done("");
+      return;
+    }
+    case FrameType::kError: {
+      const std::string text(frame.data);
+      // FIN, REQ and TOUCH failures answer no command and leave the connection open.
+      if (text.starts_with("E_FIN_FAILED") || text.starts_with("E_REQ_FAILED") ||
+          text.starts_with("E_TOUCH_FAILED")) {
+        return;
+      }
+      if (!pending_.empty()) {
+        auto done = std::move(pending_.front());
+        pending_.pop_front();
+        if (done) done(text);
+      }
+      Close(text);
+      return;
+    }
+    case FrameType::kMessage: {
+      auto m = ParseMessage(frame.data);
+      if (!m || m->id.size() != kMessageIdSize) return Close("malformed message frame");
+      Delivered d;
+      std::copy(m->id.begin(), m->id.end(), d.id.begin());
+      d.attempts = m->attempts;
+      d.timestamp_ns = m->timestamp_ns;
+      d.body = m->body;
+      if (on_message_) on_message_(*this, d);
+      return;
+    }
+  }
+}
+
+void Connection::ArmIdleTimer() {
+  if (closed_ || options_.heartbeat_interval.count() <= 0) return;
+  const auto limit = 2 * options_.heartbeat_interval;
+  idle_timer_.expires_at(last_frame_ + limit);
+  idle_timer_.async_wait([weak = weak_from_this(), limit](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closed_) return;
+    if (std::chrono::steady_clock::now() - self->last_frame_ >= limit) {
+      return self->Close("no heartbeat from the broker");
+    }
+    self->ArmIdleTimer();
+  });
+}
+
+void Connection::Close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  ready_ = false;
+  boost::system::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  idle_timer_.cancel();
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& done : pending) {
+    if (done) done("connection lost: " + reason);
+  }
+  if (on_close_) {
+    auto handler = std::move(on_close_);
+    handler(reason);
+  }
+}
+
+// ---- Producer ----
+
+Producer::Producer(asio::any_io_executor ex, tcp::endpoint endpoint, ClientOptions options)
+    : ex_(ex), endpoint_(endpoint), options_(std::move(options)), retry_(ex) {}
+
+Producer::~Producer() { Stop(); }
+
+void Producer::Stop() {
+  stopped_ = true;
+  retry_.cancel();
+  if (conn_) conn_->Close("producer stopped");
+  conn_.reset();
+  auto waiting = std::move(waiting_);
+  for (auto& [op, fail] : waiting) fail("producer stopped");
+}
+
+void Producer::Publish(std::string topic, std::string body, CommandCallback done) {
+  WithConnection(
+      [topic = std::move(topic), body = std::move(body), done](Connection& c) {
+        c.Publish(topic, body, done);
+      },
+      done);
+}
+
+void Producer::MultiPublish(std::string topic, std::vector<std::string> bodies,
+                            CommandCallback done) {
+  WithConnection(
+      [topic = std::move(topic), bodies = std::move(bodies), done](Connection& c) {
+        c.MultiPublish(topic, bodies, done);
+      },
+      done);
+}
+
+void Producer::DeferredPublish(std::string topic, std::chrono::milliseconds delay,
+                               std::string body, CommandCallback done) {
+  WithConnection(
+      [topic = std::move(topic), delay, body = std::move(body), done](Connection& c) {
+        c.DeferredPublish(topic, delay, body, done);
+      },
+      done);
+}
+
+void Producer::WithConnection(std::function<void(Connection&)> op, CommandCallback on_fail) {
+  if (stopped_) return on_fail("producer stopped");
+  if (conn_ && conn_->open()) return op(*conn_);
+  waiting_.emplace_back(std::move(op), std::move(on_fail));
+  if (!connecting_) Connect();
+}
+
+void Producer::Connect() {
+  connecting_ = true;
+  auto conn = std::make_shared<Connection>(ex_, endpoint_, options_);
+  conn_ = conn;
+  conn->SetCloseHandler([this, weak = std::weak_ptr<Connection>(conn)](const std::string&) {
+    if (conn_ == weak.lock()) conn_.reset();
+  });
+  conn->Open([this, conn](std::string error) {
+    if (stopped_) return;
+    if (error.empty()) {
+      connecting_ = false;
+      backoff_ = std::chrono::milliseconds(0);
+      auto waiting = std::move(waiting_);
+      waiting_.clear();
+      for (auto& [op, fail] : waiting) op(*conn);
+      return;
+    }
+    // Publishes waiting for this connection fail now; the caller decides whether to retry.
+    // The next publish dials again, after the backoff.
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& [op, fail] : waiting) fail(error);
+    backoff_ = std::clamp(backoff_ * 2, options_.backoff_min, options_.backoff_max);
+    retry_.expires_after(backoff_);
+    retry_.async_wait([this](boost::system::error_code ec) {
+      if (ec || stopped_) return;
+      connecting_ = false;
+      if (!waiting_.empty()) Connect();
+    });
+  });
+}
+
+// ---- Consumer ----
+
+Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers,
+                   std::string topic, std::string channel, int64_t max_in_flight,
+                   ClientOptions options)
+    : ex_(ex),
+      topic_(std::move(topic)),
+      channel_(std::move(channel)),
+      max_in_flight_(max_in_flight),
+      options_(std::move(options)) {
+  for (auto& ep : brokers) {
+    Link link;
+    link.endpoint = ep;
+    link.retry = std::make_unique<asio::steady_timer>(ex);
+    links_.push_back(std::move(link));
+  }
+}
+
+Consumer::~Consumer() { Close(); }
+
+void Consumer::Start(Handler handler) {
+  handler_ = std::move(handler);
+  for (size_t i = 0; i < links_.size(); ++i) Dial(i);
+}
+
+int64_t Consumer::RdyPerConnection() const {
+  const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(links_.size()));
+  return std::max<int64_t>(1, max_in_flight_ / n);
+}
+
+void Consumer::Dial(size_t i) {
+  if (closed_ || !receiving_) return;
+  auto conn = std::make_shared<Connection>(ex_, links_[i].endpoint, options_);
+  links_[i].conn = conn;
+  conn->SetMessageHandler([this](Connection& c, const Delivered& d) {
+    handler_(d, MessageRef(c.weak(), d.id));
+  });
+  conn->SetCloseHandler([this, i](const std::string&) {
+    links_[i].conn.reset();
+    ScheduleRedial(i);
+  });
+  conn->Open([this, i, conn](std::string error) {
+    if (!error.empty()) return;  // the close handler schedules the redial
+    conn->Subscribe(topic_, channel_, [this, i, conn](std::string error) {
+      if (!error.empty()) return;
+      links_[i].backoff = std::chrono::milliseconds(0);
+      const int64_t rdy = std::min(RdyPerConnection(), conn->negotiated().max_rdy_count);
+      if (receiving_) conn->Ready(rdy);
+    });
+  });
+}
+
+void Consumer::ScheduleRedial(size_t i) {
+  if (closed_ || !receiving_) return;
+  ++reconnects_;
+  Link& link = links_[i];
+  link.backoff = std::clamp(link.backoff * 2, options_.backoff_min, options_.backoff_max);
+  link.retry->expires_after(link.backoff);
+  link.retry->async_wait([this, i](boost::system::error_code ec) {
+    if (!ec) Dial(i);
+  });
+}
+
+void Consumer::StopReceiving() {
+  receiving_ = false;
+  for (auto& link : links_) {
+    link.retry->cancel();
+    if (link.conn && link.conn->open()) {
+      link.conn->Ready(0);
+      link.conn->StartClose(nullptr);
+    }
+  }
+}
+
+void Consumer::Close() {
+  if (closed_) return;
+  closed_ = true;
+  receiving_ = false;
+  for (auto& link : links_) {
+    link.retry->cancel();
+    if (auto conn = std::move(link.conn)) {
+      conn->SetCloseHandler(nullptr);
+      conn->Close("consumer closed");
+    }
+  }
+}
+
+size_t Consumer::connected() const {
+  size_t n = 0;
+  for (const auto& link : links_) n += link.conn && link.conn->open() ? 1 : 0;
+  return n;
+}
+
+}  // namespace cairn::nsq

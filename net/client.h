@@ -1,0 +1,207 @@
+// A small NSQ client over the codec in protocol.h: a publisher and a consumer, for cairn-bench,
+// the workers in consumers/ and the tests. It speaks to any nsqd, not only to cairnd.
+//
+// Threading: everything runs on the executor given to the constructor (one strand: an
+// io_context run by one thread). Callbacks are called there. Calls from other threads must be
+// posted to it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "net/protocol.h"
+
+namespace cairn::nsq {
+
+struct ClientOptions {
+  std::string client_id = "cairn";
+  std::string hostname = "localhost";
+  std::string user_agent = "cairn-client/0.1";
+  // Asked of the broker; it sends a heartbeat this often and drops us after two missed
+  // replies. We drop the connection if nothing arrives for two intervals.
+  std::chrono::milliseconds heartbeat_interval{30'000};
+  // 0: the broker's default.
+  std::chrono::milliseconds msg_timeout{0};
+  std::chrono::milliseconds dial_timeout{5'000};
+  // Reconnect backoff: doubles from min to max after each failed attempt.
+  std::chrono::milliseconds backoff_min{100};
+  std::chrono::milliseconds backoff_max{10'000};
+  size_t max_frame = 64u << 20;
+};
+
+// What the broker said in IDENTIFY's feature negotiation.
+struct Negotiated {
+  int64_t max_rdy_count = 2500;
+  int64_t msg_timeout_ms = 60'000;
+  std::string version;
+};
+
+// Result of a command: empty on success, otherwise the broker's error frame ("E_BAD_TOPIC ...")
+// or a description of the connection failure.
+using CommandCallback = std::function<void(std::string error)>;
+
+class Connection;
+
+// One message as delivered. `body` is valid only during the handler call; keep a MessageRef to
+// settle the message later.
+struct Delivered {
+  MessageId id;
+  uint16_t attempts = 0;
+  int64_t timestamp_ns = 0;
+  std::string_view body;
+};
+
+// A handle to settle a delivered message after the handler returned. Settling after the
+// connection dropped does nothing (the broker redelivers the message).
+class MessageRef {
+ public:
+  MessageRef() = default;
+  MessageRef(std::weak_ptr<Connection> conn, const MessageId& id) : conn_(std::move(conn)), id_(id) {}
+  void Finish() const;
+  void Requeue(std::chrono::milliseconds delay) const;
+  void Touch() const;
+  const MessageId& id() const { return id_; }
+
+ private:
+  std::weak_ptr<Connection> conn_;
+  MessageId id_{};
+};
+
+// One TCP connection: magic, IDENTIFY, heartbeats, ordered command responses.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using MessageHandler = std::function<void(Connection&, const Delivered&)>;
+  using CloseHandler = std::function<void(const std::string& reason)>;
+
+  Connection(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint endpoint,
+             const ClientOptions& options);
+  ~Connection();
+
+  // Connects and identifies; `done` gets "" once ready for commands.
+  void Open(CommandCallback done);
+  void SetMessageHandler(MessageHandler handler) { on_message_ = std::move(handler); }
+  void SetCloseHandler(CloseHandler handler) { on_close_ = std::move(handler); }
+
+  // Commands with a response: `done` runs when it arrives, in order.
+  void Subscribe(std::string_view topic, std::string_view channel, CommandCallback done);
+  void Publish(std::string_view topic, std::string_view body, CommandCallback done);
+  void MultiPublish(std::string_view topic, std::span<const std::string> bodies,
+                    CommandCallback done);
+  void DeferredPublish(std::string_view topic, std::chrono::milliseconds delay,
+                       std::string_view body, CommandCallback done);
+  void StartClose(CommandCallback done);  // CLS; the broker answers CLOSE_WAIT
+  // Commands without a response. Buffered and written together at the end of the current
+  // handler run.
+  void Ready(int64_t count);
+  void Finish(const MessageId& id);
+  void Requeue(const MessageId& id, std::chrono::milliseconds delay);
+  void Touch(const MessageId& id);
+
+  void Close(const std::string& reason = "closed");
+  bool open() const { return ready_ && !closed_; }
+  const Negotiated& negotiated() const { return negotiated_; }
+  std::weak_ptr<Connection> weak() { return weak_from_this(); }
+
+ private:
+  void Send(std::string_view bytes, CommandCallback done);
+  void Flush();
+  void OnWritten(boost::system::error_code ec);
+  void ReadLoop();
+  void OnFrame(const Frame& frame);
+  void ArmIdleTimer();
+
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+  ClientOptions options_;
+  Negotiated negotiated_;
+  MessageHandler on_message_;
+  CloseHandler on_close_;
+  std::deque<CommandCallback> pending_;
+  std::string in_, out_, writing_buf_;
+  bool writing_ = false, ready_ = false, closed_ = false;
+  bool flush_posted_ = false;
+  boost::asio::steady_timer idle_timer_;
+  std::chrono::steady_clock::time_point last_frame_;
+};
+
+// Publishes to one broker over one connection, reconnecting (with backoff) when it drops.
+// Publishes are pipelined: several may be outstanding; each completes in order.
+class Producer {
+ public:
+  Producer(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint endpoint,
+           ClientOptions options = {});
+  ~Producer();
+  void Publish(std::string topic, std::string body, CommandCallback done);
+  void MultiPublish(std::string topic, std::vector<std::string> bodies, CommandCallback done);
+  void DeferredPublish(std::string topic, std::chrono::milliseconds delay, std::string body,
+                       CommandCallback done);
+  void Stop();
+
+ private:
+  // Runs `op` on an open connection, connecting first if needed.
+  void WithConnection(std::function<void(Connection&)> op, CommandCallback on_fail);
+  void Connect();
+
+  boost::asio::any_io_executor ex_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+  ClientOptions options_;
+  std::shared_ptr<Connection> conn_;
+  bool connecting_ = false, stopped_ = false;
+  std::chrono::milliseconds backoff_{0};
+  std::deque<std::pair<std::function<void(Connection&)>, CommandCallback>> waiting_;
+  boost::asio::steady_timer retry_;
+};
+
+// Consumes one topic/channel from one or more brokers, keeping a connection to each (reconnect
+// with backoff) and spreading max_in_flight over them as RDY.
+class Consumer {
+ public:
+  // The handler settles each message: ref.Finish(), ref.Requeue(delay), or later through the
+  // MessageRef it keeps.
+  using Handler = std::function<void(const Delivered&, const MessageRef&)>;
+
+  Consumer(boost::asio::any_io_executor ex, std::vector<boost::asio::ip::tcp::endpoint> brokers,
+           std::string topic, std::string channel, int64_t max_in_flight,
+           ClientOptions options = {});
+  ~Consumer();
+  void Start(Handler handler);
+  // Stops taking messages: RDY 0 and CLS on every connection. Messages already delivered can
+  // still be settled; call Close() once they are.
+  void StopReceiving();
+  void Close();
+  size_t connected() const;
+  uint64_t reconnects() const { return reconnects_; }
+
+ private:
+  struct Link {
+    boost::asio::ip::tcp::endpoint endpoint;
+    std::shared_ptr<Connection> conn;
+    std::chrono::milliseconds backoff{0};
+    std::unique_ptr<boost::asio::steady_timer> retry;
+  };
+  void Dial(size_t i);
+  void ScheduleRedial(size_t i);
+  int64_t RdyPerConnection() const;
+
+  boost::asio::any_io_executor ex_;
+  std::string topic_, channel_;
+  int64_t max_in_flight_;
+  ClientOptions options_;
+  Handler handler_;
+  std::vector<Link> links_;
+  bool receiving_ = true, closed_ = false;
+  uint64_t reconnects_ = 0;
+};
+
+}  // namespace cairn::nsq

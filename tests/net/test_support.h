@@ -1,0 +1,358 @@
+// Helpers for the protocol and broker tests: a broker running in-process on loopback (real store
+// in a temporary directory, real sockets, port 0), a blocking raw NSQ client that sees every
+// frame as it is on the wire, and a cairnd child process for restart and memory tests.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "net/protocol.h"
+#include "net/tcp_server.h"
+#include "src/broker.h"
+#include "tests/storage/test_util.h"
+
+namespace cairn::testing {
+
+using storage::testing::SampleLines;
+using storage::testing::TempDir;
+using namespace std::chrono_literals;
+
+// cairnd's parts, in this process, serving on 127.0.0.1 with a port of the kernel's choosing.
+class BrokerHarness {
+ public:
+  explicit BrokerHarness(BrokerOptions options = {}) : options_(options) { Open(); }
+  ~BrokerHarness() { Shut(); }
+
+  uint16_t port() const { return port_; }
+  const std::string& path() const { return dir_.path(); }
+
+  // Runs `fn` on the broker's io thread and returns its result.
+  template <class F>
+  auto Run(F fn) -> decltype(fn()) {
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    boost::asio::post(*io_, [&task] { task(); });
+    return result.get();
+  }
+
+  // A clean stop and start on the same data directory (the port changes).
+  void Restart() {
+    Shut();
+    Open();
+  }
+
+  storage::Store& store() { return *store_; }
+  // Only on the io thread: inside Run().
+  Broker& broker() { return *broker_; }
+
+ private:
+  void Open() {
+    auto opts = storage::testing::TestOptions(dir_.path());
+    auto store = storage::Store::Open(opts);
+    ASSERT_TRUE(store) << store.error().ToString();
+    store_ = std::move(*store);
+    io_ = std::make_unique<boost::asio::io_context>(1);
+    broker_ = std::make_unique<Broker>(*io_, *store_, options_);
+    broker_->Start();
+    server_ = std::make_unique<net::TcpServer>(
+        *io_, *broker_,
+        boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+    server_->Start();
+    port_ = server_->local_endpoint().port();
+    work_ = std::make_unique<boost::asio::executor_work_guard<
+        boost::asio::io_context::executor_type>>(io_->get_executor());
+    thread_ = std::thread([this] { io_->run(); });
+  }
+
+  void Shut() {
+    if (!io_) return;
+    Run([this] {
+      server_->Drain();
+      server_->CloseAll();
+      broker_->Stop();
+      return 0;
+    });
+    work_.reset();
+    io_->stop();
+    thread_.join();
+    server_.reset();
+    broker_.reset();
+    io_.reset();
+    (void)store_->Close();
+    store_.reset();
+  }
+
+  BrokerOptions options_;
+  TempDir dir_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<boost::asio::io_context> io_;
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<net::TcpServer> server_;
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+};
+
+struct RawFrame {
+  nsq::FrameType type;
+  std::string data;
+};
+
+struct RawMessage {
+  std::string id;
+  uint16_t attempts = 0;
+  int64_t timestamp_ns = 0;
+  std::string body;
+};
+
+// A blocking NSQ connection that hands back every frame as it came.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port, bool send_magic = true) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ADD_FAILURE() << "connect: " << strerror(errno);
+    }
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (send_magic) Send(nsq::kMagicV2);
+  }
+  ~RawClient() { Close(); }
+  RawClient(const RawClient&) = delete;
+
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  // Sends everything; false if the peer is gone.
+  bool Send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  bool Cmd(std::string_view line) {
+    std::string b;
+    nsq::AppendCommand(b, line);
+    return Send(b);
+  }
+  bool CmdBody(std::string_view line, std::string_view body) {
+    std::string b;
+    nsq::AppendCommandWithBody(b, line, body);
+    return Send(b);
+  }
+  void Identify(const std::string& json) {
+    CmdBody("IDENTIFY", json);
+    auto f = Read();
+    ASSERT_TRUE(f);
+    ASSERT_EQ(f->type, nsq::FrameType::kResponse) << f->data;
+  }
+  void Subscribe(std::string_view topic, std::string_view channel) {
+    Cmd(fmt::format("SUB {} {}", topic, channel));
+    ExpectResponse("OK");
+  }
+  void Publish(std::string_view topic, std::string_view body) {
+    CmdBody(fmt::format("PUB {}", topic), body);
+    ExpectResponse("OK");
+  }
+
+  // The next frame other than a heartbeat, or nullopt if the connection closed or nothing came
+  // within `timeout`. Heartbeats are answered with NOP unless `answer_heartbeats` is off.
+  std::optional<RawFrame> Read(std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto outcome = nsq::ParseFrame(buf_, 64u << 20);
+      if (auto* p = std::get_if<nsq::FrameParsed>(&outcome)) {
+        RawFrame f{p->frame.type, std::string(p->frame.data)};
+        buf_.erase(0, p->consumed);
+        if (f.type == nsq::FrameType::kResponse && f.data == nsq::kHeartbeat) {
+          ++heartbeats;
+          if (answer_heartbeats) Cmd("NOP");
+          continue;
+        }
+        return f;
+      }
+      if (std::holds_alternative<nsq::FrameError>(outcome)) {
+        ADD_FAILURE() << "bad frame from the broker";
+        return std::nullopt;
+      }
+      if (!Fill(deadline)) return std::nullopt;
+    }
+  }
+
+  void ExpectResponse(std::string_view text) {
+    auto f = Read();
+    ASSERT_TRUE(f) << "no response, expected " << text;
+    EXPECT_EQ(f->type, nsq::FrameType::kResponse) << f->data;
+    EXPECT_EQ(f->data, text);
+  }
+  void ExpectError(std::string_view text) {
+    auto f = Read();
+    ASSERT_TRUE(f) << "no frame, expected error " << text;
+    EXPECT_EQ(f->type, nsq::FrameType::kError) << f->data;
+    EXPECT_EQ(f->data, text);
+  }
+  std::optional<RawMessage> ReadMessage(std::chrono::milliseconds timeout = 5s) {
+    auto f = Read(timeout);
+    if (!f) return std::nullopt;
+    EXPECT_EQ(f->type, nsq::FrameType::kMessage) << f->data;
+    if (f->type != nsq::FrameType::kMessage) return std::nullopt;
+    auto m = nsq::ParseMessage(f->data);
+    if (!m) return std::nullopt;
+    return RawMessage{std::string(m->id), m->attempts, m->timestamp_ns, std::string(m->body)};
+  }
+
+  // True if the broker closes the connection within `timeout` (any frames before are dropped).
+  bool ClosedByPeer(std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      buf_.clear();
+      if (!Fill(deadline)) return eof_;
+    }
+  }
+
+  int fd() const { return fd_; }
+  bool answer_heartbeats = true;
+  int heartbeats = 0;
+
+ private:
+  // Reads more into buf_; false on EOF or at the deadline.
+  bool Fill(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char tmp[65536];
+    const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buf_.append(tmp, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool eof_ = false;
+  std::string buf_;
+};
+
+// cairnd as a child process, for what only a real process shows: kill -9, resident memory.
+class CairndProcess {
+ public:
+  CairndProcess(const std::string& data_path, std::vector<std::string> extra = {}) {
+    int pipefd[2];
+    if (pipe(pipefd) != 0) std::abort();
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(pipefd[1], 2);
+      close(pipefd[0]);
+      close(pipefd[1]);
+      std::vector<std::string> args = {CAIRN_BIN_DIR "/cairnd", "--data-path=" + data_path,
+                                       "--tcp-address=127.0.0.1:0"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(pipefd[1]);
+    err_ = fdopen(pipefd[0], "r");
+    // The bound address, from the line cairnd logs for scripts.
+    const std::regex listening("TCP: listening on 127\\.0\\.0\\.1:([0-9]+)");
+    char line[4096];
+    while (fgets(line, sizeof line, err_) != nullptr) {
+      log_ += line;
+      std::cmatch m;
+      if (std::regex_search(line, m, listening)) {
+        port_ = static_cast<uint16_t>(std::stoi(m[1].str()));
+        break;
+      }
+    }
+    // Keep draining stderr so cairnd never blocks on a full pipe.
+    drain_ = std::thread([f = err_] {
+      char buf[4096];
+      while (fgets(buf, sizeof buf, f) != nullptr) {
+      }
+    });
+  }
+  ~CairndProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      Wait();
+    }
+    if (drain_.joinable()) drain_.join();
+    if (err_ != nullptr) fclose(err_);
+  }
+
+  uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  const std::string& startup_log() const { return log_; }
+
+  // Sends `sig` and returns the exit status (as from waitpid).
+  int Signal(int sig) {
+    kill(pid_, sig);
+    return Wait();
+  }
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  // Resident set size in bytes, from /proc.
+  uint64_t RssBytes() const {
+    std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
+    std::string key;
+    while (f >> key) {
+      if (key == "VmRSS:") {
+        uint64_t kb = 0;
+        f >> kb;
+        return kb * 1024;
+      }
+      std::string rest;
+      std::getline(f, rest);
+    }
+    return 0;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* err_ = nullptr;
+  std::thread drain_;
+  std::string log_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace cairn::testing
