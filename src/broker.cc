@@ -72,6 +72,23 @@ void Broker::OnEphemeralTopicIdle(const std::string& name) {
   });
 }
 
-void Broker::Post(std::function<void()> fn) { boost::asio::post(io_, std::move(fn)); }
+void Broker::Post(std::function<void()> fn) {
+  bool first;
+  {
+    std::lock_guard lock(posted_mu_);
+    first = posted_.empty();
+    posted_.push_back(std::move(fn));
+  }
+  if (first) boost::asio::post(io_, [this] { DrainPosted(); });
+}
+
+void Broker::DrainPosted() {
+  {
+    std::lock_guard lock(posted_mu_);
+    running_.swap(posted_);
+  }
+  for (auto& fn : running_) fn();
+  running_.clear();
+}
 
 }  // namespace cairn
