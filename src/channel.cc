@@ -185,8 +185,10 @@ void Channel::Pump() {
     if (sent && std::find(touched.begin(), touched.end(), s) == touched.end()) {
       touched.push_back(s);
     }
-    if (burst > 0) break;  // out of messages
+    // The next message goes to the next subscriber, even when this turn ended because the
+    // channel ran dry: under light traffic idle subscribers take turns, as with nsqd.
     next_subscriber_ = (next_subscriber_ + 1) % subscribers_.size();
+    if (burst > 0) break;  // out of messages
   }
   for (Subscriber* s : touched) s->Flush();
 }
