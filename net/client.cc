@@ -168,18 +168,16 @@ void Connection::OnWritten(boost::system::error_code ec) {
 }
 
 void Connection::ReadLoop() {
-  const size_t old = in_.size();
-  in_.resize(old + 256 * 1024);
+  auto space = in_.Prepare(64 * 1024);
   socket_.async_read_some(
-      asio::buffer(in_.data() + old, 256 * 1024),
-      [self = shared_from_this(), old](boost::system::error_code ec, size_t n) {
-        self->in_.resize(old + n);
+      asio::buffer(space.data(), space.size()),
+      [self = shared_from_this()](boost::system::error_code ec, size_t n) {
         if (ec) return self->Close(ec == asio::error::eof ? "closed by broker" : ec.message());
+        self->in_.Commit(n);
         self->last_frame_ = std::chrono::steady_clock::now();
         size_t pos = 0;
         while (!self->closed_) {
-          auto outcome = ParseFrame(std::string_view(self->in_).substr(pos),
-                                    self->options_.max_frame);
+          auto outcome = ParseFrame(self->in_.data().substr(pos), self->options_.max_frame);
           if (std::holds_alternative<FrameNeedMore>(outcome)) break;
           if (auto* err = std::get_if<FrameError>(&outcome)) return self->Close(err->text);
           auto& parsed = std::get<FrameParsed>(outcome);
@@ -187,7 +185,7 @@ void Connection::ReadLoop() {
           pos += parsed.consumed;
         }
         if (self->closed_) return;
-        self->in_.erase(0, pos);
+        self->in_.Consume(pos);
         self->ReadLoop();
       });
 }

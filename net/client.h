@@ -20,6 +20,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "net/input_buffer.h"
 #include "net/protocol.h"
 
 namespace cairn::nsq {
@@ -128,7 +129,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   MessageHandler on_message_;
   CloseHandler on_close_;
   std::deque<CommandCallback> pending_;
-  std::string in_, out_, writing_buf_;
+  net::InputBuffer in_;
+  std::string out_, writing_buf_;
   bool writing_ = false, ready_ = false, closed_ = false;
   bool flush_posted_ = false;
   boost::asio::steady_timer idle_timer_;

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/identify.h"
+#include "net/input_buffer.h"
 #include "net/protocol.h"
 
 namespace cairn::net {
@@ -111,13 +112,13 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     // The magic.
     while (in_.size() < nsq::kMagicV2.size() && !ec) co_await ReadSome(ec);
     if (ec) co_return Teardown();
-    if (std::string_view(in_).substr(0, 4) != nsq::kMagicV2) {
+    if (in_.data().substr(0, 4) != nsq::kMagicV2) {
       spdlog::info("client={} bad protocol magic, closing", remote_);
       nsq::AppendFrame(out_, nsq::FrameType::kError, "E_BAD_PROTOCOL");
       fatal_ = true;
       co_return Teardown();
     }
-    in_.erase(0, 4);
+    in_.Consume(4);
     for (;;) {
       ProcessInput();
       if (fatal_ || stop_reading_ || closed_) break;
@@ -136,11 +137,10 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   }
 
   asio::awaitable<void> ReadSome(boost::system::error_code& ec) {
-    const size_t old = in_.size();
-    in_.resize(old + 64 * 1024);
+    auto space = in_.Prepare(64 * 1024);
     const size_t n = co_await socket_.async_read_some(
-        asio::buffer(in_.data() + old, 64 * 1024), asio::redirect_error(asio::use_awaitable, ec));
-    in_.resize(old + n);
+        asio::buffer(space.data(), space.size()), asio::redirect_error(asio::use_awaitable, ec));
+    in_.Commit(n);
   }
 
   bool Backpressured() const {
@@ -151,7 +151,7 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   void ProcessInput() {
     size_t pos = 0;
     while (!fatal_ && !closed_ && !Backpressured()) {
-      auto outcome = nsq::ParseCommand(std::string_view(in_).substr(pos), limits_);
+      auto outcome = nsq::ParseCommand(in_.data().substr(pos), limits_);
       if (std::holds_alternative<nsq::NeedMore>(outcome)) break;
       if (auto* err = std::get_if<nsq::ProtocolError>(&outcome)) {
         Fail(*err);
@@ -162,7 +162,7 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
       if (auto err = Exec(parsed.command)) Fail(*err);
       pos += parsed.consumed;
     }
-    in_.erase(0, pos);
+    in_.Consume(pos);
     if (pump_ && channel_ != nullptr) {
       pump_ = false;
       channel_->Pump();
@@ -486,7 +486,7 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   int64_t in_flight_ = 0;
   bool pump_ = false;
 
-  std::string in_;
+  InputBuffer in_;
   std::string out_, write_buf_;
   size_t writing_bytes_ = 0;
   bool writing_ = false;
