@@ -119,6 +119,7 @@ struct Config {
   uint64_t messages = 0;  // 0: run for `seconds`
   double rate = 0;        // total messages/s; 0: as fast as it goes
   double drain_seconds = 30;
+  uint64_t expect = 0;  // with no publishers: messages each channel must receive (a backlog)
   std::string source_dir = CAIRN_SOURCE_DIR;
 };
 
@@ -132,6 +133,7 @@ class Bench {
   nlohmann::json Run() {
     nsq::ClientOptions opts;
     opts.client_id = "cairn-bench";
+    consume_start_ = Clock::now();
     // Consumers first, so every channel exists before the first publish.
     int subscribed_target = cfg_.channels * cfg_.consumers;
     for (int c = 0; c < cfg_.channels; ++c) {
@@ -159,7 +161,7 @@ class Bench {
       if (static_cast<int>(connected) >= subscribed_target) break;
       io_.run_for(std::chrono::milliseconds(10));
     }
-    io_.run_for(std::chrono::milliseconds(200));  // let SUB and RDY land
+    if (cfg_.publishers > 0) io_.run_for(std::chrono::milliseconds(200));  // SUB and RDY land
 
     start_ = Clock::now();
     end_ = start_ + std::chrono::duration_cast<Clock::duration>(
@@ -182,7 +184,9 @@ class Bench {
     }
     const double pub_secs = std::chrono::duration<double>(last_ack_ - start_).count();
     // Delivery catches up (bounded).
-    const uint64_t want = acked_ * static_cast<uint64_t>(cfg_.channels);
+    if (cfg_.publishers == 0) start_ = consume_start_;
+    const uint64_t want =
+        (cfg_.publishers == 0 ? cfg_.expect : acked_) * static_cast<uint64_t>(cfg_.channels);
     const auto drain_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                    std::chrono::duration<double>(cfg_.drain_seconds));
     while (cfg_.channels > 0 && delivered_total_ < want && Clock::now() < drain_deadline) {
@@ -222,6 +226,7 @@ class Bench {
 
  private:
   bool PublishDone() const {
+    if (cfg_.publishers == 0) return true;
     if (!errors_.empty() && outstanding_ == 0) return true;
     if (cfg_.messages > 0) return sent_ >= cfg_.messages;
     return Clock::now() >= end_;
@@ -284,7 +289,7 @@ class Bench {
   std::vector<std::string> bodies_;
   std::vector<std::shared_ptr<nsq::Connection>> publishers_;
   std::vector<std::unique_ptr<nsq::Consumer>> consumers_;
-  Clock::time_point start_, end_, last_ack_;
+  Clock::time_point start_, end_, last_ack_, consume_start_;
   uint64_t sent_ = 0, acked_ = 0, batches_ = 0;
   int outstanding_ = 0;
   std::vector<uint64_t> delivered_;
@@ -319,6 +324,10 @@ int main(int argc, char** argv) {
   app.add_option("--messages", cfg.messages, "publish this many messages instead (0: use --seconds)")
       ->capture_default_str();
   app.add_option("--rate", cfg.rate, "total publish rate in messages/s (0: as fast as it goes)")
+      ->capture_default_str();
+  app.add_option("--expect", cfg.expect,
+                 "with --publishers 0: consume a backlog already in the topic until each channel "
+                 "received this many (a topic's first channel starts at the log's start)")
       ->capture_default_str();
   app.add_option("--drain-seconds", cfg.drain_seconds,
                  "how long to wait after publishing for delivery to catch up")

@@ -394,6 +394,7 @@ void Consumer::Dial(size_t i) {
   });
   conn->SetCloseHandler([this, i](const std::string&) {
     links_[i].conn.reset();
+    links_[i].subscribed = false;
     ScheduleRedial(i);
   });
   conn->Open([this, i, conn](std::string error) {
@@ -401,6 +402,7 @@ void Consumer::Dial(size_t i) {
     conn->Subscribe(topic_, channel_, [this, i, conn](std::string error) {
       if (!error.empty()) return;
       links_[i].backoff = std::chrono::milliseconds(0);
+      links_[i].subscribed = true;
       const int64_t rdy = std::min(RdyPerConnection(), conn->negotiated().max_rdy_count);
       if (receiving_) conn->Ready(rdy);
     });
@@ -444,7 +446,7 @@ void Consumer::Close() {
 
 size_t Consumer::connected() const {
   size_t n = 0;
-  for (const auto& link : links_) n += link.conn && link.conn->open() ? 1 : 0;
+  for (const auto& link : links_) n += link.subscribed && link.conn && link.conn->open() ? 1 : 0;
   return n;
 }
 

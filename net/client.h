@@ -182,6 +182,7 @@ class Consumer {
   // still be settled; call Close() once they are.
   void StopReceiving();
   void Close();
+  // Connections subscribed and ready for messages.
   size_t connected() const;
   uint64_t reconnects() const { return reconnects_; }
 
@@ -191,6 +192,7 @@ class Consumer {
     std::shared_ptr<Connection> conn;
     std::chrono::milliseconds backoff{0};
     std::unique_ptr<boost::asio::steady_timer> retry;
+    bool subscribed = false;
   };
   void Dial(size_t i);
   void ScheduleRedial(size_t i);
