@@ -21,10 +21,6 @@ void AppendBe32(std::string& out, uint32_t v) {
   out.append(b, 4);
 }
 
-void AppendBe64(std::string& out, uint64_t v) {
-  AppendBe32(out, static_cast<uint32_t>(v >> 32));
-  AppendBe32(out, static_cast<uint32_t>(v));
-}
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -45,17 +41,25 @@ ProtocolError Fatal(std::string code, std::string text) {
   return ProtocolError{std::move(code), std::move(text), true};
 }
 
-std::vector<std::string_view> SplitParams(std::string_view line) {
+void SplitParams(std::string_view line, Command* cmd, std::string_view* verb) {
   // nsqd splits on every single space, so "SUB  a b" has an empty topic name.
-  std::vector<std::string_view> out;
+  bool first = true;
+  auto push = [&](std::string_view word) {
+    if (first) {
+      *verb = word;
+      first = false;
+    } else {
+      cmd->params.push_back(word);
+    }
+  };
   size_t pos = 0;
   for (;;) {
     const size_t sp = line.find(' ', pos);
     if (sp == std::string_view::npos) {
-      out.push_back(line.substr(pos));
-      return out;
+      push(line.substr(pos));
+      return;
     }
-    out.push_back(line.substr(pos, sp - pos));
+    push(line.substr(pos, sp - pos));
     pos = sp + 1;
   }
 }
@@ -110,28 +114,36 @@ std::optional<int64_t> ParseDecimal(std::string_view text) {
 MessageId EncodeMessageId(uint64_t offset) {
   MessageId id;
   for (int i = 15; i >= 0; --i) {
-    id[i] = kHex[offset & 0xf];
+    id[static_cast<size_t>(i)] = kHex[offset & 0xf];
     offset >>= 4;
   }
   return id;
 }
 
+namespace {
+// Hex digit values; 0xff for anything else.
+constexpr std::array<uint8_t, 256> kHexValue = [] {
+  std::array<uint8_t, 256> t{};
+  t.fill(0xff);
+  for (int c = 0; c < 10; ++c) t['0' + c] = static_cast<uint8_t>(c);
+  for (int c = 0; c < 6; ++c) {
+    t['a' + c] = static_cast<uint8_t>(10 + c);
+    t['A' + c] = static_cast<uint8_t>(10 + c);
+  }
+  return t;
+}();
+}  // namespace
+
 std::optional<uint64_t> DecodeMessageId(std::string_view id) {
   if (id.size() != kMessageIdSize) return std::nullopt;
   uint64_t v = 0;
+  uint8_t bad = 0;
   for (char c : id) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else if (c >= 'A' && c <= 'F') {
-      d = c - 'A' + 10;
-    } else {
-      return std::nullopt;
-    }
-    v = (v << 4) | static_cast<uint64_t>(d);
+    const uint8_t d = kHexValue[static_cast<unsigned char>(c)];
+    bad |= d;
+    v = (v << 4) | (d & 0xf);
   }
+  if (bad & 0xf0) return std::nullopt;
   return v;
 }
 
@@ -175,9 +187,8 @@ ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
   size_t consumed = nl + 1;
 
   Command cmd;
-  cmd.params = SplitParams(line);
-  const std::string_view verb = cmd.params.front();
-  cmd.params.erase(cmd.params.begin());
+  std::string_view verb;
+  SplitParams(line, &cmd, &verb);
   const size_t nparams = cmd.params.size();
 
   auto done = [&]() -> ParseOutcome { return Parsed{std::move(cmd), consumed}; };
@@ -333,13 +344,20 @@ void AppendError(std::string& out, const ProtocolError& error) {
 
 void AppendMessage(std::string& out, int64_t timestamp_ns, uint16_t attempts, const MessageId& id,
                    std::string_view body) {
-  AppendBe32(out, static_cast<uint32_t>(4 + kMessageHeaderSize + body.size()));
-  AppendBe32(out, static_cast<uint32_t>(FrameType::kMessage));
-  AppendBe64(out, static_cast<uint64_t>(timestamp_ns));
-  out.push_back(static_cast<char>(attempts >> 8));
-  out.push_back(static_cast<char>(attempts));
-  out.append(id.data(), id.size());
-  out.append(body);
+  // One resize and straight stores: this runs once per message delivered.
+  const size_t at = out.size();
+  out.resize(at + 4 + 4 + kMessageHeaderSize + body.size());
+  auto* p = reinterpret_cast<unsigned char*>(out.data() + at);
+  const uint32_t size = static_cast<uint32_t>(4 + kMessageHeaderSize + body.size());
+  const uint64_t ts = static_cast<uint64_t>(timestamp_ns);
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(size >> (24 - 8 * i));
+  p[4] = p[5] = p[6] = 0;
+  p[7] = static_cast<unsigned char>(FrameType::kMessage);
+  for (int i = 0; i < 8; ++i) p[8 + i] = static_cast<unsigned char>(ts >> (56 - 8 * i));
+  p[16] = static_cast<unsigned char>(attempts >> 8);
+  p[17] = static_cast<unsigned char>(attempts);
+  std::memcpy(p + 18, id.data(), id.size());
+  if (!body.empty()) std::memcpy(p + 34, body.data(), body.size());
 }
 
 void AppendCommand(std::string& out, std::string_view line) {

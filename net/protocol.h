@@ -29,6 +29,8 @@
 #include <variant>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace cairn::nsq {
 
 inline constexpr std::string_view kMagicV2 = "  V2";
@@ -69,7 +71,8 @@ std::string_view VerbName(Verb verb);
 // One parsed command. Views point into the buffer handed to ParseCommand.
 struct Command {
   Verb verb;
-  std::vector<std::string_view> params;  // the words after the verb
+  // The words after the verb; inline, so parsing a FIN or a PUB allocates nothing.
+  boost::container::small_vector<std::string_view, 4> params;
   std::string_view body;                 // IDENTIFY, PUB, DPUB, AUTH
   std::vector<std::string_view> bodies;  // MPUB
 };

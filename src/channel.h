@@ -26,6 +26,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <vector>
 
 #include "src/options.h"
@@ -161,7 +163,8 @@ class Channel {
   // seek), so they are checked against the cursor; above it, nothing is finished unread.
   uint64_t check_finished_below_ = 0;
 
-  std::unordered_map<uint64_t, InFlight> in_flight_;
+  // Open addressing: no allocation per message delivered.
+  boost::unordered_flat_map<uint64_t, InFlight> in_flight_;
   MinHeap<Timed> timeouts_;  // lazily pruned: entries whose seq no longer matches are stale
   uint32_t next_seq_ = 0;
   MinHeap<Timed> deferred_;  // seq_or_attempts holds the attempts so far

@@ -29,28 +29,32 @@ void AckSet::AbsorbFloor() {
 }
 
 bool AckSet::Add(uint64_t offset) {
-  if (Contains(offset)) return false;
+  if (offset < floor_) return false;
   if (offset == floor_) {
     ++floor_;
     AbsorbFloor();
     return true;
   }
-  // Join the range ending at `offset` and/or the one starting at offset + 1.
-  auto next = ranges_.find(offset + 1);
-  auto prev = ranges_.upper_bound(offset);
-  uint64_t begin = offset, end = offset + 1;
-  if (prev != ranges_.begin()) {
-    --prev;
+  // One lookup: the range starting after `offset`, and the one before it. Consumers finish in
+  // nearly increasing order, so the usual case extends the range just below in place.
+  auto next = ranges_.upper_bound(offset);
+  const bool joins_next = next != ranges_.end() && next->first == offset + 1;
+  if (next != ranges_.begin()) {
+    auto prev = std::prev(next);
+    if (offset < prev->second) return false;  // already finished
     if (prev->second == offset) {
-      begin = prev->first;
-      ranges_.erase(prev);
+      prev->second = joins_next ? next->second : offset + 1;
+      if (joins_next) ranges_.erase(next);
+      return true;
     }
   }
-  if (next != ranges_.end()) {
-    end = next->second;
-    ranges_.erase(next);
+  if (joins_next) {
+    auto node = ranges_.extract(next);  // re-key without reallocating
+    node.key() = offset;
+    ranges_.insert(std::move(node));
+    return true;
   }
-  ranges_[begin] = end;
+  ranges_.emplace_hint(next, offset, offset + 1);
   return true;
 }
 

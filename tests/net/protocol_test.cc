@@ -57,7 +57,8 @@ TEST(Protocol, EveryCommandParses) {
   EXPECT_EQ(ParseOk("CLS\n").verb, Verb::kCls);
   auto sub = ParseOk("SUB logs archive\n");
   EXPECT_EQ(sub.verb, Verb::kSub);
-  EXPECT_EQ(sub.params, (std::vector<std::string_view>{"logs", "archive"}));
+  EXPECT_EQ(std::vector<std::string_view>(sub.params.begin(), sub.params.end()),
+            (std::vector<std::string_view>{"logs", "archive"}));
   auto rdy = ParseOk("RDY 100\n");
   EXPECT_EQ(rdy.verb, Verb::kRdy);
   EXPECT_EQ(rdy.params.at(0), "100");
