@@ -56,10 +56,10 @@ class BrokerHarness {
     return result.get();
   }
 
-  // A clean stop and start on the same data directory (the port changes).
+  // A clean stop and start on the same data directory and port.
   void Restart() {
     Shut();
-    Open();
+    Open(port_);
   }
 
   storage::Store& store() { return *store_; }
@@ -67,7 +67,7 @@ class BrokerHarness {
   Broker& broker() { return *broker_; }
 
  private:
-  void Open() {
+  void Open(uint16_t port = 0) {
     auto opts = storage::testing::TestOptions(dir_.path());
     auto store = storage::Store::Open(opts);
     ASSERT_TRUE(store) << store.error().ToString();
@@ -77,7 +77,7 @@ class BrokerHarness {
     broker_->Start();
     server_ = std::make_unique<net::TcpServer>(
         *io_, *broker_,
-        boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+        boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
     server_->Start();
     port_ = server_->local_endpoint().port();
     work_ = std::make_unique<boost::asio::executor_work_guard<
