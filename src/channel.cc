@@ -139,6 +139,7 @@ void Channel::Deliver(Subscriber* to, uint64_t offset, int64_t ts, std::string_v
   const SteadyTime deadline = now + to->MsgTimeout();
   in_flight_[offset] = InFlight{to, deadline, now, attempts, seq};
   timeouts_.push({deadline, offset, seq});
+  if (timeouts_.size() > 2 * in_flight_.size() + 1024) CompactTimeouts();
   ++counters_.delivered;
   to->Send(Delivery{offset, ts, attempts, body});
 }
@@ -243,6 +244,7 @@ Channel::Settle Channel::Touch(Subscriber* by, uint64_t offset) {
   f->deadline = std::min(now + by->MsgTimeout(), f->delivered_at + options_.max_msg_timeout);
   f->seq = ++next_seq_;
   timeouts_.push({f->deadline, offset, f->seq});
+  if (timeouts_.size() > 2 * in_flight_.size() + 1024) CompactTimeouts();
   return result;
 }
 
@@ -267,6 +269,13 @@ void Channel::OnTimer(SteadyTime now) {
     moved = true;
   }
   if (moved) Pump();
+}
+
+void Channel::CompactTimeouts() {
+  std::vector<Timed> live;
+  live.reserve(in_flight_.size());
+  for (const auto& [offset, f] : in_flight_) live.push_back({f.deadline, offset, f.seq});
+  timeouts_ = MinHeap<Timed>(std::greater<Timed>(), std::move(live));
 }
 
 ChannelStats Channel::stats() const {

@@ -144,6 +144,10 @@ class Channel {
   // Sends one requeued message to `to`; false if it no longer exists in the log.
   bool DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime now);
   bool SampledOut(Subscriber* to, uint64_t offset);
+  // Settled messages leave their entry in timeouts_ until its deadline; rebuild the heap from
+  // what is in flight once stale entries outnumber live ones, so its size stays proportional to
+  // the messages in flight, not to the message rate times msg_timeout.
+  void CompactTimeouts();
 
   Topic* const topic_;
   const std::string name_;
