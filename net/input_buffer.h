@@ -30,8 +30,13 @@ class InputBuffer {
   void Commit(size_t n) { end_ += n; }
   void Consume(size_t n) {
     begin_ += n;
-    if (begin_ == end_) begin_ = end_ = 0;
+    if (begin_ != end_) return;
+    begin_ = end_ = 0;
+    // An idle connection does not keep the room a large MPUB once needed.
+    if (buf_.size() > kKeepBytes) std::string().swap(buf_);
   }
+
+  static constexpr size_t kKeepBytes = 256 * 1024;
 
  private:
   std::string buf_;

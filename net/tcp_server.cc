@@ -392,6 +392,9 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     writing_ = false;
     writing_bytes_ = 0;
     write_buf_.clear();
+    // A burst (a backlog delivered at full RDY) must not leave megabytes behind on every idle
+    // connection.
+    if (write_buf_.capacity() > InputBuffer::kKeepBytes) std::string().swap(write_buf_);
     if (ec) {
       Close();
       return;
