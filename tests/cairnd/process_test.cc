@@ -148,6 +148,10 @@ TEST(Process, SigtermWithClientsConnectedExitsCleanlyAndQuickly) {
 // drains the whole backlog as fast as it can. The backlog lives on disk: cairnd's resident
 // memory must stay flat while hundreds of MB stream through it.
 TEST(Process, SlowConsumerBacklogStaysOnDiskNotInMemory) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under AddressSanitizer, freed memory sits in quarantine and RSS says nothing "
+                  "about what cairnd holds; the release build runs this test";
+#endif
   TempDir dir;
   const auto lines = SampleLines("logs", 20000);
   ASSERT_EQ(lines.size(), 20000u);
