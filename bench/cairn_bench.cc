@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +20,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -126,7 +128,7 @@ struct Config {
 class Bench {
  public:
   Bench(asio::io_context& io, Config cfg, asio::ip::tcp::endpoint ep)
-      : io_(io), cfg_(std::move(cfg)), ep_(ep), timer_(io) {
+      : io_(io), cfg_(std::move(cfg)), ep_(ep), timer_(io), con_work_(asio::make_work_guard(con_io_)) {
     bodies_ = SampleBodies(cfg_.source_dir, cfg_.size, 200);
   }
 
@@ -136,30 +138,37 @@ class Bench {
     consume_start_ = Clock::now();
     // Consumers first, so every channel exists before the first publish.
     int subscribed_target = cfg_.channels * cfg_.consumers;
+    // Consumers run on a thread of their own, so that a busy publishing loop does not add its
+    // queueing to the delivery latency being measured (and the other way round).
+    delivered_ = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(cfg_.channels));
     for (int c = 0; c < cfg_.channels; ++c) {
-      delivered_.push_back(0);
       for (int m = 0; m < cfg_.consumers; ++m) {
         auto consumer = std::make_unique<nsq::Consumer>(
-            io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_}, cfg_.topic,
+            con_io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_}, cfg_.topic,
             fmt::format("bench{}", c), cfg_.rdy, opts);
         consumer->Start([this, c](const nsq::Delivered& d, const nsq::MessageRef& ref) {
           int64_t sent = 0;
           if (d.body.size() >= 8) std::memcpy(&sent, d.body.data(), 8);
           e2e_.Add(NowNs() - sent);
-          ++delivered_[static_cast<size_t>(c)];
-          ++delivered_total_;
+          delivered_[static_cast<size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+          delivered_total_.fetch_add(1, std::memory_order_relaxed);
           ref.Finish();
         });
         consumers_.push_back(std::move(consumer));
       }
     }
+    con_thread_ = std::thread([this] { con_io_.run(); });
     // Wait until every consumer is connected (bounded).
     const auto connect_deadline = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < connect_deadline) {
-      size_t connected = 0;
-      for (auto& c : consumers_) connected += c->connected();
-      if (static_cast<int>(connected) >= subscribed_target) break;
-      io_.run_for(std::chrono::milliseconds(10));
+      if (static_cast<int>(OnConsumers([this] {
+            size_t connected = 0;
+            for (auto& c : consumers_) connected += c->connected();
+            return connected;
+          })) >= subscribed_target) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     if (cfg_.publishers > 0) io_.run_for(std::chrono::milliseconds(200));  // SUB and RDY land
 
@@ -194,12 +203,18 @@ class Bench {
     }
     const double del_secs =
         std::chrono::duration<double>(Clock::now() - start_).count();
-    for (auto& c : consumers_) c->Close();
+    OnConsumers([this] {
+      for (auto& c : consumers_) c->Close();
+      return 0;
+    });
     for (auto& p : publishers_) p->Close("done");
     io_.run_for(std::chrono::milliseconds(50));
+    con_work_.reset();
+    con_io_.stop();
+    con_thread_.join();
 
     nlohmann::json per_channel = nlohmann::json::array();
-    for (auto d : delivered_) per_channel.push_back(static_cast<double>(d) / del_secs);
+    for (auto& d : delivered_) per_channel.push_back(static_cast<double>(d.load()) / del_secs);
     nlohmann::json out = {
         {"target", cfg_.address},
         {"publishers", cfg_.publishers},
@@ -213,7 +228,7 @@ class Bench {
         {"published", acked_},
         {"publish_seconds", pub_secs},
         {"publish_msgs_per_sec", pub_secs > 0 ? static_cast<double>(acked_) / pub_secs : 0},
-        {"delivered", delivered_total_},
+        {"delivered", delivered_total_.load()},
         {"delivery_seconds", del_secs},
         {"delivered_msgs_per_sec_per_channel", per_channel},
         {"delivered_all", delivered_total_ >= want},
@@ -225,6 +240,15 @@ class Bench {
   }
 
  private:
+  // Runs `fn` on the consumers' thread and returns its result.
+  template <class F>
+  auto OnConsumers(F fn) -> decltype(fn()) {
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    asio::post(con_io_, [&task] { task(); });
+    return result.get();
+  }
+
   bool PublishDone() const {
     if (cfg_.publishers == 0) return true;
     if (!errors_.empty() && outstanding_ == 0) return true;
@@ -292,9 +316,13 @@ class Bench {
   Clock::time_point start_, end_, last_ack_, consume_start_;
   uint64_t sent_ = 0, acked_ = 0, batches_ = 0;
   int outstanding_ = 0;
-  std::vector<uint64_t> delivered_;
-  uint64_t delivered_total_ = 0;
-  Histogram ack_, e2e_;
+  asio::io_context con_io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> con_work_;
+  std::thread con_thread_;
+  std::vector<std::atomic<uint64_t>> delivered_;
+  std::atomic<uint64_t> delivered_total_{0};
+  Histogram ack_;
+  Histogram e2e_;  // consumers' thread only
   std::vector<std::string> errors_;
 };
 

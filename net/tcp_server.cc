@@ -62,6 +62,10 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     auto remote = socket_.remote_endpoint(ec);
     remote_ = ec ? std::string("?") : fmt::format("{}:{}", remote.address().to_string(),
                                                    remote.port());
+    remote_host_ = ec ? std::string("?") : remote.address().to_string();
+    connect_ts_ = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
     registry_->sessions.insert(this);
   }
 
@@ -94,10 +98,34 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   int SampleRate() const override { return settings_.sample_rate; }
   void Send(const Delivery& d) override {
     ++in_flight_;
+    ++message_count_;
     nsq::AppendMessage(out_, d.timestamp_ns, d.attempts, nsq::EncodeMessageId(d.offset), d.body);
   }
   void Settled() override { --in_flight_; }
   void Flush() override { StartWrite(); }
+  void Kick() override {
+    spdlog::info("client={} disconnected: its channel or topic was deleted", remote_);
+    Close();
+  }
+  ClientStats Stats() const override {
+    ClientStats c;
+    c.client_id = settings_.client_id.empty() ? remote_host_ : settings_.client_id;
+    c.hostname = settings_.hostname.empty() ? remote_host_ : settings_.hostname;
+    c.user_agent = settings_.user_agent;
+    c.remote_address = remote_;
+    c.state = state_ == State::kInit ? 0 : state_ == State::kSubscribed ? 3 : 4;
+    c.ready_count = rdy_;
+    c.in_flight_count = in_flight_;
+    c.message_count = message_count_;
+    c.finish_count = finish_count_;
+    c.requeue_count = requeue_count_;
+    c.connect_ts = connect_ts_;
+    c.sample_rate = settings_.sample_rate;
+    c.msg_timeout_ms = settings_.msg_timeout.count();
+    c.output_buffer_size = settings_.output_buffer_size;
+    c.output_buffer_timeout_ms = settings_.output_buffer_timeout.count();
+    return c;
+  }
 
  private:
   enum class State { kInit, kSubscribed, kClosing };
@@ -325,6 +353,8 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
       }
     }
     if (result == Channel::Settle::kOk) {
+      if (cmd.verb == nsq::Verb::kFin) ++finish_count_;
+      if (cmd.verb == nsq::Verb::kReq) ++requeue_count_;
       if (cmd.verb != nsq::Verb::kTouch) pump_ = true;
       return std::nullopt;
     }
@@ -478,7 +508,9 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   Broker& broker_;
   const BrokerOptions& options_;
   std::shared_ptr<SessionRegistry> registry_;
-  std::string remote_;
+  std::string remote_, remote_host_;
+  int64_t connect_ts_ = 0;
+  uint64_t message_count_ = 0, finish_count_ = 0, requeue_count_ = 0;
   nsq::ParseLimits limits_;
   IdentifySettings settings_;
 

@@ -1,6 +1,7 @@
 #include "src/broker.h"
 
 #include <boost/asio/post.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace cairn {
@@ -55,6 +56,21 @@ storage::Result<std::shared_ptr<Topic>> Broker::GetOrCreateTopic(std::string_vie
 std::shared_ptr<Topic> Broker::FindTopic(std::string_view name) const {
   auto it = topics_.find(name);
   return it == topics_.end() ? nullptr : it->second;
+}
+
+storage::Status Broker::DeleteTopic(std::string_view name) {
+  auto it = topics_.find(name);
+  if (it == topics_.end()) {
+    return storage::Fail(storage::Errc::kNotFound, fmt::format("no topic {}", name));
+  }
+  auto topic = it->second;
+  topic->KickAll();
+  if (topic->log().durable()) {
+    if (auto st = store_.DeleteTopic(name); !st) return st;
+  }
+  topics_.erase(it);
+  spdlog::info("topic={} deleted", name);
+  return {};
 }
 
 std::vector<std::shared_ptr<Topic>> Broker::topics() const {

@@ -41,6 +41,9 @@ class Broker {
   // assumed valid (the protocol layer checks them).
   storage::Result<std::shared_ptr<Topic>> GetOrCreateTopic(std::string_view name);
   std::shared_ptr<Topic> FindTopic(std::string_view name) const;
+  // Deletes a topic: its subscribers are disconnected, then its log, channels and cursors are
+  // removed from the store in one atomic write.
+  storage::Status DeleteTopic(std::string_view name);
   std::vector<std::shared_ptr<Topic>> topics() const;
 
   // An ephemeral topic lost its last channel: it is deleted (after the current call).

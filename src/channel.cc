@@ -157,7 +157,7 @@ bool Channel::DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime 
 }
 
 void Channel::Pump() {
-  if (subscribers_.empty()) return;
+  if (subscribers_.empty() || paused_ || topic_->paused()) return;
   const SteadyTime now = std::chrono::steady_clock::now();
   const int64_t wall_now = WallNowNs();
   std::vector<Subscriber*> touched;
@@ -269,6 +269,40 @@ void Channel::OnTimer(SteadyTime now) {
     moved = true;
   }
   if (moved) Pump();
+}
+
+void Channel::SetPaused(bool paused) {
+  paused_ = paused;
+  if (!paused_) Pump();
+}
+
+void Channel::Seek(uint64_t offset) {
+  Log& log = topic_->log();
+  offset = std::clamp(offset, log.start_offset(), log.next_offset());
+  for (auto& [_, f] : in_flight_) f.owner->Settled();
+  in_flight_.clear();
+  timeouts_ = {};
+  deferred_ = {};
+  ready_.clear();
+  window_.clear();
+  window_pos_ = 0;
+  window_count_ = 0;
+  cursor_->Seek(offset);
+  read_pos_ = offset;
+  check_finished_below_ = offset;  // the cursor holds nothing finished at or past `offset`
+  Pump();
+}
+
+void Channel::KickSubscribers() {
+  // Kick() ends in RemoveSubscriber, which changes subscribers_.
+  for (Subscriber* s : std::vector<Subscriber*>(subscribers_)) s->Kick();
+}
+
+std::vector<ClientStats> Channel::client_stats() const {
+  std::vector<ClientStats> out;
+  out.reserve(subscribers_.size());
+  for (const Subscriber* s : subscribers_) out.push_back(s->Stats());
+  return out;
 }
 
 void Channel::CompactTimeouts() {

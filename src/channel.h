@@ -47,6 +47,19 @@ struct Delivery {
   std::string_view body;
 };
 
+// One subscriber as /stats shows it (nsqd's client fields).
+struct ClientStats {
+  std::string client_id, hostname, user_agent, remote_address;
+  std::string version = "V2";
+  int state = 0;  // nsqd's numbers: 0 init, 3 subscribed, 4 closing
+  int64_t ready_count = 0, in_flight_count = 0;
+  uint64_t message_count = 0, finish_count = 0, requeue_count = 0;
+  int64_t connect_ts = 0;  // seconds since the epoch
+  int32_t sample_rate = 0;
+  int64_t msg_timeout_ms = 0;
+  int64_t output_buffer_size = 0, output_buffer_timeout_ms = 0;
+};
+
 // A consumer connection subscribed to a channel: the TCP session implements it.
 class Subscriber {
  public:
@@ -63,7 +76,11 @@ class Subscriber {
   virtual void Settled() = 0;
   // Called after a run of Sends, so output can be written in one go.
   virtual void Flush() = 0;
+  // The channel (or its topic) is going away: close the connection.
+  virtual void Kick() = 0;
+  virtual ClientStats Stats() const = 0;
 };
+
 
 struct ChannelStats {
   uint64_t delivered = 0;   // MSG frames sent, redeliveries included (nsqd's message_count)
@@ -105,6 +122,19 @@ class Channel {
   // Sends what can be sent: called when the log grows, a subscriber gains credit, or a timer
   // fires.
   void Pump();
+
+  // nsqd's pause: nothing is delivered until unpaused; FIN, REQ and TOUCH still work and the
+  // cursor is still persisted.
+  void SetPaused(bool paused);
+  bool paused() const { return paused_; }
+  // Moves the channel to `offset`, clamped to the retained log: everything before it counts as
+  // finished, nothing after it does. Messages in flight, requeued or deferred are dropped (a FIN
+  // for one of them gets E_FIN_FAILED); subscribers keep their connections and receive from the
+  // new position. Emptying a channel is a seek to the end of the log.
+  void Seek(uint64_t offset);
+  // Closes every subscriber's connection (the channel or its topic is being deleted).
+  void KickSubscribers();
+  std::vector<ClientStats> client_stats() const;
   // Moves timed-out and due deferred messages back to delivery.
   void OnTimer(SteadyTime now);
 
@@ -174,6 +204,7 @@ class Channel {
   MinHeap<Timed> deferred_;  // seq_or_attempts holds the attempts so far
   std::deque<Redelivery> ready_;  // requeued or due: delivered before the window
 
+  bool paused_ = false;
   std::minstd_rand sampler_{12345};
   ChannelStats counters_;
 };

@@ -1,5 +1,8 @@
 #include "src/topic.h"
 
+#include <algorithm>
+
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "src/broker.h"
@@ -42,9 +45,16 @@ void Topic::OnAppended() {
 }
 
 storage::Result<Channel*> Topic::GetOrCreateChannel(std::string_view name) {
+  return GetOrCreateChannel(name, std::nullopt);
+}
+
+storage::Result<Channel*> Topic::GetOrCreateChannel(std::string_view name,
+                                                    std::optional<uint64_t> at) {
   if (auto* existing = FindChannel(name)) return existing;
   // The first channel takes the retained log; later ones start at its end.
-  const uint64_t start = channels_.empty() ? log_->start_offset() : log_->next_offset();
+  const uint64_t start =
+      std::clamp(at.value_or(channels_.empty() ? log_->start_offset() : log_->next_offset()),
+                 log_->start_offset(), log_->next_offset());
   std::shared_ptr<storage::ChannelCursor> cursor;
   if (ephemeral_ || name.ends_with("#ephemeral")) {
     // Nothing on disk: the cursor lives as long as the channel.
@@ -94,6 +104,35 @@ void Topic::EraseChannel(const std::string& name) {
   channels_.erase(it);
   spdlog::info("topic={} channel={} deleted (ephemeral, no subscribers left)", name_, name);
   if (ephemeral_ && channels_.empty()) broker_->OnEphemeralTopicIdle(name_);
+}
+
+storage::Status Topic::DeleteChannel(std::string_view name) {
+  auto it = channels_.find(name);
+  if (it == channels_.end()) {
+    return storage::Fail(storage::Errc::kNotFound, fmt::format("no channel {}", name));
+  }
+  it->second->KickSubscribers();
+  if (log_->durable() && !it->second->ephemeral()) {
+    if (auto st = broker_->store().DeleteChannel(name_, name); !st) return st;
+  }
+  channels_.erase(it);
+  spdlog::info("topic={} channel={} deleted", name_, name);
+  return {};
+}
+
+void Topic::Empty() {
+  for (auto& [_, channel] : channels_) channel->Seek(log_->next_offset());
+}
+
+void Topic::SetPaused(bool paused) {
+  paused_ = paused;
+  if (!paused_) {
+    for (auto& [_, channel] : channels_) channel->Pump();
+  }
+}
+
+void Topic::KickAll() {
+  for (auto& [_, channel] : channels_) channel->KickSubscribers();
 }
 
 void Topic::OnTimer(SteadyTime now) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -50,6 +51,18 @@ class Topic : public std::enable_shared_from_this<Topic> {
   // log, so it also gets what was published while the topic had no channel (as nsqd holds those
   // messages for it); later channels start at the end.
   storage::Result<Channel*> GetOrCreateChannel(std::string_view name);
+  // Cairn's create-at: a new channel starting at `start` (clamped to the retained log); an
+  // existing channel is returned as it is.
+  storage::Result<Channel*> GetOrCreateChannel(std::string_view name, std::optional<uint64_t> start);
+  // Deletes a channel: its subscribers are disconnected and its cursor removed from the store.
+  storage::Status DeleteChannel(std::string_view name);
+  // nsqd's /topic/empty: every channel moves to the end of the log (retention trims the log).
+  void Empty();
+  // nsqd's topic pause: no channel delivers until unpaused.
+  void SetPaused(bool paused);
+  bool paused() const { return paused_; }
+  // Disconnects every subscriber of every channel (the topic is being deleted).
+  void KickAll();
   Channel* FindChannel(std::string_view name);
   std::vector<Channel*> channels();
   // Called by the broker on start for channels the store already holds.
@@ -71,6 +84,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
   std::unique_ptr<Log> log_;
   std::map<std::string, std::unique_ptr<Channel>, std::less<>> channels_;
   std::atomic<bool> wake_posted_{false};
+  bool paused_ = false;
   TopicStats counters_;
 };
 

@@ -63,6 +63,12 @@ struct StoreOptions {
   // RocksDB block cache for cold reads, shared by all topics.
   size_t block_cache_bytes = 64u << 20;
 
+  // Bytes a second RocksDB's memtable flushes and compactions may write. An unthrottled 32 MiB
+  // flush competes with the WAL's fsyncs for the disk and shows up in the publish latency tail
+  // (p99 at half load went from 7.3 to 5.6 ms with this limit; bench/run_net_bench latency).
+  // Sustained ingest above this rate (after compression) eventually stalls writes. 0: no limit.
+  uint64_t background_write_bytes_per_sec = 64u << 20;
+
   // Cursor changes are written in one batch this often, off the append path. A crash loses at
   // most this much of finish progress: those messages are delivered again.
   std::chrono::milliseconds cursor_flush_interval{100};

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/rate_limiter.h>
 #include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -218,6 +219,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   db_opts.create_missing_column_families = true;
   db_opts.max_background_jobs = 2;
   db_opts.bytes_per_sync = 1u << 20;
+  if (options.background_write_bytes_per_sec > 0) {
+    db_opts.rate_limiter.reset(rocksdb::NewGenericRateLimiter(
+        static_cast<int64_t>(options.background_write_bytes_per_sec)));
+  }
   db_opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   db_opts.max_total_wal_size = 512u << 20;
   db_opts.info_log = std::make_shared<SpdlogLogger>();
