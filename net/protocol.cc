@@ -171,6 +171,40 @@ std::string_view VerbName(Verb verb) {
 
 std::string ProtocolError::Frame() const { return text.empty() ? code : code + " " + text; }
 
+std::optional<ProtocolError> ParseMpubBody(
+    std::string_view all, const ParseLimits& limits,
+    boost::container::small_vector<std::string_view, 4>* bodies) {
+  if (all.size() < 4) return Fatal("E_BAD_BODY", "MPUB failed to read message count");
+  const int32_t n = SignedBe32(all.data());
+  if (n <= 0 || static_cast<uint32_t>(n) > (limits.max_body_size - 4) / 5) {
+    return Fatal("E_BAD_BODY", fmt::format("MPUB invalid message count {}", n));
+  }
+  size_t pos = 4;
+  bodies->reserve(static_cast<size_t>(std::min<int32_t>(n, 1 << 16)));
+  for (int32_t i = 0; i < n; ++i) {
+    if (all.size() - pos < 4) {
+      return Fatal("E_BAD_MESSAGE", fmt::format("MPUB failed to read message({}) body size", i));
+    }
+    const int32_t size = SignedBe32(all.data() + pos);
+    pos += 4;
+    if (size <= 0) {
+      return Fatal("E_BAD_MESSAGE",
+                   fmt::format("MPUB invalid message({}) body size {}", i, size));
+    }
+    if (static_cast<uint32_t>(size) > limits.max_msg_size) {
+      return Fatal("E_BAD_MESSAGE", fmt::format("MPUB message too big {} > {}", size,
+                                                limits.max_msg_size));
+    }
+    if (all.size() - pos < static_cast<size_t>(size)) {
+      return Fatal("E_BAD_MESSAGE", "MPUB failed to read message body");
+    }
+    bodies->push_back(all.substr(pos, static_cast<size_t>(size)));
+    pos += static_cast<size_t>(size);
+  }
+  // nsqd ignores bytes after the last message; so does Cairn.
+  return std::nullopt;
+}
+
 ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
   const size_t nl = buf.find('\n');
   if (nl == std::string_view::npos) {
@@ -244,33 +278,7 @@ ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
     if (auto e = topic_check(verb, 1)) return *e;
     std::string_view all;
     if (auto r = body(whole_body, &all)) return *r;
-    if (all.size() < 4) return Fatal("E_BAD_BODY", "MPUB failed to read message count");
-    const int32_t n = SignedBe32(all.data());
-    if (n <= 0 || static_cast<uint32_t>(n) > (limits.max_body_size - 4) / 5) {
-      return Fatal("E_BAD_BODY", fmt::format("MPUB invalid message count {}", n));
-    }
-    size_t pos = 4;
-    cmd.bodies.reserve(static_cast<size_t>(std::min<int32_t>(n, 1 << 16)));
-    for (int32_t i = 0; i < n; ++i) {
-      if (all.size() - pos < 4) {
-        return Fatal("E_BAD_MESSAGE", fmt::format("MPUB failed to read message({}) body size", i));
-      }
-      const int32_t size = SignedBe32(all.data() + pos);
-      pos += 4;
-      if (size <= 0) {
-        return Fatal("E_BAD_MESSAGE",
-                     fmt::format("MPUB invalid message({}) body size {}", i, size));
-      }
-      if (static_cast<uint32_t>(size) > limits.max_msg_size) {
-        return Fatal("E_BAD_MESSAGE", fmt::format("MPUB message too big {} > {}", size,
-                                                  limits.max_msg_size));
-      }
-      if (all.size() - pos < static_cast<size_t>(size)) {
-        return Fatal("E_BAD_MESSAGE", "MPUB failed to read message body");
-      }
-      cmd.bodies.push_back(all.substr(pos, static_cast<size_t>(size)));
-      pos += static_cast<size_t>(size);
-    }
+    if (auto e = ParseMpubBody(all, limits, &cmd.bodies)) return *e;
     // nsqd ignores bytes after the last message; so does Cairn.
     return done();
   }

@@ -74,7 +74,7 @@ struct Command {
   // The words after the verb; inline, so parsing a FIN or a PUB allocates nothing.
   boost::container::small_vector<std::string_view, 4> params;
   std::string_view body;                 // IDENTIFY, PUB, DPUB, AUTH
-  std::vector<std::string_view> bodies;  // MPUB
+  boost::container::small_vector<std::string_view, 4> bodies;  // MPUB
 };
 
 // A protocol error as nsqd reports it: "E_INVALID ...", "E_BAD_BODY ...". `fatal` errors close the
@@ -108,6 +108,12 @@ using ParseOutcome = std::variant<NeedMore, Parsed, ProtocolError>;
 
 // Parses the first command in `buf`. Pure: the same bytes always give the same answer.
 ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits);
+
+// MPUB's body after its size: a 4-byte count, then that many size-prefixed messages. Shared by
+// the TCP command and HTTP's /mpub?binary=true.
+std::optional<ProtocolError> ParseMpubBody(
+    std::string_view body, const ParseLimits& limits,
+    boost::container::small_vector<std::string_view, 4>* bodies);
 
 // ---- Server side: writing frames ----
 

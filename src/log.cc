@@ -59,6 +59,17 @@ uint64_t MemoryLog::next_offset() const {
   return next_;
 }
 
+storage::Result<uint64_t> MemoryLog::OffsetForTime(int64_t ts_ns) const {
+  std::lock_guard lock(mu_);
+  for (const auto& b : batches_) {
+    if (b->header().last_ts < ts_ns) continue;
+    for (const auto& m : b->messages()) {
+      if (m.timestamp_ns >= ts_ns) return m.offset;
+    }
+  }
+  return next_;
+}
+
 void MemoryLog::SetAppendListener(std::function<void(uint64_t)> listener) {
   std::lock_guard lock(mu_);
   listener_ = std::move(listener);

@@ -25,6 +25,8 @@ class Log {
                                                     size_t max_bytes) const = 0;
   virtual uint64_t start_offset() const = 0;
   virtual uint64_t next_offset() const = 0;
+  // The first offset published at or after `ts_ns`; next_offset() if none was.
+  virtual storage::Result<uint64_t> OffsetForTime(int64_t ts_ns) const = 0;
   // Called after each append with the new end of the log, on any thread.
   virtual void SetAppendListener(std::function<void(uint64_t next_offset)> listener) = 0;
   virtual bool durable() const = 0;
@@ -43,6 +45,9 @@ class DurableLog final : public Log {
   }
   uint64_t start_offset() const override { return log_->start_offset(); }
   uint64_t next_offset() const override { return log_->next_offset(); }
+  storage::Result<uint64_t> OffsetForTime(int64_t ts_ns) const override {
+    return log_->OffsetForTime(ts_ns);
+  }
   void SetAppendListener(std::function<void(uint64_t)> listener) override {
     log_->SetAppendListener(std::move(listener));
   }
@@ -63,6 +68,7 @@ class MemoryLog final : public Log {
                                             size_t max_bytes) const override;
   uint64_t start_offset() const override;
   uint64_t next_offset() const override;
+  storage::Result<uint64_t> OffsetForTime(int64_t ts_ns) const override;
   void SetAppendListener(std::function<void(uint64_t)> listener) override;
   bool durable() const override { return false; }
 

@@ -1,6 +1,8 @@
 // cairnd: the broker. Opens the store, serves NSQ's TCP protocol, and on SIGTERM or SIGINT stops
 // accepting, lets in-flight publishes complete, persists cursors, syncs and exits 0.
 #include <chrono>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -13,6 +15,8 @@
 #include <CLI/CLI.hpp>
 
 #include "net/address.h"
+#include "net/http_api.h"
+#include "net/http_server.h"
 #include "net/tcp_server.h"
 #include "src/broker.h"
 #include "src/duration.h"
@@ -47,11 +51,21 @@ int main(int argc, char** argv) {
   storage::StoreOptions store_options;
   store_options.path = "./data";
   BrokerOptions options;
-  std::string sync = "always", codec = "lz4", tcp_address = "0.0.0.0:4150";
+  std::string sync = "always", codec = "lz4", tcp_address = "0.0.0.0:4150",
+              http_address = "0.0.0.0:4151";
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  std::string broadcast_address = host;
   std::chrono::milliseconds retention_age = store_options.default_retention.age;
 
   CLI::App app{"cairnd: a durable, NSQ-compatible message broker"};
   app.add_option("--tcp-address", tcp_address, "<addr>:<port> to listen on for TCP clients")
+      ->capture_default_str();
+  app.add_option("--http-address", http_address,
+                 "<addr>:<port> to listen on for HTTP clients (nsqd's API, /stats, /metrics)")
+      ->capture_default_str();
+  app.add_option("--broadcast-address", broadcast_address,
+                 "address this broker is reachable at, as /info reports it (default: hostname)")
       ->capture_default_str();
   app.add_option("--data-path", store_options.path,
                  "directory holding the store (created if missing)")
@@ -100,12 +114,17 @@ int main(int argc, char** argv) {
   auto policy = storage::SyncPolicy::Parse(sync);
   auto parsed_codec = storage::ParseCodec(codec);
   auto endpoint = net::ParseAddress(tcp_address);
+  auto http_endpoint = net::ParseAddress(http_address);
   if (!policy || !parsed_codec) {
     fmt::print(stderr, "cairnd: {}\n", (!policy ? policy.error() : parsed_codec.error()).message);
     return 2;
   }
   if (!endpoint) {
     fmt::print(stderr, "cairnd: --tcp-address: {}\n", endpoint.error());
+    return 2;
+  }
+  if (!http_endpoint) {
+    fmt::print(stderr, "cairnd: --http-address: {}\n", http_endpoint.error());
     return 2;
   }
   store_options.sync = *policy;
@@ -130,17 +149,43 @@ int main(int argc, char** argv) {
     Broker broker(io, *store, options);
     broker.Start();
     std::unique_ptr<net::TcpServer> server;
+    std::unique_ptr<net::HttpServer> http;
+    std::unique_ptr<net::HttpApi> api;
     try {
       server = std::make_unique<net::TcpServer>(io, broker, *endpoint);
     } catch (const boost::system::system_error& e) {
       spdlog::critical("TCP: cannot listen on {}: {}", tcp_address, e.what());
       broker.Stop();
-      store->Close();
+      (void)store->Close();
       return 1;
     }
+    net::HttpApiInfo info;
+    info.hostname = host;
+    info.broadcast_address = broadcast_address;
+    info.tcp_port = server->local_endpoint().port();
+    info.start_time = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+    try {
+      http = std::make_unique<net::HttpServer>(
+          io, *http_endpoint, options.max_body_size,
+          [&api](const net::HttpRequest& req, std::function<void(net::HttpResponse)> respond) {
+            api->Handle(req, std::move(respond));
+          },
+          [&api](const net::HttpRequest& req) { return api->TooLarge(req); });
+    } catch (const boost::system::system_error& e) {
+      spdlog::critical("HTTP: cannot listen on {}: {}", http_address, e.what());
+      broker.Stop();
+      (void)store->Close();
+      return 1;
+    }
+    info.http_port = http->local_endpoint().port();
+    api = std::make_unique<net::HttpApi>(broker, info, server.get());
     server->Start();
-    // Scripts and tests read the bound address (port 0 picks one) from this line.
+    http->Start();
+    // Scripts and tests read the bound addresses (port 0 picks one) from these lines.
     spdlog::info("TCP: listening on {}", net::FormatAddress(server->local_endpoint()));
+    spdlog::info("HTTP: listening on {}", net::FormatAddress(http->local_endpoint()));
     spdlog::info("cairnd ready data_path={} sync={}", store_options.path,
                  store_options.sync.ToString());
 
@@ -148,17 +193,19 @@ int main(int argc, char** argv) {
     asio::steady_timer drain_timer(io);
     std::chrono::steady_clock::time_point deadline;
     std::function<void()> wait_drained = [&] {
-      if (server->connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+      if (server->connection_count() + http->connection_count() > 0 &&
+          std::chrono::steady_clock::now() < deadline) {
         drain_timer.expires_after(std::chrono::milliseconds(10));
         drain_timer.async_wait([&](boost::system::error_code ec) {
           if (!ec) wait_drained();
         });
         return;
       }
-      if (server->connection_count() > 0) {
+      if (server->connection_count() + http->connection_count() > 0) {
         spdlog::warn("closing {} connections still open at the drain deadline",
-                     server->connection_count());
+                     server->connection_count() + http->connection_count());
         server->CloseAll();
+        http->CloseAll();
       }
       broker.Stop();
       io.stop();
@@ -168,6 +215,7 @@ int main(int argc, char** argv) {
       spdlog::info("signal {}: draining connections", sig);
       deadline = std::chrono::steady_clock::now() + kDrainDeadline;
       server->Drain();
+      http->Drain();
       wait_drained();
     });
     io.run();

@@ -26,11 +26,14 @@ Topic::Topic(Broker* broker, std::string name, std::unique_ptr<Log> log)
 Topic::~Topic() { log_->SetAppendListener(nullptr); }
 
 void Topic::Publish(std::span<const storage::MessageIn> messages, PublishCallback done) {
-  log_->Append(messages, [self = shared_from_this(), done = std::move(done)](
+  uint64_t bytes = 0;
+  for (const auto& m : messages) bytes += m.body.size();
+  log_->Append(messages, [self = shared_from_this(), bytes, done = std::move(done)](
                              storage::Result<storage::AppendResult> result) mutable {
-    self->broker_->Post([self, done = std::move(done), result = std::move(result)]() mutable {
+    self->broker_->Post([self, bytes, done = std::move(done), result = std::move(result)]() mutable {
       if (result) {
         self->counters_.published += result->count;
+        self->counters_.published_bytes += bytes;
       } else {
         ++self->counters_.publish_failures;
       }

@@ -25,6 +25,7 @@ class Broker;
 
 struct TopicStats {
   uint64_t published = 0;  // messages acknowledged since the broker started
+  uint64_t published_bytes = 0;  // their bodies' bytes
   uint64_t publish_failures = 0;
   uint64_t start_offset = 0;
   uint64_t next_offset = 0;

@@ -148,10 +148,14 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
     }
   }
   const bool sync = durable && sync_.mode == SyncMode::kAlways;
+  double write_seconds = 0;
   if (result) {
     rocksdb::WriteOptions wo;
     wo.sync = sync;
-    if (auto st = db_->Write(wo, &batch); !st.ok()) {
+    const auto started = std::chrono::steady_clock::now();
+    auto st = db_->Write(wo, &batch);
+    write_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!st.ok()) {
       result = tl::unexpected(FromRocks(st, "writing to the log"));
       if (!needs_resume_) {
         spdlog::error("storage: group write of {} requests failed: {}", prepared, st.ToString());
@@ -168,7 +172,11 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
     ++stats_.groups;
     if (result) {
       stats_.ops += prepared;
-      if (sync) ++stats_.syncs;
+      stats_.group_ops.Observe(static_cast<double>(prepared));
+      if (sync) {
+        ++stats_.syncs;
+        stats_.sync_seconds.Observe(write_seconds);
+      }
     } else {
       ++stats_.failures;
     }

@@ -7,6 +7,8 @@
 // committer thread after its group's write finished, so it must be quick (post elsewhere).
 #pragma once
 
+#include <array>
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -50,11 +52,34 @@ class CommitOp {
   virtual void Complete(const Status& status) = 0;
 };
 
+// Counts of observations at or below each bound (cumulative, as Prometheus reports them), their
+// sum and their number.
+template <size_t N>
+struct Histogram {
+  std::array<double, N> bounds{};
+  std::array<uint64_t, N> at_or_below{};
+  double sum = 0;
+  uint64_t count = 0;
+
+  void Observe(double v) {
+    for (size_t i = 0; i < N; ++i) {
+      if (v <= bounds[i]) ++at_or_below[i];
+    }
+    sum += v;
+    ++count;
+  }
+};
+
 struct CommitStats {
   uint64_t groups = 0;    // RocksDB writes
   uint64_t syncs = 0;     // of which fsynced (plus interval syncs)
   uint64_t ops = 0;       // requests committed
   uint64_t failures = 0;  // groups whose write failed
+  // Seconds each synced group write took (the write and its fsync).
+  Histogram<12> sync_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                              0.1, 0.25, 1}};
+  // Requests (appends, trims, cursor flushes) per group: how well group commit gathers them.
+  Histogram<12> group_ops{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}};
 };
 
 class GroupCommitter {

@@ -677,6 +677,8 @@ void Store::Maintain() {
   }
 }
 
+bool Store::healthy() const { return committer_ && committer_->healthy(); }
+
 StoreStats Store::stats() const {
   StoreStats s;
   if (committer_) s.commits = committer_->stats();

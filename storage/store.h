@@ -96,6 +96,8 @@ class Store {
   Result<RetentionReport> EnforceRetention(int64_t now_ns);
 
   StoreStats stats() const;
+  // False after a write failed (a full disk, an I/O error), until a write succeeds again.
+  bool healthy() const;
 
   // For tests and benchmarks: RocksDB's own view.
   Engine& engine();

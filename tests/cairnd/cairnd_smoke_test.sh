@@ -10,7 +10,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 help=$("$bin" --help)
 # nsqd's flags where the concept is the same, then Cairn's own; each with its default.
-for flag in tcp-address data-path msg-timeout max-msg-timeout max-msg-size max-body-size \
+for flag in tcp-address http-address data-path msg-timeout max-msg-timeout max-msg-size max-body-size \
   max-rdy-count max-req-timeout max-heartbeat-interval max-output-buffer-size \
   max-output-buffer-timeout sync retention-age retention-bytes compression; do
   grep -Eq -- "--$flag [A-Z]+=[^ ]" <<<"$help" || fail "--help does not document --$flag with its default"
@@ -20,7 +20,7 @@ grep -q -- "--tcp-address TEXT=0.0.0.0:4150" <<<"$help" || fail "--tcp-address d
 out=$("$bin" --sync=sometimes --data-path="$dir/x" 2>&1) && fail "a bad --sync was accepted"
 grep -q "bad sync policy" <<<"$out" || fail "a bad --sync gave no reason: $out"
 
-"$bin" --data-path="$dir/store" --tcp-address=127.0.0.1:0 >"$dir/log" 2>&1 &
+"$bin" --data-path="$dir/store" --tcp-address=127.0.0.1:0 --http-address=127.0.0.1:0 >"$dir/log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do grep -q "cairnd ready" "$dir/log" && break; sleep 0.1; done
 grep -q "cairnd ready" "$dir/log" || fail "cairnd did not report ready: $(cat "$dir/log")"
@@ -34,6 +34,6 @@ wait "$pid" && rc=0 || rc=$?
 [ -f "$dir/store/CURRENT" ] || fail "no store was written"
 
 mkdir "$dir/other" && echo hello >"$dir/other/notes.txt"
-if "$bin" --data-path="$dir/other" --tcp-address=127.0.0.1:0 >"$dir/log2" 2>&1; then fail "cairnd opened a directory that is not a store"; fi
+if "$bin" --data-path="$dir/other" --tcp-address=127.0.0.1:0 --http-address=127.0.0.1:0 >"$dir/log2" 2>&1; then fail "cairnd opened a directory that is not a store"; fi
 grep -q "refusing" "$dir/log2" || fail "no reason given: $(cat "$dir/log2")"
 echo "cairnd smoke: 1 passed, 0 failed"

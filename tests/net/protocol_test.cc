@@ -82,7 +82,8 @@ TEST(Protocol, EveryCommandParses) {
   AppendMpub(mpub, "logs", bodies);
   auto m = ParseOk(mpub);
   EXPECT_EQ(m.verb, Verb::kMpub);
-  EXPECT_EQ(m.bodies, (std::vector<std::string_view>{"a", "bb", "ccc"}));
+  EXPECT_EQ(std::vector<std::string_view>(m.bodies.begin(), m.bodies.end()),
+            (std::vector<std::string_view>{"a", "bb", "ccc"}));
   std::string identify;
   AppendCommandWithBody(identify, "IDENTIFY", R"({"client_id":"x"})");
   EXPECT_EQ(ParseOk(identify).body, R"({"client_id":"x"})");

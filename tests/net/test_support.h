@@ -27,6 +27,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "net/http_api.h"
+#include "net/http_server.h"
 #include "net/protocol.h"
 #include "net/tcp_server.h"
 #include "src/broker.h"
@@ -45,6 +47,7 @@ class BrokerHarness {
   ~BrokerHarness() { Shut(); }
 
   uint16_t port() const { return port_; }
+  uint16_t http_port() const { return http_port_; }
   const std::string& path() const { return dir_.path(); }
 
   // Runs `fn` on the broker's io thread and returns its result.
@@ -80,6 +83,17 @@ class BrokerHarness {
         boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
     server_->Start();
     port_ = server_->local_endpoint().port();
+    http_ = std::make_unique<net::HttpServer>(
+        *io_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+        options_.max_body_size,
+        [this](const net::HttpRequest& req, std::function<void(net::HttpResponse)> respond) {
+          api_->Handle(req, std::move(respond));
+        },
+        [this](const net::HttpRequest& req) { return api_->TooLarge(req); });
+    http_port_ = http_->local_endpoint().port();
+    net::HttpApiInfo info{"localhost", "127.0.0.1", port_, http_port_, 1'700'000'000};
+    api_ = std::make_unique<net::HttpApi>(*broker_, info, server_.get());
+    http_->Start();
     work_ = std::make_unique<boost::asio::executor_work_guard<
         boost::asio::io_context::executor_type>>(io_->get_executor());
     thread_ = std::thread([this] { io_->run(); });
@@ -90,6 +104,8 @@ class BrokerHarness {
     Run([this] {
       server_->Drain();
       server_->CloseAll();
+      http_->Drain();
+      http_->CloseAll();
       broker_->Stop();
       return 0;
     });
@@ -97,6 +113,8 @@ class BrokerHarness {
     io_->stop();
     thread_.join();
     server_.reset();
+    http_.reset();
+    api_.reset();
     broker_.reset();
     io_.reset();
     (void)store_->Close();
@@ -109,6 +127,9 @@ class BrokerHarness {
   std::unique_ptr<boost::asio::io_context> io_;
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<net::TcpServer> server_;
+  std::unique_ptr<net::HttpServer> http_;
+  std::unique_ptr<net::HttpApi> api_;
+  uint16_t http_port_ = 0;
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread thread_;
   uint16_t port_ = 0;
@@ -278,7 +299,8 @@ class CairndProcess {
       close(pipefd[0]);
       close(pipefd[1]);
       std::vector<std::string> args = {CAIRN_BIN_DIR "/cairnd", "--data-path=" + data_path,
-                                       "--tcp-address=127.0.0.1:0"};
+                                       "--tcp-address=127.0.0.1:0",
+                                       "--http-address=127.0.0.1:0"};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -289,14 +311,15 @@ class CairndProcess {
     close(pipefd[1]);
     err_ = fdopen(pipefd[0], "r");
     // The bound address, from the line cairnd logs for scripts.
-    const std::regex listening("TCP: listening on 127\\.0\\.0\\.1:([0-9]+)");
+    const std::regex listening("(TCP|HTTP): listening on 127\\.0\\.0\\.1:([0-9]+)");
     char line[4096];
     while (fgets(line, sizeof line, err_) != nullptr) {
       log_ += line;
       std::cmatch m;
       if (std::regex_search(line, m, listening)) {
-        port_ = static_cast<uint16_t>(std::stoi(m[1].str()));
-        break;
+        const auto p = static_cast<uint16_t>(std::stoi(m[2].str()));
+        (m[1] == "TCP" ? port_ : http_port_) = p;
+        if (port_ != 0 && http_port_ != 0) break;
       }
     }
     // Keep draining stderr so cairnd never blocks on a full pipe.
@@ -316,6 +339,7 @@ class CairndProcess {
   }
 
   uint16_t port() const { return port_; }
+  uint16_t http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
   const std::string& startup_log() const { return log_; }
 
@@ -352,7 +376,7 @@ class CairndProcess {
   FILE* err_ = nullptr;
   std::thread drain_;
   std::string log_;
-  uint16_t port_ = 0;
+  uint16_t port_ = 0, http_port_ = 0;
 };
 
 }  // namespace cairn::testing

@@ -76,7 +76,7 @@ async function startBroker(opts = {}) {
   }
   const ownDir = opts.dataDir ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-compat-'))
   const dataDir = opts.dataDir || path.join(ownDir, 'store')
-  const args = ['--data-path', dataDir, '--tcp-address', '127.0.0.1:0', ...(opts.args || [])]
+  const args = ['--data-path', dataDir, '--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', ...(opts.args || [])]
   const proc = spawn(CAIRND, args, {stdio: ['ignore', 'ignore', 'pipe']})
   live.add(proc)
 

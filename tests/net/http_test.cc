@@ -1,0 +1,367 @@
+// nsqd's HTTP API on cairnd, over real HTTP on loopback: every endpoint, its errors, and /stats
+// checked against what the broker actually did.
+#include <regex>
+#include <sstream>
+
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/dynamic_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/net/test_support.h"
+
+namespace cairn::testing {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+  std::string nsq_header;
+};
+
+// One keep-alive HTTP/1.1 connection.
+class HttpClient {
+ public:
+  explicit HttpClient(uint16_t port) : stream_(io_) {
+    stream_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
+  Reply Do(http::verb method, const std::string& target, std::string body = "") {
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.keep_alive(true);
+    req.body() = std::move(body);
+    req.prepare_payload();
+    http::write(stream_, req);
+    http::response<http::string_body> res;
+    http::read(stream_, buffer_, res);
+    return {static_cast<int>(res.result_int()), res.body(),
+            std::string(res[http::field::content_type]),
+            std::string(res["X-NSQ-Content-Type"])};
+  }
+  Reply Get(const std::string& t) { return Do(http::verb::get, t); }
+  Reply Post(const std::string& t, std::string body = "") {
+    return Do(http::verb::post, t, std::move(body));
+  }
+
+ private:
+  boost::asio::io_context io_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+BrokerOptions Small() {
+  BrokerOptions o;
+  o.max_msg_size = 100;
+  o.max_body_size = 1000;
+  return o;
+}
+
+TEST(Http, PingAndInfo) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  auto ping = c.Get("/ping");
+  EXPECT_EQ(ping.status, 200);
+  EXPECT_EQ(ping.body, "OK");
+  auto info = c.Get("/info");
+  ASSERT_EQ(info.status, 200);
+  EXPECT_EQ(info.content_type, "application/json; charset=utf-8");
+  EXPECT_EQ(info.nsq_header, "nsq; version=1.0");
+  auto j = nlohmann::json::parse(info.body);
+  EXPECT_EQ(j["version"], "1.3.0");
+  EXPECT_EQ(j["tcp_port"], broker.port());
+  EXPECT_EQ(j["http_port"], broker.http_port());
+  EXPECT_EQ(j["max_heartbeat_interval"], 60000000000LL);
+  EXPECT_EQ(info.body.substr(0, 30), R"({"version":"1.3.0","broadcast_)");
+}
+
+TEST(Http, PublishIsDeliveredAndErrorsAreNsqds) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  RawClient sub(broker.port());
+  sub.Subscribe("t", "c");
+  sub.Cmd("RDY 10");
+  auto pub = c.Post("/pub?topic=t", "hello");
+  EXPECT_EQ(pub.status, 200);
+  EXPECT_EQ(pub.body, "OK");
+  auto m = sub.ReadMessage();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "hello");
+  sub.Cmd("FIN " + m->id);
+
+  auto mpub = c.Post("/mpub?topic=t", "a\n\nb\nc\n");
+  EXPECT_EQ(mpub.body, "OK");
+  for (const char* want : {"a", "b", "c"}) {
+    auto x = sub.ReadMessage();
+    ASSERT_TRUE(x);
+    EXPECT_EQ(x->body, want);
+    sub.Cmd("FIN " + x->id);
+  }
+  std::string binary;
+  std::vector<std::string> bodies = {"x", "yy"};
+  nsq::AppendMpub(binary, "t", bodies);
+  binary = binary.substr(binary.find('\n') + 1 + 4);  // drop the command line and size
+  EXPECT_EQ(c.Post("/mpub?topic=t&binary=true", binary).body, "OK");
+  for (const char* want : {"x", "yy"}) {
+    auto x = sub.ReadMessage();
+    ASSERT_TRUE(x);
+    EXPECT_EQ(x->body, want);
+    sub.Cmd("FIN " + x->id);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.Post("/pub?topic=t&defer=400", "later").body, "OK");
+  auto later = sub.ReadMessage();
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->body, "later");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 400ms);
+  EXPECT_EQ(c.Post("/dpub?topic=t&defer=0", "now").body, "OK");
+
+  auto err = [&](const std::string& target, std::string body) {
+    auto r = c.Post(target, std::move(body));
+    return std::to_string(r.status) + " " + r.body;
+  };
+  EXPECT_EQ(err("/pub?topic=t", ""), R"(400 {"message":"MSG_EMPTY"})");
+  EXPECT_EQ(err("/pub?topic=t", std::string(101, 'x')), R"(413 {"message":"MSG_TOO_BIG"})");
+  EXPECT_EQ(err("/pub", "x"), R"(400 {"message":"MISSING_ARG_TOPIC"})");
+  EXPECT_EQ(err("/pub?topic=a:b", "x"), R"(400 {"message":"INVALID_TOPIC"})");
+  EXPECT_EQ(err("/pub?topic=t&defer=-1", "x"), R"(400 {"message":"INVALID_DEFER"})");
+  EXPECT_EQ(err("/pub?topic=t&defer=3600001", "x"), R"(400 {"message":"INVALID_DEFER"})");
+  EXPECT_EQ(err("/mpub?topic=t", std::string(101, 'x')), R"(413 {"message":"MSG_TOO_BIG"})");
+  EXPECT_EQ(err("/mpub?topic=t&binary=true", std::string("\0\0\0\0", 4)),
+            R"(413 {"message":"BAD_BODY"})");
+  EXPECT_EQ(err("/mpub?topic=t&binary=true", std::string("\0\0\0\1\0\0\0\5ab", 10)),
+            R"(413 {"message":"BAD_MESSAGE"})");
+  // The keep-alive connection survives every error above.
+  EXPECT_EQ(c.Get("/ping").body, "OK");
+}
+
+TEST(Http, OversizeBodiesAndBadRequests) {
+  BrokerHarness broker(Small());
+  {
+    HttpClient c(broker.http_port());
+    auto r = c.Post("/mpub?topic=t", std::string(1001, 'x'));
+    EXPECT_EQ(r.status, 413);
+    EXPECT_EQ(r.body, R"({"message":"BODY_TOO_BIG"})");
+  }
+  HttpClient c(broker.http_port());
+  EXPECT_EQ(c.Get("/nope").body, R"({"message":"NOT_FOUND"})");
+  auto wrong = c.Get("/pub?topic=t");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_EQ(wrong.body, R"({"message":"METHOD_NOT_ALLOWED"})");
+  EXPECT_EQ(c.Post("/stats").status, 405);
+  // Garbage that is not HTTP gets 400 and a close; the server goes on.
+  {
+    RawClient junk(broker.http_port(), /*send_magic=*/false);
+    junk.Send("THIS IS NOT HTTP\r\n\r\n");
+    EXPECT_TRUE(junk.ClosedByPeer());
+  }
+  EXPECT_EQ(c.Get("/ping").body, "OK");
+}
+
+TEST(Http, TopicAndChannelActions) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  auto st = [&](const std::string& target) {
+    auto r = c.Post(target);
+    return std::to_string(r.status) + " " + r.body;
+  };
+  EXPECT_EQ(st("/topic/create?topic=t"), "200 ");
+  EXPECT_EQ(st("/topic/create"), R"(400 {"message":"MISSING_ARG_TOPIC"})");
+  EXPECT_EQ(st("/topic/create?topic=a:b"), R"(400 {"message":"INVALID_TOPIC"})");
+  EXPECT_EQ(st("/topic/pause?topic=missing"), R"(404 {"message":"TOPIC_NOT_FOUND"})");
+  EXPECT_EQ(st("/channel/create?topic=missing&channel=c"), R"(404 {"message":"TOPIC_NOT_FOUND"})");
+  EXPECT_EQ(st("/channel/create?topic=t"), R"(400 {"message":"MISSING_ARG_CHANNEL"})");
+  EXPECT_EQ(st("/channel/create?topic=t&channel=a:b"), R"(400 {"message":"INVALID_ARG_CHANNEL"})");
+  EXPECT_EQ(st("/channel/create?topic=a:b&channel=c"), R"(400 {"message":"INVALID_ARG_TOPIC"})");
+  EXPECT_EQ(st("/channel/pause?topic=t&channel=missing"), R"(404 {"message":"CHANNEL_NOT_FOUND"})");
+  EXPECT_EQ(st("/channel/create?topic=t&channel=c"), "200 ");
+
+  // Pause stops delivery; unpause resumes it.
+  RawClient sub(broker.port());
+  sub.Subscribe("t", "c");
+  sub.Cmd("RDY 10");
+  EXPECT_EQ(st("/channel/pause?topic=t&channel=c"), "200 ");
+  EXPECT_EQ(c.Post("/pub?topic=t", "p").status, 200);
+  EXPECT_FALSE(sub.Read(300ms)) << "a paused channel delivered";
+  EXPECT_EQ(st("/channel/unpause?topic=t&channel=c"), "200 ");
+  auto m = sub.ReadMessage();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "p");
+  sub.Cmd("FIN " + m->id);
+  EXPECT_EQ(st("/topic/pause?topic=t"), "200 ");
+  EXPECT_EQ(c.Post("/pub?topic=t", "q").status, 200);
+  EXPECT_FALSE(sub.Read(300ms)) << "a paused topic delivered";
+  EXPECT_EQ(st("/topic/unpause?topic=t"), "200 ");
+  m = sub.ReadMessage();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "q");
+  sub.Cmd("FIN " + m->id);
+
+  // Empty: the backlog is skipped; what is published after it arrives.
+  sub.Cmd("RDY 0");
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(c.Post("/pub?topic=t", "old").status, 200);
+  EXPECT_EQ(st("/channel/empty?topic=t&channel=c"), "200 ");
+  EXPECT_EQ(c.Post("/pub?topic=t", "new").status, 200);
+  sub.Cmd("RDY 10");
+  m = sub.ReadMessage();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "new");
+  sub.Cmd("FIN " + m->id);
+
+  // Deleting the channel disconnects its subscriber.
+  EXPECT_EQ(st("/channel/delete?topic=t&channel=c"), "200 ");
+  EXPECT_TRUE(sub.ClosedByPeer());
+  EXPECT_EQ(st("/channel/delete?topic=t&channel=c"), R"(404 {"message":"CHANNEL_NOT_FOUND"})");
+  EXPECT_EQ(st("/topic/delete?topic=t"), "200 ");
+  EXPECT_EQ(st("/topic/delete?topic=t"), R"(404 {"message":"TOPIC_NOT_FOUND"})");
+  EXPECT_EQ(broker.store().FindTopic("t"), nullptr) << "the topic is still in the store";
+}
+
+TEST(Http, StatsShowWhatHappened) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  RawClient pub(broker.port()), sub(broker.port());
+  sub.Identify(R"({"client_id":"worker1","hostname":"w1.local","user_agent":"test/1"})");
+  sub.Subscribe("t", "c");
+  sub.Cmd("RDY 2");
+  for (int i = 0; i < 5; ++i) pub.Publish("t", fmt::format("m{}", i));
+  auto a = sub.ReadMessage(), b = sub.ReadMessage();
+  ASSERT_TRUE(a && b);
+  sub.Cmd("FIN " + a->id);
+  sub.Cmd("REQ " + b->id + " 60000");
+  sub.Cmd("NOP");
+  std::this_thread::sleep_for(100ms);
+  auto r = c.Get("/stats?format=json");
+  ASSERT_EQ(r.status, 200);
+  auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["version"], "1.3.0");
+  EXPECT_EQ(j["health"], "OK");
+  ASSERT_EQ(j["topics"].size(), 1u);
+  auto& t = j["topics"][0];
+  EXPECT_EQ(t["topic_name"], "t");
+  EXPECT_EQ(t["message_count"], 5);
+  EXPECT_EQ(t["paused"], false);
+  EXPECT_EQ(t["e2e_processing_latency"]["count"], 0);
+  auto& ch = t["channels"][0];
+  EXPECT_EQ(ch["channel_name"], "c");
+  EXPECT_EQ(ch["requeue_count"], 1);
+  EXPECT_EQ(ch["deferred_count"], 1);
+  EXPECT_EQ(ch["client_count"], 1);
+  // 5 published: m0 finished, m1 deferred by the REQ, m2 and m3 in flight (RDY 2 refilled),
+  // m4 waiting.
+  EXPECT_EQ(ch["in_flight_count"], 2);
+  EXPECT_EQ(ch["lag_messages"], 4);
+  EXPECT_EQ(ch["depth"], 1);
+  EXPECT_EQ(ch["cursor_offset"], 1);
+  ASSERT_EQ(ch["clients"].size(), 1u);
+  auto& cl = ch["clients"][0];
+  EXPECT_EQ(cl["client_id"], "worker1");
+  EXPECT_EQ(cl["hostname"], "w1.local");
+  EXPECT_EQ(cl["user_agent"], "test/1");
+  EXPECT_EQ(cl["state"], 3);
+  EXPECT_EQ(cl["ready_count"], 2);
+  EXPECT_EQ(cl["finish_count"], 1);
+  EXPECT_EQ(cl["requeue_count"], 1);
+  EXPECT_EQ(cl["message_count"], 4);
+
+  auto filtered = nlohmann::json::parse(
+      c.Get("/stats?format=json&topic=t&channel=c&include_clients=false").body);
+  EXPECT_TRUE(filtered["topics"][0]["channels"][0]["clients"].is_null());
+  EXPECT_TRUE(nlohmann::json::parse(c.Get("/stats?format=json&topic=nope").body)["topics"]
+                  .is_null());
+  auto text = c.Get("/stats");
+  EXPECT_NE(text.body.find("\nTopics:\n   [t              ] depth: 0     be-depth: 0     msgs: 5"),
+            std::string::npos)
+      << text.body;
+  EXPECT_NE(text.body.find("[V2 w1.local:"), std::string::npos) << text.body;
+}
+
+TEST(Http, SeekAndStartAtReplayFromThePosition) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(c.Post("/pub?topic=t", fmt::format("m{}", i)).status, 200);
+  EXPECT_EQ(c.Post("/channel/create?topic=t&channel=late&start=offset:7").status, 200);
+  EXPECT_EQ(c.Post("/channel/create?topic=t&channel=x&start=sometime").body,
+            R"({"message":"INVALID_ARG_START"})");
+  RawClient late(broker.port());
+  late.Subscribe("t", "late");
+  late.Cmd("RDY 10");
+  for (int i = 7; i < 10; ++i) {
+    auto m = late.ReadMessage();
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->body, fmt::format("m{}", i));
+    late.Cmd("FIN " + m->id);
+  }
+  EXPECT_FALSE(late.Read(200ms));
+  // Rewind in place: the subscriber stays connected and gets everything again.
+  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=late&to=earliest").status, 200);
+  for (int i = 0; i < 10; ++i) {
+    auto m = late.ReadMessage();
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->body, fmt::format("m{}", i));
+    late.Cmd("FIN " + m->id);
+  }
+  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=late&to=time:2000-01-01T00:00:00Z").status,
+            200);
+  auto again = late.ReadMessage();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body, "m0");
+  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=late&to=latest").status, 200);
+  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=late").body, R"({"message":"MISSING_ARG_TO"})");
+  auto log = nlohmann::json::parse(c.Get("/topic/log?topic=t").body);
+  EXPECT_EQ(log["first_offset"], 0);
+  EXPECT_EQ(log["next_offset"], 10);
+  EXPECT_EQ(log["codec"], "lz4");
+  EXPECT_GT(log["bytes_on_disk"].get<uint64_t>(), 0u);
+  EXPECT_EQ(c.Post("/topic/config?topic=t&retention_age=1h&codec=zstd").status, 200);
+  log = nlohmann::json::parse(c.Get("/topic/log?topic=t").body);
+  EXPECT_EQ(log["codec"], "zstd");
+  EXPECT_EQ(log["retention_age"], "1h");
+  EXPECT_EQ(c.Post("/topic/config?topic=t&codec=gzip").body, R"({"message":"INVALID_ARG_CODEC"})");
+}
+
+TEST(Http, MetricsAreWellFormedPrometheusText) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  RawClient sub(broker.port());
+  sub.Subscribe("t", "c");
+  sub.Cmd("RDY 1");
+  EXPECT_EQ(c.Post("/pub?topic=t", "x").status, 200);
+  ASSERT_TRUE(sub.ReadMessage());
+  auto r = c.Get("/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(r.body.find("cairn_channel_in_flight{topic=\"t\",channel=\"c\"} 1\n"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find("cairn_topic_messages_total{topic=\"t\"} 1\n"), std::string::npos);
+  EXPECT_NE(r.body.find("cairn_tcp_connections 1\n"), std::string::npos);
+  EXPECT_NE(r.body.find("cairn_store_fsync_duration_seconds_bucket{le=\"+Inf\"}"),
+            std::string::npos);
+  // Every line is a comment or `name{labels} value` (a strict check of the text format; the
+  // Python suite parses it with prometheus_client as well).
+  std::istringstream lines(r.body);
+  std::string line;
+  const std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+(Inf)?$)");
+  const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  int samples = 0;
+  while (std::getline(lines, line)) {
+    if (line.starts_with("#")) {
+      EXPECT_TRUE(std::regex_match(line, comment)) << line;
+    } else {
+      EXPECT_TRUE(std::regex_match(line, sample)) << line;
+      ++samples;
+    }
+  }
+  EXPECT_GT(samples, 20);
+}
+
+}  // namespace
+}  // namespace cairn::testing
