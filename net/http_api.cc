@@ -444,6 +444,7 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
         j["codec"] = storage::CodecName(info.codec);
         j["retention_age"] = FormatDuration(info.retention.age);
         j["retention_bytes"] = info.retention.bytes;
+        j["message_ttl"] = FormatDuration(topic->message_ttl());
       }
       j["channels"] = topic->channels().size();
       return respond(JsonBody(j));
@@ -464,6 +465,11 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
         }
         settings.retention_bytes = static_cast<uint64_t>(*bytes);
       }
+      if (const std::string* v = q.Get("message_ttl")) {
+        auto ttl = ParseDuration(*v);
+        if (!ttl) return respond(Error(http::status::bad_request, "INVALID_ARG_MESSAGE_TTL"));
+        settings.message_ttl = std::chrono::duration_cast<std::chrono::milliseconds>(*ttl);
+      }
       if (const std::string* v = q.Get("codec")) {
         auto codec = storage::ParseCodec(*v);
         if (!codec) return respond(Error(http::status::bad_request, "INVALID_ARG_CODEC"));
@@ -472,6 +478,8 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
       if (!broker_.store().ConfigureTopic(*t, settings)) {
         return respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
       }
+      topic->SetMessageTtl(settings.message_ttl.value_or(std::chrono::milliseconds(0)));
+      topic->Pump();  // a shorter TTL may expire what channels hold back
       return respond(Ok());
     }
   }
@@ -586,6 +594,7 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
             cj["lag_messages"] = v.lag_messages;
             cj["lag_seconds"] = v.lag_seconds;
             cj["skipped_by_retention"] = v.skipped;
+            cj["expired_count"] = v.stats.expired;
             channels.push_back(std::move(cj));
           }
           if (filter_channel && channels.empty()) continue;
@@ -710,6 +719,9 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
     channel_family("cairn_channel_skipped_by_retention_total", "counter",
                    "Messages trimmed by retention before the channel finished them.",
                    [](const ChannelView& v) { return v.skipped; });
+    channel_family("cairn_channel_expired_total", "counter",
+                   "Messages skipped because they were older than the topic's message TTL.",
+                   [](const ChannelView& v) { return v.stats.expired; });
     channel_family("cairn_channel_depth", "gauge",
                    "Messages waiting to be delivered (not in flight, not deferred).",
                    [](const ChannelView& v) { return v.depth; });

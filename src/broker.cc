@@ -14,6 +14,7 @@ Broker::~Broker() { Stop(); }
 void Broker::Start() {
   for (auto& log : store_.Topics()) {
     auto topic = std::make_shared<Topic>(this, log->name(), std::make_unique<DurableLog>(log));
+    topic->SetMessageTtl(log->Info().settings.message_ttl.value_or(std::chrono::milliseconds(0)));
     for (auto& cursor : log->Channels()) topic->AttachChannel(cursor);
     topics_.emplace(log->name(), std::move(topic));
   }

@@ -104,6 +104,10 @@ const storage::StoredMessage* Channel::PeekWindow(SteadyTime now, int64_t wall_n
       PopWindow();
       continue;
     }
+    if (Expired(m.offset, m.timestamp_ns, wall_now)) {
+      PopWindow();
+      continue;
+    }
     if (m.deliver_at_ns > wall_now) {
       deferred_.push({now + std::chrono::nanoseconds(m.deliver_at_ns - wall_now), m.offset, 0});
       PopWindow();
@@ -119,6 +123,14 @@ void Channel::PopWindow() {
     window_.pop_front();
     window_pos_ = 0;
   }
+}
+
+bool Channel::Expired(uint64_t offset, int64_t timestamp_ns, int64_t wall_now) {
+  const int64_t ttl = topic_->message_ttl().count();
+  if (ttl <= 0 || timestamp_ns >= wall_now - ttl) return false;
+  cursor_->Finish(offset);
+  ++counters_.expired;
+  return true;
 }
 
 bool Channel::SampledOut(Subscriber* to, uint64_t offset) {
@@ -151,6 +163,7 @@ bool Channel::DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime 
     return false;  // trimmed by retention meanwhile (the cursor counts it), or unreadable
   }
   const auto& m = read->messages.front();
+  if (Expired(r.offset, m.timestamp_ns, WallNowNs())) return false;
   if (SampledOut(to, r.offset)) return true;
   Deliver(to, r.offset, m.timestamp_ns, m.body, r.attempts, now);
   return true;

@@ -88,6 +88,7 @@ struct ChannelStats {
   uint64_t timed_out = 0;   // not finished in time
   uint64_t finished = 0;    // FIN'd
   uint64_t sampled_out = 0; // skipped by a subscriber's sample_rate, and so finished
+  uint64_t expired = 0;     // older than the topic's message TTL: skipped, and so finished
   uint64_t in_flight = 0;
   uint64_t deferred = 0;    // waiting for a DPUB time or a REQ delay
   uint64_t cursor_floor = 0;
@@ -174,6 +175,8 @@ class Channel {
   // Sends one requeued message to `to`; false if it no longer exists in the log.
   bool DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime now);
   bool SampledOut(Subscriber* to, uint64_t offset);
+  // True (and the message finished and counted) if it is older than the topic's message TTL.
+  bool Expired(uint64_t offset, int64_t timestamp_ns, int64_t wall_now);
   // Settled messages leave their entry in timeouts_ until its deadline; rebuild the heap from
   // what is in flight once stale entries outnumber live ones, so its size stays proportional to
   // the messages in flight, not to the message rate times msg_timeout.

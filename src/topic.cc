@@ -44,6 +44,10 @@ void Topic::Publish(std::span<const storage::MessageIn> messages, PublishCallbac
 
 void Topic::OnAppended() {
   wake_posted_.store(false);
+  Pump();
+}
+
+void Topic::Pump() {
   for (auto& [_, channel] : channels_) channel->Pump();
 }
 

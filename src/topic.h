@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -62,6 +63,9 @@ class Topic : public std::enable_shared_from_this<Topic> {
   // nsqd's topic pause: no channel delivers until unpaused.
   void SetPaused(bool paused);
   bool paused() const { return paused_; }
+  // Messages older than this are skipped by every channel and counted as expired; 0: no limit.
+  std::chrono::nanoseconds message_ttl() const { return message_ttl_; }
+  void SetMessageTtl(std::chrono::nanoseconds ttl) { message_ttl_ = ttl; }
   // Disconnects every subscriber of every channel (the topic is being deleted).
   void KickAll();
   Channel* FindChannel(std::string_view name);
@@ -73,6 +77,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
   void OnEphemeralChannelIdle(const std::string& name);
 
   void OnTimer(SteadyTime now);
+  // Lets every channel send what it can.
+  void Pump();
   TopicStats stats() const;
 
  private:
@@ -86,6 +92,7 @@ class Topic : public std::enable_shared_from_this<Topic> {
   std::map<std::string, std::unique_ptr<Channel>, std::less<>> channels_;
   std::atomic<bool> wake_posted_{false};
   bool paused_ = false;
+  std::chrono::nanoseconds message_ttl_{0};
   TopicStats counters_;
 };
 

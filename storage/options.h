@@ -38,6 +38,9 @@ struct TopicSettings {
   std::optional<Codec> codec;
   std::optional<std::chrono::milliseconds> retention_age;
   std::optional<uint64_t> retention_bytes;
+  // Channels skip (and count as expired) messages published longer ago than this; unset or 0:
+  // no limit. The log keeps them until retention trims it, so a seek can still replay them.
+  std::optional<std::chrono::milliseconds> message_ttl;
 };
 
 struct StoreOptions {

@@ -87,6 +87,7 @@ TopicSettings FromProto(const pb::TopicSettings& p) {
   }
   if (p.has_retention_age_ms()) s.retention_age = std::chrono::milliseconds(p.retention_age_ms());
   if (p.has_retention_bytes()) s.retention_bytes = p.retention_bytes();
+  if (p.has_message_ttl_ms()) s.message_ttl = std::chrono::milliseconds(p.message_ttl_ms());
   return s;
 }
 
@@ -95,6 +96,7 @@ pb::TopicSettings ToProto(const TopicSettings& s) {
   if (s.codec) p.set_codec(static_cast<uint32_t>(*s.codec));
   if (s.retention_age) p.set_retention_age_ms(static_cast<uint64_t>(s.retention_age->count()));
   if (s.retention_bytes) p.set_retention_bytes(*s.retention_bytes);
+  if (s.message_ttl) p.set_message_ttl_ms(static_cast<uint64_t>(s.message_ttl->count()));
   return p;
 }
 

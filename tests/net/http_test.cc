@@ -365,3 +365,40 @@ TEST(Http, MetricsAreWellFormedPrometheusText) {
 
 }  // namespace
 }  // namespace cairn::testing
+
+namespace cairn::testing {
+namespace {
+
+TEST(Http, MessageTtlSkipsOldMessagesAndCountsThem) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.Post("/pub?topic=t", "old").status, 200);
+  EXPECT_EQ(c.Post("/topic/config?topic=t&message_ttl=200ms").status, 200);
+  EXPECT_EQ(c.Post("/topic/config?topic=t&message_ttl=soon").body,
+            R"({"message":"INVALID_ARG_MESSAGE_TTL"})");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(c.Post("/pub?topic=t", "fresh").status, 200);
+  RawClient sub(broker.port());
+  sub.Subscribe("t", "c");  // the first channel starts at the start of the log
+  sub.Cmd("RDY 10");
+  auto m = sub.ReadMessage();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->body, "fresh");
+  sub.Cmd("FIN " + m->id);
+  EXPECT_FALSE(sub.Read(200ms));
+  auto j = nlohmann::json::parse(c.Get("/stats?format=json&topic=t").body);
+  EXPECT_EQ(j["topics"][0]["channels"][0]["expired_count"], 3);
+  EXPECT_NE(c.Get("/metrics").body.find(
+                "cairn_channel_expired_total{topic=\"t\",channel=\"c\"} 3\n"),
+            std::string::npos);
+  // The log still holds them: a seek replays them once the TTL is lifted.
+  EXPECT_EQ(nlohmann::json::parse(c.Get("/topic/log?topic=t").body)["messages"], 4);
+  EXPECT_EQ(c.Post("/topic/config?topic=t&message_ttl=0").status, 200);
+  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=c&to=earliest").status, 200);
+  auto replayed = sub.ReadMessage();
+  ASSERT_TRUE(replayed);
+  EXPECT_EQ(replayed->body, "old");
+}
+
+}  // namespace
+}  // namespace cairn::testing

@@ -66,7 +66,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * Starts cairnd on 127.0.0.1 with an OS-chosen port.
  *   opts.args     extra command-line flags, e.g. ['--msg-timeout', '2s']
  *   opts.dataDir  reuse this data dir (a restart); otherwise a fresh one under os.tmpdir()
- * Returns {host, port, addr, dataDir, proc, log(), stop(), cleanup()}:
+ * Returns {host, port, httpPort, addr, dataDir, proc, log(), stop(), cleanup()}:
  *   stop()    SIGTERM, await exit (bounded), returns {code, signal}; safe to call twice
  *   cleanup() stop() and remove the temp dir this call created (not a dataDir passed in)
  */
@@ -96,7 +96,8 @@ async function startBroker(opts = {}) {
     proc.stderr.on('data', (chunk) => {
       stderr += chunk
       const m = /TCP: listening on ([0-9.]+):(\d+)/.exec(stderr)
-      if (m) resolve({host: m[1], port: Number(m[2])})
+      const mh = /HTTP: listening on ([0-9.]+):(\d+)/.exec(stderr)
+      if (m && mh) resolve({host: m[1], port: Number(m[2]), httpPort: Number(mh[2])})
     })
     exitPromise.then((e) =>
       reject(new Error(`cairnd exited (code ${e.code}, signal ${e.signal}) before listening:\n${stderr}`))
@@ -136,7 +137,7 @@ async function startBroker(opts = {}) {
 
   let where
   try {
-    where = await withTimeout(listening, WAIT_MS, 'cairnd to print "TCP: listening on"')
+    where = await withTimeout(listening, WAIT_MS, 'cairnd to print "TCP: listening on" and "HTTP: listening on"')
   } catch (err) {
     await cleanup().catch(() => {})
     throw new Error(`${err.message}\ncairnd stderr:\n${stderr}`)
