@@ -18,13 +18,13 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <CLI/CLI.hpp>
 
 #include "net/address.h"
 #include "net/client.h"
@@ -61,8 +61,11 @@ class Histogram {
   }
   uint64_t count() const { return total_; }
   nlohmann::json Json() const {
-    return {{"count", total_},       {"p50_ms", PercentileMs(50)}, {"p90_ms", PercentileMs(90)},
-            {"p99_ms", PercentileMs(99)}, {"p999_ms", PercentileMs(99.9)},
+    return {{"count", total_},
+            {"p50_ms", PercentileMs(50)},
+            {"p90_ms", PercentileMs(90)},
+            {"p99_ms", PercentileMs(99)},
+            {"p999_ms", PercentileMs(99.9)},
             {"max_ms", PercentileMs(100)}};
   }
 
@@ -128,7 +131,11 @@ struct Config {
 class Bench {
  public:
   Bench(asio::io_context& io, Config cfg, asio::ip::tcp::endpoint ep)
-      : io_(io), cfg_(std::move(cfg)), ep_(ep), timer_(io), con_work_(asio::make_work_guard(con_io_)) {
+      : io_(io),
+        cfg_(std::move(cfg)),
+        ep_(ep),
+        timer_(io),
+        con_work_(asio::make_work_guard(con_io_)) {
     bodies_ = SampleBodies(cfg_.source_dir, cfg_.size, 200);
   }
 
@@ -173,8 +180,8 @@ class Bench {
     if (cfg_.publishers > 0) io_.run_for(std::chrono::milliseconds(200));  // SUB and RDY land
 
     start_ = Clock::now();
-    end_ = start_ + std::chrono::duration_cast<Clock::duration>(
-                        std::chrono::duration<double>(cfg_.seconds));
+    end_ = start_ +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg_.seconds));
     for (int p = 0; p < cfg_.publishers; ++p) {
       auto conn = std::make_shared<nsq::Connection>(io_.get_executor(), ep_, opts);
       publishers_.push_back(conn);
@@ -196,13 +203,13 @@ class Bench {
     if (cfg_.publishers == 0) start_ = consume_start_;
     const uint64_t want =
         (cfg_.publishers == 0 ? cfg_.expect : acked_) * static_cast<uint64_t>(cfg_.channels);
-    const auto drain_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                   std::chrono::duration<double>(cfg_.drain_seconds));
+    const auto drain_deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(cfg_.drain_seconds));
     while (cfg_.channels > 0 && delivered_total_ < want && Clock::now() < drain_deadline) {
       io_.run_for(std::chrono::milliseconds(5));
     }
-    const double del_secs =
-        std::chrono::duration<double>(Clock::now() - start_).count();
+    const double del_secs = std::chrono::duration<double>(Clock::now() - start_).count();
     OnConsumers([this] {
       for (auto& c : consumers_) c->Close();
       return 0;
@@ -342,14 +349,14 @@ int main(int argc, char** argv) {
                  "publishes each connection keeps outstanding (1: wait for each OK, as "
                  "go-nsq's Publish does)")
       ->capture_default_str();
-  app.add_option("--channels", cfg.channels, "channels consuming the topic")
-      ->capture_default_str();
+  app.add_option("--channels", cfg.channels, "channels consuming the topic")->capture_default_str();
   app.add_option("--consumers", cfg.consumers, "consumer connections per channel")
       ->capture_default_str();
   app.add_option("--rdy", cfg.rdy, "RDY (max in flight) per consumer connection")
       ->capture_default_str();
   app.add_option("--seconds", cfg.seconds, "how long to publish")->capture_default_str();
-  app.add_option("--messages", cfg.messages, "publish this many messages instead (0: use --seconds)")
+  app.add_option("--messages", cfg.messages,
+                 "publish this many messages instead (0: use --seconds)")
       ->capture_default_str();
   app.add_option("--rate", cfg.rate, "total publish rate in messages/s (0: as fast as it goes)")
       ->capture_default_str();

@@ -2,8 +2,8 @@
 
 #include <charconv>
 
-#include <boost/asio/io_context.hpp>
 #include <fmt/format.h>
+#include <boost/asio/io_context.hpp>
 
 namespace cairn::net {
 

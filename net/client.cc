@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace cairn::nsq {
@@ -43,39 +43,38 @@ void Connection::Open(CommandCallback done) {
     auto s = weak.lock();
     if (!ec && s && !s->ready_) s->Close("connect timed out");
   });
-  socket_.async_connect(endpoint_, [self, done = std::move(done)](
-                                       boost::system::error_code ec) mutable {
-    if (self->closed_) return done("closed");
-    if (ec) {
-      self->Close("connect: " + ec.message());
-      return done("connect: " + ec.message());
-    }
-    boost::system::error_code ignored;
-    self->socket_.set_option(tcp::no_delay(true), ignored);
-    nlohmann::json identify = {
-        {"client_id", self->options_.client_id},
-        {"hostname", self->options_.hostname},
-        {"user_agent", self->options_.user_agent},
-        {"feature_negotiation", true},
-        {"heartbeat_interval", self->options_.heartbeat_interval.count()},
-        {"msg_timeout", self->options_.msg_timeout.count()},
-    };
-    std::string bytes(kMagicV2);
-    AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
-    self->Send(bytes, [self, done = std::move(done)](std::string error) {
-      self->idle_timer_.cancel();
-      if (!error.empty()) return done(error);
-      self->ready_ = true;
-      self->ArmIdleTimer();
-      done("");
-    });
-    self->last_frame_ = std::chrono::steady_clock::now();
-    self->ReadLoop();
-  });
+  socket_.async_connect(endpoint_,
+                        [self, done = std::move(done)](boost::system::error_code ec) mutable {
+                          if (self->closed_) return done("closed");
+                          if (ec) {
+                            self->Close("connect: " + ec.message());
+                            return done("connect: " + ec.message());
+                          }
+                          boost::system::error_code ignored;
+                          self->socket_.set_option(tcp::no_delay(true), ignored);
+                          nlohmann::json identify = {
+                              {"client_id", self->options_.client_id},
+                              {"hostname", self->options_.hostname},
+                              {"user_agent", self->options_.user_agent},
+                              {"feature_negotiation", true},
+                              {"heartbeat_interval", self->options_.heartbeat_interval.count()},
+                              {"msg_timeout", self->options_.msg_timeout.count()},
+                          };
+                          std::string bytes(kMagicV2);
+                          AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
+                          self->Send(bytes, [self, done = std::move(done)](std::string error) {
+                            self->idle_timer_.cancel();
+                            if (!error.empty()) return done(error);
+                            self->ready_ = true;
+                            self->ArmIdleTimer();
+                            done("");
+                          });
+                          self->last_frame_ = std::chrono::steady_clock::now();
+                          self->ReadLoop();
+                        });
 }
 
-void Connection::Subscribe(std::string_view topic, std::string_view channel,
-                           CommandCallback done) {
+void Connection::Subscribe(std::string_view topic, std::string_view channel, CommandCallback done) {
   std::string bytes;
   AppendCommand(bytes, fmt::format("SUB {} {}", topic, channel));
   Send(bytes, std::move(done));
@@ -123,8 +122,8 @@ void Connection::Finish(const MessageId& id) {
 
 void Connection::Requeue(const MessageId& id, std::chrono::milliseconds delay) {
   if (closed_) return;
-  AppendCommand(out_, fmt::format("REQ {} {}", std::string_view(id.data(), id.size()),
-                                  delay.count()));
+  AppendCommand(out_,
+                fmt::format("REQ {} {}", std::string_view(id.data(), id.size()), delay.count()));
   Flush();
 }
 
@@ -291,29 +290,23 @@ void Producer::Stop() {
 }
 
 void Producer::Publish(std::string topic, std::string body, CommandCallback done) {
-  WithConnection(
-      [topic = std::move(topic), body = std::move(body), done](Connection& c) {
-        c.Publish(topic, body, done);
-      },
-      done);
+  WithConnection([topic = std::move(topic), body = std::move(body),
+                  done](Connection& c) { c.Publish(topic, body, done); },
+                 done);
 }
 
 void Producer::MultiPublish(std::string topic, std::vector<std::string> bodies,
                             CommandCallback done) {
-  WithConnection(
-      [topic = std::move(topic), bodies = std::move(bodies), done](Connection& c) {
-        c.MultiPublish(topic, bodies, done);
-      },
-      done);
+  WithConnection([topic = std::move(topic), bodies = std::move(bodies),
+                  done](Connection& c) { c.MultiPublish(topic, bodies, done); },
+                 done);
 }
 
-void Producer::DeferredPublish(std::string topic, std::chrono::milliseconds delay,
-                               std::string body, CommandCallback done) {
-  WithConnection(
-      [topic = std::move(topic), delay, body = std::move(body), done](Connection& c) {
-        c.DeferredPublish(topic, delay, body, done);
-      },
-      done);
+void Producer::DeferredPublish(std::string topic, std::chrono::milliseconds delay, std::string body,
+                               CommandCallback done) {
+  WithConnection([topic = std::move(topic), delay, body = std::move(body),
+                  done](Connection& c) { c.DeferredPublish(topic, delay, body, done); },
+                 done);
 }
 
 void Producer::WithConnection(std::function<void(Connection&)> op, CommandCallback on_fail) {
@@ -357,9 +350,8 @@ void Producer::Connect() {
 
 // ---- Consumer ----
 
-Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers,
-                   std::string topic, std::string channel, int64_t max_in_flight,
-                   ClientOptions options)
+Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers, std::string topic,
+                   std::string channel, int64_t max_in_flight, ClientOptions options)
     : ex_(ex),
       topic_(std::move(topic)),
       channel_(std::move(channel)),
@@ -389,9 +381,8 @@ void Consumer::Dial(size_t i) {
   if (closed_ || !receiving_) return;
   auto conn = std::make_shared<Connection>(ex_, links_[i].endpoint, options_);
   links_[i].conn = conn;
-  conn->SetMessageHandler([this](Connection& c, const Delivered& d) {
-    handler_(d, MessageRef(c.weak(), d.id));
-  });
+  conn->SetMessageHandler(
+      [this](Connection& c, const Delivered& d) { handler_(d, MessageRef(c.weak(), d.id)); });
   conn->SetCloseHandler([this, i](const std::string&) {
     links_[i].conn.reset();
     links_[i].subscribed = false;

@@ -68,7 +68,8 @@ struct Delivered {
 class MessageRef {
  public:
   MessageRef() = default;
-  MessageRef(std::weak_ptr<Connection> conn, const MessageId& id) : conn_(std::move(conn)), id_(id) {}
+  MessageRef(std::weak_ptr<Connection> conn, const MessageId& id)
+      : conn_(std::move(conn)), id_(id) {}
   void Finish() const;
   void Requeue(std::chrono::milliseconds delay) const;
   void Touch() const;

@@ -6,11 +6,11 @@
 #include <map>
 #include <optional>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/beast/http/field.hpp>
 #include <boost/url/parse.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "net/identify.h"
 #include "net/protocol.h"
@@ -105,7 +105,8 @@ std::optional<int64_t> ParseRfc3339(const std::string& s) {
   size_t i = 19;
   if (i < s.size() && s[i] == '.') {
     int64_t scale = 100'000'000;
-    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10) ns += (s[i] - '0') * scale;
+    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10)
+      ns += (s[i] - '0') * scale;
   }
   if (i == s.size() - 1 && (s[i] == 'Z' || s[i] == 'z')) return ns;
   int oh, om;
@@ -263,16 +264,26 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
     Method method;
   };
   static constexpr Route kRoutes[] = {
-      {"/ping", Method::get},           {"/info", Method::get},
-      {"/stats", Method::get},          {"/metrics", Method::get},
-      {"/pub", Method::post},           {"/dpub", Method::post},
-      {"/mpub", Method::post},          {"/topic/create", Method::post},
-      {"/topic/delete", Method::post},  {"/topic/empty", Method::post},
-      {"/topic/pause", Method::post},   {"/topic/unpause", Method::post},
-      {"/topic/log", Method::get},      {"/topic/config", Method::post},
-      {"/channel/create", Method::post}, {"/channel/delete", Method::post},
-      {"/channel/empty", Method::post}, {"/channel/pause", Method::post},
-      {"/channel/unpause", Method::post}, {"/channel/seek", Method::post},
+      {"/ping", Method::get},
+      {"/info", Method::get},
+      {"/stats", Method::get},
+      {"/metrics", Method::get},
+      {"/pub", Method::post},
+      {"/dpub", Method::post},
+      {"/mpub", Method::post},
+      {"/topic/create", Method::post},
+      {"/topic/delete", Method::post},
+      {"/topic/empty", Method::post},
+      {"/topic/pause", Method::post},
+      {"/topic/unpause", Method::post},
+      {"/topic/log", Method::get},
+      {"/topic/config", Method::post},
+      {"/channel/create", Method::post},
+      {"/channel/delete", Method::post},
+      {"/channel/empty", Method::post},
+      {"/channel/pause", Method::post},
+      {"/channel/unpause", Method::post},
+      {"/channel/seek", Method::post},
   };
   const Route* route = nullptr;
   for (const auto& r : kRoutes) {
@@ -621,8 +632,8 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
     char when[64];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&st));
     out += fmt::format("start_time {}\n", when);
-    out += fmt::format("uptime {}\n", GoDuration(std::chrono::seconds(
-                                          now_ns / 1'000'000'000 - info_.start_time)));
+    out += fmt::format("uptime {}\n",
+                       GoDuration(std::chrono::seconds(now_ns / 1'000'000'000 - info_.start_time)));
     out += fmt::format("\nHealth: {}\n", health);
     if (topics.empty()) {
       out += "\nTopics: None\n";
@@ -646,8 +657,7 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
               v.stats.requeued, v.stats.timed_out, v.stats.delivered);
           if (!include_clients) continue;
           for (const auto& cs : c->client_stats()) {
-            const std::string port =
-                cs.remote_address.substr(cs.remote_address.rfind(':') + 1);
+            const std::string port = cs.remote_address.substr(cs.remote_address.rfind(':') + 1);
             out += fmt::format(
                 "        [{} {:<21}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} "
                 "msgs: {:<8} connected: {}\n",
@@ -690,8 +700,7 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
     e.Family("cairn_topic_retained_messages", "gauge", "Messages in the topic's retained log.");
     for (auto& t : topics) {
       const auto s = t->stats();
-      e.Sample("cairn_topic_retained_messages",
-               fmt::format("topic=\"{}\"", LabelValue(t->name())),
+      e.Sample("cairn_topic_retained_messages", fmt::format("topic=\"{}\"", LabelValue(t->name())),
                static_cast<double>(s.next_offset - s.start_offset));
     }
     e.Family("cairn_topic_bytes_on_disk", "gauge", "Stored bytes of the topic's log batches.");
@@ -701,8 +710,8 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
                  static_cast<double>(d->topic_log()->Info().bytes));
       }
     }
-    auto channel_family = [&](std::string_view name, std::string_view type,
-                              std::string_view help, auto value) {
+    auto channel_family = [&](std::string_view name, std::string_view type, std::string_view help,
+                              auto value) {
       e.Family(name, type, help);
       for (auto& r : rows) e.Sample(name, r.labels, static_cast<double>(value(r.view)));
     };
@@ -755,7 +764,8 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
     e.Family("cairn_tcp_connections", "gauge", "Open NSQ TCP connections.");
     e.Sample("cairn_tcp_connections", "",
              static_cast<double>(tcp_ != nullptr ? tcp_->connection_count() : 0));
-    HttpResponse r = Respond(http::status::ok, e.Take(), "text/plain; version=0.0.4; charset=utf-8");
+    HttpResponse r =
+        Respond(http::status::ok, e.Take(), "text/plain; version=0.0.4; charset=utf-8");
     return respond(std::move(r));
   }
   respond(Error(http::status::not_found, "NOT_FOUND"));

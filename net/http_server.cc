@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -13,7 +14,6 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <spdlog/spdlog.h>
 
 namespace cairn::net {
 
@@ -46,8 +46,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   ~HttpSession() { registry_->sessions.erase(this); }
 
   void Start() {
-    asio::co_spawn(stream_.get_executor(), [self = shared_from_this()] { return self->Run(); },
-                   asio::detached);
+    asio::co_spawn(
+        stream_.get_executor(), [self = shared_from_this()] { return self->Run(); },
+        asio::detached);
   }
   bool busy() const { return busy_; }
   void Close() {
@@ -135,8 +136,8 @@ HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, size
       acceptor_(io),
       max_body_(max_body),
       handler_(std::make_shared<HttpHandler>(std::move(handler))),
-      too_large_(std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(
-          std::move(too_large))),
+      too_large_(
+          std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(std::move(too_large))),
       registry_(std::make_shared<HttpRegistry>()) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
@@ -159,8 +160,7 @@ void HttpServer::Accept() {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       spdlog::warn("HTTP accept failed: {}", ec.message());
     } else if (!registry_->draining) {
-      std::make_shared<HttpSession>(std::move(socket), max_body_, handler_, too_large_,
-                                    registry_)
+      std::make_shared<HttpSession>(std::move(socket), max_body_, handler_, too_large_, registry_)
           ->Start();
     }
     if (acceptor_.is_open()) Accept();
@@ -172,15 +172,15 @@ void HttpServer::Drain() {
   boost::system::error_code ec;
   acceptor_.close(ec);
   // Idle keep-alive connections go now; busy ones after their response.
-  for (HttpSession* s : std::vector<HttpSession*>(registry_->sessions.begin(),
-                                                 registry_->sessions.end())) {
+  for (HttpSession* s :
+       std::vector<HttpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
     if (!s->busy()) s->Close();
   }
 }
 
 void HttpServer::CloseAll() {
-  for (HttpSession* s : std::vector<HttpSession*>(registry_->sessions.begin(),
-                                                 registry_->sessions.end())) {
+  for (HttpSession* s :
+       std::vector<HttpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
     s->Close();
   }
 }

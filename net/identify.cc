@@ -20,8 +20,8 @@ constexpr char kDecodeError[] = "failed to decode JSON body";
 // field alone, and a value of the wrong type (a string for a number, 1.5 for an integer, a number
 // past the field's width) fails the whole IDENTIFY.
 struct Fields {
-  std::optional<int64_t> heartbeat_interval, output_buffer_size, output_buffer_timeout,
-      msg_timeout, sample_rate;
+  std::optional<int64_t> heartbeat_interval, output_buffer_size, output_buffer_timeout, msg_timeout,
+      sample_rate;
   std::optional<bool> feature_negotiation, tls_v1, snappy, deflate;
   std::optional<std::string> client_id, hostname, user_agent;
 };
@@ -71,18 +71,30 @@ std::optional<Fields> Decode(std::string_view body) {
   for (const auto& [key, v] : doc.items()) {
     const std::string k = Lower(key);
     bool ok = true;
-    if (k == "heartbeat_interval") ok = ReadInt(v, kI64Min, kI64Max, &f.heartbeat_interval);
-    else if (k == "output_buffer_size") ok = ReadInt(v, kI64Min, kI64Max, &f.output_buffer_size);
-    else if (k == "output_buffer_timeout") ok = ReadInt(v, kI64Min, kI64Max, &f.output_buffer_timeout);
-    else if (k == "msg_timeout") ok = ReadInt(v, kI64Min, kI64Max, &f.msg_timeout);
-    else if (k == "sample_rate") ok = ReadInt(v, kI32Min, kI32Max, &f.sample_rate);
-    else if (k == "feature_negotiation") ok = ReadBool(v, &f.feature_negotiation);
-    else if (k == "tls_v1") ok = ReadBool(v, &f.tls_v1);
-    else if (k == "snappy") ok = ReadBool(v, &f.snappy);
-    else if (k == "deflate") ok = ReadBool(v, &f.deflate);
-    else if (k == "client_id") ok = ReadString(v, &f.client_id);
-    else if (k == "hostname") ok = ReadString(v, &f.hostname);
-    else if (k == "user_agent") ok = ReadString(v, &f.user_agent);
+    if (k == "heartbeat_interval")
+      ok = ReadInt(v, kI64Min, kI64Max, &f.heartbeat_interval);
+    else if (k == "output_buffer_size")
+      ok = ReadInt(v, kI64Min, kI64Max, &f.output_buffer_size);
+    else if (k == "output_buffer_timeout")
+      ok = ReadInt(v, kI64Min, kI64Max, &f.output_buffer_timeout);
+    else if (k == "msg_timeout")
+      ok = ReadInt(v, kI64Min, kI64Max, &f.msg_timeout);
+    else if (k == "sample_rate")
+      ok = ReadInt(v, kI32Min, kI32Max, &f.sample_rate);
+    else if (k == "feature_negotiation")
+      ok = ReadBool(v, &f.feature_negotiation);
+    else if (k == "tls_v1")
+      ok = ReadBool(v, &f.tls_v1);
+    else if (k == "snappy")
+      ok = ReadBool(v, &f.snappy);
+    else if (k == "deflate")
+      ok = ReadBool(v, &f.deflate);
+    else if (k == "client_id")
+      ok = ReadString(v, &f.client_id);
+    else if (k == "hostname")
+      ok = ReadString(v, &f.hostname);
+    else if (k == "user_agent")
+      ok = ReadString(v, &f.user_agent);
     if (!ok) return std::nullopt;
   }
   return f;

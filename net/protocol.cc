@@ -21,7 +21,6 @@ void AppendBe32(std::string& out, uint32_t v) {
   out.append(b, 4);
 }
 
-
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-';
@@ -81,15 +80,33 @@ std::string GoQuote(std::string_view s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\a': out += "\\a"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\v': out += "\\v"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\a':
+        out += "\\a";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\v':
+        out += "\\v";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += fmt::format("\\x{:02x}", c);
@@ -153,18 +170,30 @@ bool IsValidChannelName(std::string_view name) { return IsValidName(name); }
 
 std::string_view VerbName(Verb verb) {
   switch (verb) {
-    case Verb::kIdentify: return "IDENTIFY";
-    case Verb::kSub: return "SUB";
-    case Verb::kPub: return "PUB";
-    case Verb::kMpub: return "MPUB";
-    case Verb::kDpub: return "DPUB";
-    case Verb::kRdy: return "RDY";
-    case Verb::kFin: return "FIN";
-    case Verb::kReq: return "REQ";
-    case Verb::kTouch: return "TOUCH";
-    case Verb::kCls: return "CLS";
-    case Verb::kNop: return "NOP";
-    case Verb::kAuth: return "AUTH";
+    case Verb::kIdentify:
+      return "IDENTIFY";
+    case Verb::kSub:
+      return "SUB";
+    case Verb::kPub:
+      return "PUB";
+    case Verb::kMpub:
+      return "MPUB";
+    case Verb::kDpub:
+      return "DPUB";
+    case Verb::kRdy:
+      return "RDY";
+    case Verb::kFin:
+      return "FIN";
+    case Verb::kReq:
+      return "REQ";
+    case Verb::kTouch:
+      return "TOUCH";
+    case Verb::kCls:
+      return "CLS";
+    case Verb::kNop:
+      return "NOP";
+    case Verb::kAuth:
+      return "AUTH";
   }
   return "?";
 }
@@ -188,12 +217,11 @@ std::optional<ProtocolError> ParseMpubBody(
     const int32_t size = SignedBe32(all.data() + pos);
     pos += 4;
     if (size <= 0) {
-      return Fatal("E_BAD_MESSAGE",
-                   fmt::format("MPUB invalid message({}) body size {}", i, size));
+      return Fatal("E_BAD_MESSAGE", fmt::format("MPUB invalid message({}) body size {}", i, size));
     }
     if (static_cast<uint32_t>(size) > limits.max_msg_size) {
-      return Fatal("E_BAD_MESSAGE", fmt::format("MPUB message too big {} > {}", size,
-                                                limits.max_msg_size));
+      return Fatal("E_BAD_MESSAGE",
+                   fmt::format("MPUB message too big {} > {}", size, limits.max_msg_size));
     }
     if (all.size() - pos < static_cast<size_t>(size)) {
       return Fatal("E_BAD_MESSAGE", "MPUB failed to read message body");
@@ -210,7 +238,8 @@ ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
   if (nl == std::string_view::npos) {
     if (buf.size() >= limits.max_line) {
       // nsqd's read fails on a line longer than its buffer and it hangs up without a word.
-      ProtocolError e = Fatal("E_INVALID", fmt::format("command line over {} bytes", limits.max_line));
+      ProtocolError e =
+          Fatal("E_INVALID", fmt::format("command line over {} bytes", limits.max_line));
       e.silent = true;
       return e;
     }
@@ -232,9 +261,9 @@ ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
     }
     if (!IsValidTopicName(cmd.params[0])) {
       // nsqd repeats the code in MPUB's text; clients match on the first word either way.
-      return Fatal("E_BAD_TOPIC", fmt::format("{}{} topic name {} is not valid",
-                                              v == "MPUB" ? "E_BAD_TOPIC " : "", v,
-                                              GoQuote(cmd.params[0])));
+      return Fatal("E_BAD_TOPIC",
+                   fmt::format("{}{} topic name {} is not valid", v == "MPUB" ? "E_BAD_TOPIC " : "",
+                               v, GoQuote(cmd.params[0])));
     }
     return std::nullopt;
   };

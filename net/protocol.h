@@ -64,7 +64,18 @@ std::optional<int64_t> ParseDecimal(std::string_view text);
 // ---- Server side: parsing commands ----
 
 enum class Verb {
-  kIdentify, kSub, kPub, kMpub, kDpub, kRdy, kFin, kReq, kTouch, kCls, kNop, kAuth,
+  kIdentify,
+  kSub,
+  kPub,
+  kMpub,
+  kDpub,
+  kRdy,
+  kFin,
+  kReq,
+  kTouch,
+  kCls,
+  kNop,
+  kAuth,
 };
 std::string_view VerbName(Verb verb);
 
@@ -73,7 +84,7 @@ struct Command {
   Verb verb;
   // The words after the verb; inline, so parsing a FIN or a PUB allocates nothing.
   boost::container::small_vector<std::string_view, 4> params;
-  std::string_view body;                 // IDENTIFY, PUB, DPUB, AUTH
+  std::string_view body;                                       // IDENTIFY, PUB, DPUB, AUTH
   boost::container::small_vector<std::string_view, 4> bodies;  // MPUB
 };
 
@@ -90,7 +101,7 @@ struct ProtocolError {
 
 // Limits the parser enforces before it buffers a body.
 struct ParseLimits {
-  uint32_t max_msg_size = 1024 * 1024;     // PUB, DPUB, and each message of MPUB
+  uint32_t max_msg_size = 1024 * 1024;       // PUB, DPUB, and each message of MPUB
   uint32_t max_body_size = 5 * 1024 * 1024;  // MPUB's whole body
   uint32_t max_identify_size = 1024 * 1024;  // IDENTIFY and AUTH bodies
   size_t max_line = 16 * 1024;               // a command line, '\n' included (nsqd's buffer)

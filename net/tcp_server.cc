@@ -5,15 +5,15 @@
 #include <set>
 #include <string>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 
 #include "net/identify.h"
 #include "net/input_buffer.h"
@@ -60,8 +60,8 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     settings_ = IdentifySettings::Defaults(options_);
     boost::system::error_code ec;
     auto remote = socket_.remote_endpoint(ec);
-    remote_ = ec ? std::string("?") : fmt::format("{}:{}", remote.address().to_string(),
-                                                   remote.port());
+    remote_ =
+        ec ? std::string("?") : fmt::format("{}:{}", remote.address().to_string(), remote.port());
     remote_host_ = ec ? std::string("?") : remote.address().to_string();
     connect_ts_ = std::chrono::duration_cast<std::chrono::seconds>(
                       std::chrono::system_clock::now().time_since_epoch())
@@ -74,8 +74,9 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   void Start() {
     last_command_ = std::chrono::steady_clock::now();
     ArmHeartbeat();
-    asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->Run(); },
-                   asio::detached);
+    asio::co_spawn(
+        socket_.get_executor(), [self = shared_from_this()] { return self->Run(); },
+        asio::detached);
   }
 
   // Stop reading; answer what is pending, then close.
@@ -212,22 +213,28 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
 
   std::optional<nsq::ProtocolError> Exec(const nsq::Command& cmd) {
     switch (cmd.verb) {
-      case nsq::Verb::kIdentify: return Identify(cmd);
-      case nsq::Verb::kSub: return Sub(cmd);
+      case nsq::Verb::kIdentify:
+        return Identify(cmd);
+      case nsq::Verb::kSub:
+        return Sub(cmd);
       case nsq::Verb::kPub:
       case nsq::Verb::kMpub:
-      case nsq::Verb::kDpub: return Publish(cmd);
-      case nsq::Verb::kRdy: return Rdy(cmd);
+      case nsq::Verb::kDpub:
+        return Publish(cmd);
+      case nsq::Verb::kRdy:
+        return Rdy(cmd);
       case nsq::Verb::kFin:
       case nsq::Verb::kReq:
-      case nsq::Verb::kTouch: return Settle(cmd);
+      case nsq::Verb::kTouch:
+        return Settle(cmd);
       case nsq::Verb::kCls:
         if (state_ != State::kSubscribed) return Invalid("cannot CLS in current state");
         state_ = State::kClosing;
         rdy_ = 0;
         RespondText(nsq::kCloseWait);
         return std::nullopt;
-      case nsq::Verb::kNop: return std::nullopt;
+      case nsq::Verb::kNop:
+        return std::nullopt;
       case nsq::Verb::kAuth:
         if (state_ != State::kInit) return Invalid("cannot AUTH in current state");
         return nsq::ProtocolError{"E_AUTH_DISABLED", "AUTH disabled", true};
@@ -296,8 +303,8 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     }
     const uint64_t seq = slot_base_ + slots_.size();
     slots_.emplace_back();
-    (*topic)->Publish(messages, [self = shared_from_this(), seq, verb](
-                                    storage::Result<storage::AppendResult> result) {
+    (*topic)->Publish(messages, [self = shared_from_this(), seq,
+                                 verb](storage::Result<storage::AppendResult> result) {
       Slot& slot = self->slots_[seq - self->slot_base_];
       slot.ready = true;
       if (result) {
@@ -324,8 +331,7 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
       count = *parsed;
     }
     if (count < 0 || count > options_.max_rdy_count) {
-      return Invalid(
-          fmt::format("RDY count {} out of range 0-{}", count, options_.max_rdy_count));
+      return Invalid(fmt::format("RDY count {} out of range 0-{}", count, options_.max_rdy_count));
     }
     rdy_ = count;
     pump_ = true;
@@ -347,9 +353,15 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     Channel::Settle result = Channel::Settle::kNotInFlight;
     if (auto offset = nsq::DecodeMessageId(id)) {
       switch (cmd.verb) {
-        case nsq::Verb::kFin: result = channel_->Finish(this, *offset); break;
-        case nsq::Verb::kReq: result = channel_->Requeue(this, *offset, delay); break;
-        default: result = channel_->Touch(this, *offset); break;
+        case nsq::Verb::kFin:
+          result = channel_->Finish(this, *offset);
+          break;
+        case nsq::Verb::kReq:
+          result = channel_->Requeue(this, *offset, delay);
+          break;
+        default:
+          result = channel_->Touch(this, *offset);
+          break;
       }
     }
     if (result == Channel::Settle::kOk) {
@@ -412,10 +424,9 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     write_buf_.swap(out_);
     out_.clear();
     writing_bytes_ = write_buf_.size();
-    asio::async_write(socket_, asio::buffer(write_buf_),
-                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                        self->OnWritten(ec);
-                      });
+    asio::async_write(
+        socket_, asio::buffer(write_buf_),
+        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->OnWritten(ec); });
   }
 
   void OnWritten(boost::system::error_code ec) {
@@ -490,9 +501,9 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     const auto now = std::chrono::steady_clock::now();
     if (now >= last_command_ + 2 * settings_.heartbeat_interval) {
       // As nsqd: the read deadline passed; hang up without an error frame.
-      spdlog::info("client={} missed heartbeats ({} ms without a command), closing", remote_,
-                   std::chrono::duration_cast<std::chrono::milliseconds>(now - last_command_)
-                       .count());
+      spdlog::info(
+          "client={} missed heartbeats ({} ms without a command), closing", remote_,
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - last_command_).count());
       Close();
       return;
     }
@@ -574,15 +585,15 @@ void TcpServer::Drain() {
   registry_->draining = true;
   boost::system::error_code ec;
   acceptor_.close(ec);
-  for (TcpSession* s : std::vector<TcpSession*>(registry_->sessions.begin(),
-                                                registry_->sessions.end())) {
+  for (TcpSession* s :
+       std::vector<TcpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
     s->Drain();
   }
 }
 
 void TcpServer::CloseAll() {
-  for (TcpSession* s : std::vector<TcpSession*>(registry_->sessions.begin(),
-                                                registry_->sessions.end())) {
+  for (TcpSession* s :
+       std::vector<TcpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
     s->ForceClose();
   }
 }

@@ -1,8 +1,8 @@
 #include "src/broker.h"
 
-#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 namespace cairn {
 

@@ -66,7 +66,7 @@ class Broker {
   bool stopped_ = false;
 
   std::mutex posted_mu_;
-  std::vector<std::function<void()>> posted_;  // guarded by posted_mu_
+  std::vector<std::function<void()>> posted_;   // guarded by posted_mu_
   std::vector<std::function<void()>> running_;  // io thread only
 };
 

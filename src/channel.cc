@@ -81,8 +81,8 @@ bool Channel::Fill() {
   if (read_pos_ >= log.next_offset()) return false;
   auto r = log.Read(read_pos_, options_.window_messages, options_.window_bytes);
   if (!r) {
-    spdlog::error("topic={} channel={} offset={} read failed: {}", topic_->name(), name_,
-                  read_pos_, r.error().ToString());
+    spdlog::error("topic={} channel={} offset={} read failed: {}", topic_->name(), name_, read_pos_,
+                  r.error().ToString());
     return false;
   }
   if (r->messages.empty()) {
@@ -231,8 +231,7 @@ Channel::Settle Channel::Finish(Subscriber* by, uint64_t offset) {
   return result;
 }
 
-Channel::Settle Channel::Requeue(Subscriber* by, uint64_t offset,
-                                 std::chrono::milliseconds delay) {
+Channel::Settle Channel::Requeue(Subscriber* by, uint64_t offset, std::chrono::milliseconds delay) {
   Settle result;
   InFlight* f = Owned(by, offset, &result);
   if (f == nullptr) return result;

@@ -81,16 +81,15 @@ class Subscriber {
   virtual ClientStats Stats() const = 0;
 };
 
-
 struct ChannelStats {
-  uint64_t delivered = 0;   // MSG frames sent, redeliveries included (nsqd's message_count)
-  uint64_t requeued = 0;    // REQ'd
-  uint64_t timed_out = 0;   // not finished in time
-  uint64_t finished = 0;    // FIN'd
-  uint64_t sampled_out = 0; // skipped by a subscriber's sample_rate, and so finished
-  uint64_t expired = 0;     // older than the topic's message TTL: skipped, and so finished
+  uint64_t delivered = 0;    // MSG frames sent, redeliveries included (nsqd's message_count)
+  uint64_t requeued = 0;     // REQ'd
+  uint64_t timed_out = 0;    // not finished in time
+  uint64_t finished = 0;     // FIN'd
+  uint64_t sampled_out = 0;  // skipped by a subscriber's sample_rate, and so finished
+  uint64_t expired = 0;      // older than the topic's message TTL: skipped, and so finished
   uint64_t in_flight = 0;
-  uint64_t deferred = 0;    // waiting for a DPUB time or a REQ delay
+  uint64_t deferred = 0;  // waiting for a DPUB time or a REQ delay
   uint64_t cursor_floor = 0;
   uint64_t read_position = 0;  // next offset the channel will read from the log
   size_t subscribers = 0;
@@ -204,7 +203,7 @@ class Channel {
   boost::unordered_flat_map<uint64_t, InFlight> in_flight_;
   MinHeap<Timed> timeouts_;  // lazily pruned: entries whose seq no longer matches are stale
   uint32_t next_seq_ = 0;
-  MinHeap<Timed> deferred_;  // seq_or_attempts holds the attempts so far
+  MinHeap<Timed> deferred_;       // seq_or_attempts holds the attempts so far
   std::deque<Redelivery> ready_;  // requeued or due: delivered before the window
 
   bool paused_ = false;

@@ -1,18 +1,18 @@
 // cairnd: the broker. Opens the store, serves NSQ's TCP protocol, and on SIGTERM or SIGINT stops
 // accepting, lets in-flight publishes complete, persists cursors, syncs and exits 0.
-#include <chrono>
 #include <unistd.h>
+#include <chrono>
 
 #include <csignal>
 #include <cstdio>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "net/address.h"
 #include "net/http_api.h"
@@ -29,8 +29,7 @@ namespace asio = boost::asio;
 
 // A CLI11 option taking a Go-style duration ("60s", "15m"), shown with its default.
 template <class Duration>
-void AddDuration(CLI::App& app, const std::string& name, Duration* value,
-                 const std::string& help) {
+void AddDuration(CLI::App& app, const std::string& name, Duration* value, const std::string& help) {
   app.add_option_function<std::string>(
          name,
          [value, name](const std::string& text) {

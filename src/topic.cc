@@ -30,15 +30,16 @@ void Topic::Publish(std::span<const storage::MessageIn> messages, PublishCallbac
   for (const auto& m : messages) bytes += m.body.size();
   log_->Append(messages, [self = shared_from_this(), bytes, done = std::move(done)](
                              storage::Result<storage::AppendResult> result) mutable {
-    self->broker_->Post([self, bytes, done = std::move(done), result = std::move(result)]() mutable {
-      if (result) {
-        self->counters_.published += result->count;
-        self->counters_.published_bytes += bytes;
-      } else {
-        ++self->counters_.publish_failures;
-      }
-      done(std::move(result));
-    });
+    self->broker_->Post(
+        [self, bytes, done = std::move(done), result = std::move(result)]() mutable {
+          if (result) {
+            self->counters_.published += result->count;
+            self->counters_.published_bytes += bytes;
+          } else {
+            ++self->counters_.publish_failures;
+          }
+          done(std::move(result));
+        });
   });
 }
 
@@ -72,8 +73,8 @@ storage::Result<Channel*> Topic::GetOrCreateChannel(std::string_view name,
     if (!created) return tl::unexpected(created.error());
     cursor = std::move(*created);
   }
-  auto channel = std::make_unique<Channel>(this, std::string(name), std::move(cursor),
-                                           broker_->options());
+  auto channel =
+      std::make_unique<Channel>(this, std::string(name), std::move(cursor), broker_->options());
   Channel* raw = channel.get();
   channels_.emplace(std::string(name), std::move(channel));
   spdlog::info("topic={} channel={} created start_offset={}", name_, name, start);
@@ -82,8 +83,8 @@ storage::Result<Channel*> Topic::GetOrCreateChannel(std::string_view name,
 
 void Topic::AttachChannel(std::shared_ptr<storage::ChannelCursor> cursor) {
   std::string name = cursor->name();
-  channels_.emplace(name, std::make_unique<Channel>(this, name, std::move(cursor),
-                                                    broker_->options()));
+  channels_.emplace(name,
+                    std::make_unique<Channel>(this, name, std::move(cursor), broker_->options()));
 }
 
 Channel* Topic::FindChannel(std::string_view name) {

@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,7 +25,7 @@ namespace cairn {
 class Broker;
 
 struct TopicStats {
-  uint64_t published = 0;  // messages acknowledged since the broker started
+  uint64_t published = 0;        // messages acknowledged since the broker started
   uint64_t published_bytes = 0;  // their bodies' bytes
   uint64_t publish_failures = 0;
   uint64_t start_offset = 0;
@@ -55,7 +55,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
   storage::Result<Channel*> GetOrCreateChannel(std::string_view name);
   // Cairn's create-at: a new channel starting at `start` (clamped to the retained log); an
   // existing channel is returned as it is.
-  storage::Result<Channel*> GetOrCreateChannel(std::string_view name, std::optional<uint64_t> start);
+  storage::Result<Channel*> GetOrCreateChannel(std::string_view name,
+                                               std::optional<uint64_t> start);
   // Deletes a channel: its subscribers are disconnected and its cursor removed from the store.
   storage::Status DeleteChannel(std::string_view name);
   // nsqd's /topic/empty: every channel moves to the end of the log (retention trims the log).

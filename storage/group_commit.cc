@@ -154,7 +154,8 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
     wo.sync = sync;
     const auto started = std::chrono::steady_clock::now();
     auto st = db_->Write(wo, &batch);
-    write_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    write_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!st.ok()) {
       result = tl::unexpected(FromRocks(st, "writing to the log"));
       if (!needs_resume_) {

@@ -76,8 +76,8 @@ struct CommitStats {
   uint64_t ops = 0;       // requests committed
   uint64_t failures = 0;  // groups whose write failed
   // Seconds each synced group write took (the write and its fsync).
-  Histogram<12> sync_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                              0.1, 0.25, 1}};
+  Histogram<12> sync_seconds{
+      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
   // Requests (appends, trims, cursor flushes) per group: how well group commit gathers them.
   Histogram<12> group_ops{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}};
 };

@@ -23,8 +23,7 @@ size_t PublishAll(RawClient& c, const std::string& topic, const std::vector<std:
     while (outstanding < window && sent < bodies.size()) {
       const size_t n = std::min(batch, bodies.size() - sent);
       std::string bytes;
-      nsq::AppendMpub(bytes, topic,
-                      std::span<const std::string>(bodies.data() + sent, n));
+      nsq::AppendMpub(bytes, topic, std::span<const std::string>(bodies.data() + sent, n));
       if (!c.Send(bytes)) return acked;
       sent += n;
       ++outstanding;
@@ -40,7 +39,8 @@ size_t PublishAll(RawClient& c, const std::string& topic, const std::vector<std:
 std::vector<std::string> Numbered(const std::vector<std::string>& lines, size_t n) {
   std::vector<std::string> out;
   out.reserve(n);
-  for (size_t i = 0; i < n; ++i) out.push_back(fmt::format("{:08d} {}", i, lines[i % lines.size()]));
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(fmt::format("{:08d} {}", i, lines[i % lines.size()]));
   return out;
 }
 
@@ -123,8 +123,7 @@ TEST(Process, EveryAcknowledgedPublishSurvivesKillNine) {
   for (int t = 0; t < 4; ++t) {
     for (const auto& b : acked_bodies[t]) missing += stored.count(b) == 0 ? 1 : 0;
   }
-  EXPECT_EQ(missing, 0u) << "acknowledged publishes lost after kill -9 (of " << acked.load()
-                         << ")";
+  EXPECT_EQ(missing, 0u) << "acknowledged publishes lost after kill -9 (of " << acked.load() << ")";
 }
 
 TEST(Process, SigtermWithClientsConnectedExitsCleanlyAndQuickly) {

@@ -6,8 +6,8 @@
 #include <mutex>
 #include <set>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include "tests/net/test_support.h"
 
@@ -81,8 +81,8 @@ TEST(Client, PublishesAndConsumesEveryKindOfPublish) {
       [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
   Received got;
   auto consumer = loop.Run([&] {
-    auto c = std::make_unique<nsq::Consumer>(
-        loop.executor(), std::vector{Loopback(broker.port())}, "logs", "archive", 10);
+    auto c = std::make_unique<nsq::Consumer>(loop.executor(), std::vector{Loopback(broker.port())},
+                                             "logs", "archive", 10);
     c->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
       std::lock_guard lock(got.mu);
       got.bodies.emplace_back(d.body);
@@ -124,8 +124,8 @@ TEST(Client, RequeueComesBackWithMoreAttempts) {
       [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
   Received got;
   auto consumer = loop.Run([&] {
-    auto c = std::make_unique<nsq::Consumer>(loop.executor(),
-                                             std::vector{Loopback(broker.port())}, "t", "c", 1);
+    auto c = std::make_unique<nsq::Consumer>(loop.executor(), std::vector{Loopback(broker.port())},
+                                             "t", "c", 1);
     c->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
       std::lock_guard lock(got.mu);
       got.bodies.emplace_back(d.body);
@@ -171,8 +171,8 @@ TEST(Client, HeartbeatsKeepAnIdleConsumerConnected) {
   nsq::ClientOptions options;
   options.heartbeat_interval = 1000ms;
   auto consumer = loop.Run([&] {
-    auto c = std::make_unique<nsq::Consumer>(
-        loop.executor(), std::vector{Loopback(broker.port())}, "t", "c", 5, options);
+    auto c = std::make_unique<nsq::Consumer>(loop.executor(), std::vector{Loopback(broker.port())},
+                                             "t", "c", 5, options);
     c->Start([](const nsq::Delivered&, const nsq::MessageRef& ref) { ref.Finish(); });
     return c;
   });
@@ -197,8 +197,8 @@ TEST(Client, ConsumerReconnectsAfterARestartAndGetsWhatWasUnfinished) {
   Received got;
   std::atomic<bool> finish{false};
   auto consumer = loop.Run([&] {
-    auto c = std::make_unique<nsq::Consumer>(
-        loop.executor(), std::vector{Loopback(broker.port())}, "t", "c", 10, options);
+    auto c = std::make_unique<nsq::Consumer>(loop.executor(), std::vector{Loopback(broker.port())},
+                                             "t", "c", 10, options);
     c->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
       std::lock_guard lock(got.mu);
       got.bodies.emplace_back(d.body);

@@ -3,13 +3,13 @@
 #include <regex>
 #include <sstream>
 
+#include <gtest/gtest.h>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/dynamic_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/net/test_support.h"
@@ -43,8 +43,7 @@ class HttpClient {
     http::response<http::string_body> res;
     http::read(stream_, buffer_, res);
     return {static_cast<int>(res.result_int()), res.body(),
-            std::string(res[http::field::content_type]),
-            std::string(res["X-NSQ-Content-Type"])};
+            std::string(res[http::field::content_type]), std::string(res["X-NSQ-Content-Type"])};
   }
   Reply Get(const std::string& t) { return Do(http::verb::get, t); }
   Reply Post(const std::string& t, std::string body = "") {
@@ -274,8 +273,8 @@ TEST(Http, StatsShowWhatHappened) {
   auto filtered = nlohmann::json::parse(
       c.Get("/stats?format=json&topic=t&channel=c&include_clients=false").body);
   EXPECT_TRUE(filtered["topics"][0]["channels"][0]["clients"].is_null());
-  EXPECT_TRUE(nlohmann::json::parse(c.Get("/stats?format=json&topic=nope").body)["topics"]
-                  .is_null());
+  EXPECT_TRUE(
+      nlohmann::json::parse(c.Get("/stats?format=json&topic=nope").body)["topics"].is_null());
   auto text = c.Get("/stats");
   EXPECT_NE(text.body.find("\nTopics:\n   [t              ] depth: 0     be-depth: 0     msgs: 5"),
             std::string::npos)
@@ -308,8 +307,7 @@ TEST(Http, SeekAndStartAtReplayFromThePosition) {
     EXPECT_EQ(m->body, fmt::format("m{}", i));
     late.Cmd("FIN " + m->id);
   }
-  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=late&to=time:2000-01-01T00:00:00Z").status,
-            200);
+  EXPECT_EQ(c.Post("/channel/seek?topic=t&channel=late&to=time:2000-01-01T00:00:00Z").status, 200);
   auto again = late.ReadMessage();
   ASSERT_TRUE(again);
   EXPECT_EQ(again->body, "m0");
@@ -349,7 +347,8 @@ TEST(Http, MetricsAreWellFormedPrometheusText) {
   // Python suite parses it with prometheus_client as well).
   std::istringstream lines(r.body);
   std::string line;
-  const std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+(Inf)?$)");
+  const std::regex sample(
+      R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+(Inf)?$)");
   const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
   int samples = 0;
   while (std::getline(lines, line)) {
@@ -388,9 +387,9 @@ TEST(Http, MessageTtlSkipsOldMessagesAndCountsThem) {
   EXPECT_FALSE(sub.Read(200ms));
   auto j = nlohmann::json::parse(c.Get("/stats?format=json&topic=t").body);
   EXPECT_EQ(j["topics"][0]["channels"][0]["expired_count"], 3);
-  EXPECT_NE(c.Get("/metrics").body.find(
-                "cairn_channel_expired_total{topic=\"t\",channel=\"c\"} 3\n"),
-            std::string::npos);
+  EXPECT_NE(
+      c.Get("/metrics").body.find("cairn_channel_expired_total{topic=\"t\",channel=\"c\"} 3\n"),
+      std::string::npos);
   // The log still holds them: a seek replays them once the TTL is lifted.
   EXPECT_EQ(nlohmann::json::parse(c.Get("/topic/log?topic=t").body)["messages"], 4);
   EXPECT_EQ(c.Post("/topic/config?topic=t&message_ttl=0").status, 200);

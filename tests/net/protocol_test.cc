@@ -153,9 +153,9 @@ TEST(Protocol, MalformedCommandsGetNsqdsErrors) {
             "E_BAD_MESSAGE MPUB failed to read message(1) body size");
   EXPECT_EQ(ParseErr("MPUB logs\n" + Be32(9) + Be32(1) + Be32(5) + "a").Frame(),
             "E_BAD_MESSAGE MPUB failed to read message body");
-  EXPECT_EQ(ParseErr("MPUB logs\n" + Be32(200) + Be32(1) + Be32(150) + std::string(192, 'x'))
-                .Frame(),
-            "E_BAD_MESSAGE MPUB message too big 150 > 100");
+  EXPECT_EQ(
+      ParseErr("MPUB logs\n" + Be32(200) + Be32(1) + Be32(150) + std::string(192, 'x')).Frame(),
+      "E_BAD_MESSAGE MPUB message too big 150 > 100");
   EXPECT_EQ(ParseErr("SUB logs\n").Frame(), "E_INVALID SUB insufficient number of parameters");
   EXPECT_EQ(ParseErr("SUB lo\"gs c\n").Frame(),
             "E_BAD_TOPIC SUB topic name \"lo\\\"gs\" is not valid");

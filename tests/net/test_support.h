@@ -22,10 +22,10 @@
 #include <string>
 #include <thread>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include "net/http_api.h"
 #include "net/http_server.h"
@@ -94,8 +94,9 @@ class BrokerHarness {
     net::HttpApiInfo info{"localhost", "127.0.0.1", port_, http_port_, 1'700'000'000};
     api_ = std::make_unique<net::HttpApi>(*broker_, info, server_.get());
     http_->Start();
-    work_ = std::make_unique<boost::asio::executor_work_guard<
-        boost::asio::io_context::executor_type>>(io_->get_executor());
+    work_ =
+        std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+            io_->get_executor());
     thread_ = std::thread([this] { io_->run(); });
   }
 
@@ -299,8 +300,7 @@ class CairndProcess {
       close(pipefd[0]);
       close(pipefd[1]);
       std::vector<std::string> args = {CAIRN_BIN_DIR "/cairnd", "--data-path=" + data_path,
-                                       "--tcp-address=127.0.0.1:0",
-                                       "--http-address=127.0.0.1:0"};
+                                       "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
