@@ -23,35 +23,26 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-class HttpSession;
-
-class HttpRegistry {
- public:
-  std::set<HttpSession*> sessions;
-  bool draining = false;
-};
-
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+class HttpSession : public ListenedSession, public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket socket, size_t max_body, std::shared_ptr<HttpHandler> handler,
               std::shared_ptr<std::function<HttpResponse(const HttpRequest&)>> too_large,
-              std::shared_ptr<HttpRegistry> registry)
+              std::shared_ptr<SessionSet> set)
       : stream_(std::move(socket)),
         max_body_(max_body),
         handler_(std::move(handler)),
         too_large_(std::move(too_large)),
-        registry_(std::move(registry)) {
-    registry_->sessions.insert(this);
-  }
-  ~HttpSession() { registry_->sessions.erase(this); }
+        registration_(std::move(set), this) {}
 
   void Start() {
     asio::co_spawn(
         stream_.get_executor(), [self = shared_from_this()] { return self->Run(); },
         asio::detached);
   }
-  bool busy() const { return busy_; }
-  void Close() {
+  void Drain() override {
+    if (!busy_) Close();  // a busy one closes after its response (no keep-alive once draining)
+  }
+  void Close() override {
     boost::system::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -91,7 +82,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         break;
       } else {
         const HttpRequest& request = parser.get();
-        keep_alive = request.keep_alive() && !registry_->draining;
+        keep_alive = request.keep_alive() && !registration_.draining();
         response = co_await Dispatch(request);
         response.version(request.version());
       }
@@ -125,66 +116,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   size_t max_body_;
   std::shared_ptr<HttpHandler> handler_;
   std::shared_ptr<std::function<HttpResponse(const HttpRequest&)>> too_large_;
-  std::shared_ptr<HttpRegistry> registry_;
+  SessionRegistration registration_;
   bool busy_ = false;
 };
 
 HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, size_t max_body,
                        HttpHandler handler,
                        std::function<HttpResponse(const HttpRequest&)> too_large)
-    : io_(io),
-      acceptor_(io),
-      max_body_(max_body),
-      handler_(std::make_shared<HttpHandler>(std::move(handler))),
-      too_large_(
-          std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(std::move(too_large))),
-      registry_(std::make_shared<HttpRegistry>()) {
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen();
-}
+    : listener_(io, endpoint,
+                [max_body, handler = std::make_shared<HttpHandler>(std::move(handler)),
+                 too_large = std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(
+                     std::move(too_large))](tcp::socket socket, std::shared_ptr<SessionSet> set) {
+                  std::make_shared<HttpSession>(std::move(socket), max_body, handler, too_large,
+                                                std::move(set))
+                      ->Start();
+                }) {}
 
-HttpServer::~HttpServer() {
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-}
-
-tcp::endpoint HttpServer::local_endpoint() const { return acceptor_.local_endpoint(); }
-
-void HttpServer::Start() { Accept(); }
-
-void HttpServer::Accept() {
-  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      spdlog::warn("HTTP accept failed: {}", ec.message());
-    } else if (!registry_->draining) {
-      std::make_shared<HttpSession>(std::move(socket), max_body_, handler_, too_large_, registry_)
-          ->Start();
-    }
-    if (acceptor_.is_open()) Accept();
-  });
-}
-
-void HttpServer::Drain() {
-  registry_->draining = true;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-  // Idle keep-alive connections go now; busy ones after their response.
-  for (HttpSession* s :
-       std::vector<HttpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
-    if (!s->busy()) s->Close();
-  }
-}
-
-void HttpServer::CloseAll() {
-  for (HttpSession* s :
-       std::vector<HttpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
-    s->Close();
-  }
-}
-
-size_t HttpServer::connection_count() const { return registry_->sessions.size(); }
+HttpServer::~HttpServer() = default;
 
 }  // namespace cairn::net

@@ -14,6 +14,8 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "net/listener.h"
+
 namespace cairn::net {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
@@ -21,8 +23,6 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 // Answers one request by calling `respond` exactly once, now or later, on the io thread.
 using HttpHandler =
     std::function<void(const HttpRequest& request, std::function<void(HttpResponse)> respond)>;
-
-class HttpRegistry;
 
 class HttpServer {
  public:
@@ -33,22 +33,15 @@ class HttpServer {
              std::function<HttpResponse(const HttpRequest&)> too_large);
   ~HttpServer();
 
-  boost::asio::ip::tcp::endpoint local_endpoint() const;
-  void Start();
-  // Stops accepting; connections close after the response in progress.
-  void Drain();
-  void CloseAll();
-  size_t connection_count() const;
+  boost::asio::ip::tcp::endpoint local_endpoint() const { return listener_.local_endpoint(); }
+  void Start() { listener_.Start(); }
+  // Stops accepting; idle connections close now, busy ones after their response.
+  void Drain() { listener_.Drain(); }
+  void CloseAll() { listener_.CloseAll(); }
+  size_t connection_count() const { return listener_.connection_count(); }
 
  private:
-  void Accept();
-
-  boost::asio::io_context& io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  size_t max_body_;
-  std::shared_ptr<HttpHandler> handler_;
-  std::shared_ptr<std::function<HttpResponse(const HttpRequest&)>> too_large_;
-  std::shared_ptr<HttpRegistry> registry_;
+  Listener listener_;
 };
 
 }  // namespace cairn::net

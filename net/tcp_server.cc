@@ -24,15 +24,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-class TcpSession;
-
-// The live sessions, shared by the server and the sessions, so either may go first.
-class SessionRegistry {
- public:
-  std::set<TcpSession*> sessions;
-  bool draining = false;
-};
-
 namespace {
 
 int64_t WallNowNs() {
@@ -45,13 +36,15 @@ nsq::ProtocolError Invalid(std::string text) { return {"E_INVALID", std::move(te
 
 }  // namespace
 
-class TcpSession final : public Subscriber, public std::enable_shared_from_this<TcpSession> {
+class TcpSession final : public Subscriber,
+                         public ListenedSession,
+                         public std::enable_shared_from_this<TcpSession> {
  public:
-  TcpSession(tcp::socket socket, Broker& broker, std::shared_ptr<SessionRegistry> registry)
+  TcpSession(tcp::socket socket, Broker& broker, std::shared_ptr<SessionSet> set)
       : socket_(std::move(socket)),
         broker_(broker),
         options_(broker.options()),
-        registry_(std::move(registry)),
+        registration_(std::move(set), this),
         heartbeat_timer_(socket_.get_executor()),
         resume_(socket_.get_executor()) {
     limits_.max_msg_size = options_.max_msg_size;
@@ -66,10 +59,7 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     connect_ts_ = std::chrono::duration_cast<std::chrono::seconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
-    registry_->sessions.insert(this);
   }
-
-  ~TcpSession() override { registry_->sessions.erase(this); }
 
   void Start() {
     last_command_ = std::chrono::steady_clock::now();
@@ -80,14 +70,23 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   }
 
   // Stop reading; answer what is pending, then close.
-  void Drain() {
+  void Drain() override {
     stop_reading_ = true;
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_receive, ec);
     resume_.cancel();
   }
 
-  void ForceClose() { Close(); }
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    heartbeat_timer_.cancel();
+    resume_.cancel();
+    Unsubscribe();
+  }
 
   // ---- Subscriber ----
   int64_t Credit() const override {
@@ -451,17 +450,6 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
     StartWrite();
   }
 
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
-    heartbeat_timer_.cancel();
-    resume_.cancel();
-    Unsubscribe();
-  }
-
   void Unsubscribe() {
     if (channel_ == nullptr) return;
     Channel* channel = channel_;
@@ -518,7 +506,7 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
   tcp::socket socket_;
   Broker& broker_;
   const BrokerOptions& options_;
-  std::shared_ptr<SessionRegistry> registry_;
+  SessionRegistration registration_;
   std::string remote_, remote_host_;
   int64_t connect_ts_ = 0;
   uint64_t message_count_ = 0, finish_count_ = 0, requeue_count_ = 0;
@@ -551,53 +539,12 @@ class TcpSession final : public Subscriber, public std::enable_shared_from_this<
 };
 
 TcpServer::TcpServer(asio::io_context& io, Broker& broker, const tcp::endpoint& endpoint)
-    : io_(io), broker_(broker), acceptor_(io), registry_(std::make_shared<SessionRegistry>()) {
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen();
-}
+    : listener_(io, endpoint, [&broker](tcp::socket socket, std::shared_ptr<SessionSet> set) {
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        std::make_shared<TcpSession>(std::move(socket), broker, std::move(set))->Start();
+      }) {}
 
-TcpServer::~TcpServer() {
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-}
-
-tcp::endpoint TcpServer::local_endpoint() const { return acceptor_.local_endpoint(); }
-
-void TcpServer::Start() { Accept(); }
-
-void TcpServer::Accept() {
-  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      spdlog::warn("accept failed: {}", ec.message());  // e.g. out of file descriptors
-    } else if (!registry_->draining) {
-      boost::system::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<TcpSession>(std::move(socket), broker_, registry_)->Start();
-    }
-    if (acceptor_.is_open()) Accept();
-  });
-}
-
-void TcpServer::Drain() {
-  registry_->draining = true;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-  for (TcpSession* s :
-       std::vector<TcpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
-    s->Drain();
-  }
-}
-
-void TcpServer::CloseAll() {
-  for (TcpSession* s :
-       std::vector<TcpSession*>(registry_->sessions.begin(), registry_->sessions.end())) {
-    s->ForceClose();
-  }
-}
-
-size_t TcpServer::connection_count() const { return registry_->sessions.size(); }
+TcpServer::~TcpServer() = default;
 
 }  // namespace cairn::net

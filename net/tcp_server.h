@@ -13,11 +13,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "net/listener.h"
 #include "src/broker.h"
 
 namespace cairn::net {
-
-class SessionRegistry;
 
 class TcpServer {
  public:
@@ -26,22 +25,17 @@ class TcpServer {
             const boost::asio::ip::tcp::endpoint& endpoint);
   ~TcpServer();
 
-  boost::asio::ip::tcp::endpoint local_endpoint() const;
-  void Start();
+  boost::asio::ip::tcp::endpoint local_endpoint() const { return listener_.local_endpoint(); }
+  void Start() { listener_.Start(); }
   // Shutdown, step 1: stop accepting and stop reading commands. Sessions finish what they hold
   // (publishes waiting for durability get their answers) and then close.
-  void Drain();
+  void Drain() { listener_.Drain(); }
   // Shutdown, step 2 (at the deadline): close whatever is still open.
-  void CloseAll();
-  size_t connection_count() const;
+  void CloseAll() { listener_.CloseAll(); }
+  size_t connection_count() const { return listener_.connection_count(); }
 
  private:
-  void Accept();
-
-  boost::asio::io_context& io_;
-  Broker& broker_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  std::shared_ptr<SessionRegistry> registry_;
+  Listener listener_;
 };
 
 }  // namespace cairn::net
