@@ -123,15 +123,13 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
 HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, size_t max_body,
                        HttpHandler handler,
                        std::function<HttpResponse(const HttpRequest&)> too_large)
-    : listener_(io, endpoint,
-                [max_body, handler = std::make_shared<HttpHandler>(std::move(handler)),
-                 too_large = std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(
-                     std::move(too_large))](tcp::socket socket, std::shared_ptr<SessionSet> set) {
-                  std::make_shared<HttpSession>(std::move(socket), max_body, handler, too_large,
-                                                std::move(set))
-                      ->Start();
-                }) {}
-
-HttpServer::~HttpServer() = default;
+    : Listener(io, endpoint,
+               [max_body, handler = std::make_shared<HttpHandler>(std::move(handler)),
+                too_large = std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(
+                    std::move(too_large))](tcp::socket socket, std::shared_ptr<SessionSet> set) {
+                 std::make_shared<HttpSession>(std::move(socket), max_body, handler, too_large,
+                                               std::move(set))
+                     ->Start();
+               }) {}
 
 }  // namespace cairn::net

@@ -24,24 +24,15 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 using HttpHandler =
     std::function<void(const HttpRequest& request, std::function<void(HttpResponse)> respond)>;
 
-class HttpServer {
+// Listener gives local_endpoint(), Start(), Drain() (idle connections close at once, busy ones
+// after their response) and CloseAll().
+class HttpServer : public Listener {
  public:
   // Binds and listens; throws boost::system::system_error if the address cannot be bound.
   // Requests whose body exceeds `max_body` get `too_large(request)` without reading the body.
   HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
              size_t max_body, HttpHandler handler,
              std::function<HttpResponse(const HttpRequest&)> too_large);
-  ~HttpServer();
-
-  boost::asio::ip::tcp::endpoint local_endpoint() const { return listener_.local_endpoint(); }
-  void Start() { listener_.Start(); }
-  // Stops accepting; idle connections close now, busy ones after their response.
-  void Drain() { listener_.Drain(); }
-  void CloseAll() { listener_.CloseAll(); }
-  size_t connection_count() const { return listener_.connection_count(); }
-
- private:
-  Listener listener_;
 };
 
 }  // namespace cairn::net

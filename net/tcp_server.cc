@@ -539,12 +539,10 @@ class TcpSession final : public Subscriber,
 };
 
 TcpServer::TcpServer(asio::io_context& io, Broker& broker, const tcp::endpoint& endpoint)
-    : listener_(io, endpoint, [&broker](tcp::socket socket, std::shared_ptr<SessionSet> set) {
+    : Listener(io, endpoint, [&broker](tcp::socket socket, std::shared_ptr<SessionSet> set) {
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         std::make_shared<TcpSession>(std::move(socket), broker, std::move(set))->Start();
       }) {}
-
-TcpServer::~TcpServer() = default;
 
 }  // namespace cairn::net

@@ -18,24 +18,14 @@
 
 namespace cairn::net {
 
-class TcpServer {
+// Listener gives local_endpoint(), Start(), and shutdown in two steps: Drain() stops accepting
+// and reading commands (sessions answer what they hold, publishes waiting for durability
+// included, then close); CloseAll() closes whatever is still open at the deadline.
+class TcpServer : public Listener {
  public:
   // Binds and listens; throws boost::system::system_error if the address cannot be bound.
   TcpServer(boost::asio::io_context& io, Broker& broker,
             const boost::asio::ip::tcp::endpoint& endpoint);
-  ~TcpServer();
-
-  boost::asio::ip::tcp::endpoint local_endpoint() const { return listener_.local_endpoint(); }
-  void Start() { listener_.Start(); }
-  // Shutdown, step 1: stop accepting and stop reading commands. Sessions finish what they hold
-  // (publishes waiting for durability get their answers) and then close.
-  void Drain() { listener_.Drain(); }
-  // Shutdown, step 2 (at the deadline): close whatever is still open.
-  void CloseAll() { listener_.CloseAll(); }
-  size_t connection_count() const { return listener_.connection_count(); }
-
- private:
-  Listener listener_;
 };
 
 }  // namespace cairn::net
