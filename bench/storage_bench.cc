@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/clock.h"
 #include "storage/engine.h"
 #include "storage/store.h"
 
@@ -37,12 +38,6 @@ std::string FreshDir() {
   fs::path dir = root / ("cairn-bench-" + std::to_string(getpid()) + "-" + std::to_string(n++));
   fs::remove_all(dir);
   return dir.string();
-}
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 SyncPolicy PolicyOf(int64_t code) {
@@ -88,7 +83,7 @@ void BM_Append(benchmark::State& state) {
   }
   std::vector<MessageIn> msgs(batch);
   for (auto _ : state) {
-    const int64_t now = NowNs();
+    const int64_t now = WallNowNs();
     for (size_t i = 0; i < batch; ++i) msgs[i] = {bodies[i], now, 0};
     auto r = g_append.topic->Append(msgs);
     if (!r) {
@@ -148,7 +143,7 @@ void BM_AppendAsync(benchmark::State& state) {
   std::vector<int> ready;  // appenders whose last append completed
   std::atomic<bool> failed{false};
   auto submit = [&](int id) {
-    const int64_t now = NowNs();
+    const int64_t now = WallNowNs();
     for (auto& m : msgs) m = {body, now, 0};
     topic->AppendAsync(msgs, [&, id](Result<AppendResult> r) {
       if (!r) failed = true;
@@ -215,7 +210,7 @@ ReadFixture MakeReadFixture(size_t tail_cache_bytes) {
   std::string body(100, 'r');
   std::vector<MessageIn> msgs(100);
   for (uint64_t i = 0; i < kReadMessages / 100; ++i) {
-    const int64_t now = NowNs();
+    const int64_t now = WallNowNs();
     for (auto& m : msgs) m = {body, now, 0};
     (void)f.topic->Append(msgs);
   }
@@ -331,7 +326,7 @@ void BM_StoredRatio(benchmark::State& state) {
     auto store = std::move(*Store::Open(o));
     auto topic = *store->CreateTopic("logs");
     raw = 0;
-    const int64_t now = NowNs();
+    const int64_t now = WallNowNs();
     for (size_t i = 0; i < lines.size(); i += 100) {
       std::vector<MessageIn> msgs;
       for (size_t j = i; j < std::min(lines.size(), i + 100); ++j) {

@@ -1,4 +1,5 @@
 #include "net/http_api.h"
+#include "storage/clock.h"
 
 #include <chrono>
 #include <cstdio>
@@ -21,13 +22,8 @@ namespace cairn::net {
 namespace {
 
 namespace http = boost::beast::http;
+using storage::WallNowNs;
 using Json = nlohmann::ordered_json;
-
-int64_t WallNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // nsqd's V1 responses all carry this header.
 void Stamp(HttpResponse& r) { r.set("X-NSQ-Content-Type", "nsq; version=1.0"); }

@@ -1,4 +1,5 @@
 #include "net/tcp_server.h"
+#include "storage/clock.h"
 
 #include <chrono>
 #include <deque>
@@ -23,14 +24,9 @@ namespace cairn::net {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
+using storage::WallNowNs;
 
 namespace {
-
-int64_t WallNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 nsq::ProtocolError Invalid(std::string text) { return {"E_INVALID", std::move(text), true}; }
 

@@ -1,4 +1,5 @@
 #include "src/channel.h"
+#include "storage/clock.h"
 
 #include <algorithm>
 
@@ -8,12 +9,7 @@
 
 namespace cairn {
 namespace {
-
-int64_t WallNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using storage::WallNowNs;
 
 uint16_t NextAttempts(uint16_t prior) { return prior == UINT16_MAX ? prior : prior + 1; }
 

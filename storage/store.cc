@@ -1,4 +1,5 @@
 #include "storage/store.h"
+#include "storage/clock.h"
 
 #include <filesystem>
 #include <future>
@@ -98,12 +99,6 @@ pb::TopicSettings ToProto(const TopicSettings& s) {
   if (s.retention_bytes) p.set_retention_bytes(*s.retention_bytes);
   if (s.message_ttl) p.set_message_ttl_ms(static_cast<uint64_t>(s.message_ttl->count()));
   return p;
-}
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 Status CheckName(std::string_view kind, std::string_view name) {
@@ -437,7 +432,7 @@ Result<std::shared_ptr<TopicLog>> Store::CreateTopic(std::string_view name,
     meta.set_id(id);
     meta.set_name(std::string(name));
     *meta.mutable_settings() = ToProto(settings);
-    meta.set_created_ns(NowNs());
+    meta.set_created_ns(WallNowNs());
     pb::LogState state;
     wb.Put(engine_->meta, keys::Topic(name), meta.SerializeAsString());
     wb.Put(engine_->meta, keys::LogState(id), state.SerializeAsString());
@@ -533,7 +528,7 @@ Result<std::shared_ptr<ChannelCursor>> Store::CreateChannel(std::string_view top
     meta.set_id(*id);
     meta.set_name(std::string(channel));
     meta.set_topic_id(topic->id());
-    meta.set_created_ns(NowNs());
+    meta.set_created_ns(WallNowNs());
     pb::CursorState state;
     cursor->Snapshot(&state);
     wb.Put(engine_->meta, keys::Channel(topic->id(), channel), meta.SerializeAsString());
@@ -670,7 +665,7 @@ void Store::Maintain() {
       next_flush = now + o.cursor_flush_interval;
     }
     if (now >= next_retention) {
-      if (auto r = EnforceRetention(NowNs()); !r) {
+      if (auto r = EnforceRetention(WallNowNs()); !r) {
         spdlog::warn("storage: retention failed: {}", r.error().ToString());
       }
       next_retention = now + o.retention_interval;

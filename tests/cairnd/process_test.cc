@@ -86,6 +86,7 @@ TEST(Process, KillNineThenRestartDeliversExactlyTheUnfinished) {
 TEST(Process, EveryAcknowledgedPublishSurvivesKillNine) {
   TempDir dir;
   const auto lines = SampleLines("logs", 500);
+  ASSERT_EQ(lines.size(), 500u);
   std::atomic<size_t> acked{0};
   std::vector<std::string> acked_bodies[4];
   {
@@ -106,7 +107,10 @@ TEST(Process, EveryAcknowledgedPublishSurvivesKillNine) {
         }
       });
     }
-    while (acked.load() < 400) std::this_thread::sleep_for(5ms);
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (acked.load() < 400 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
     cairnd.Signal(SIGKILL);
     for (auto& p : publishers) p.join();
   }

@@ -37,7 +37,7 @@ TEST(Retention, ContinuousTrimDoesNotSlowReadsOrSeeks) {
   std::thread appender([&] {
     std::vector<std::string> bodies(10, std::string(100, 'x'));
     for (int i = 0; i < kBatches; ++i) {
-      auto r = topic->Append(testing::AsMessages(bodies, testing::NowNs()));
+      auto r = topic->Append(testing::AsMessages(bodies, WallNowNs()));
       ASSERT_TRUE(r) << r.error().ToString();
       appended = i + 1;
     }
@@ -46,7 +46,7 @@ TEST(Retention, ContinuousTrimDoesNotSlowReadsOrSeeks) {
   std::atomic<uint64_t> trims{0};
   std::thread trimmer([&] {
     while (!done) {
-      auto r = store->EnforceRetention(testing::NowNs());
+      auto r = store->EnforceRetention(WallNowNs());
       ASSERT_TRUE(r) << r.error().ToString();
       trims += r->topics_trimmed;
     }
@@ -96,7 +96,7 @@ TEST(Retention, ContinuousTrimDoesNotSlowReadsOrSeeks) {
   // A read steps over a handful of entries at most: never over what retention deleted, however
   // many tombstones lie below the start (tens of thousands of deleted batches by the end).
   EXPECT_LE(cost.max_skipped, 32u);
-  ASSERT_TRUE(store->EnforceRetention(testing::NowNs()));
+  ASSERT_TRUE(store->EnforceRetention(WallNowNs()));
   EXPECT_LE(topic->Info().bytes, 64u << 10);
 
   // What is left is exactly the newest batches, readable in order.

@@ -77,7 +77,7 @@ TEST(Store, AppendsGetConsecutiveOffsetsAndSurviveReopen) {
     uint64_t expect = 0;
     for (int i = 0; i < 250; i += 50) {
       std::vector<std::string> part(bodies.begin() + i, bodies.begin() + i + 50);
-      auto r = (*topic)->Append(AsMessages(part, testing::NowNs()));
+      auto r = (*topic)->Append(AsMessages(part, WallNowNs()));
       ASSERT_TRUE(r) << r.error().ToString();
       EXPECT_EQ(r->base_offset, expect);
       EXPECT_EQ(r->count, 50u);
@@ -90,7 +90,7 @@ TEST(Store, AppendsGetConsecutiveOffsetsAndSurviveReopen) {
   ASSERT_TRUE(topic);
   EXPECT_EQ(topic->next_offset(), 250u);
   EXPECT_EQ(ReadAll(*topic), bodies);
-  auto r = topic->Append(AsMessages({"after"}, testing::NowNs()));
+  auto r = topic->Append(AsMessages({"after"}, WallNowNs()));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->base_offset, 250u);
 }
@@ -141,7 +141,7 @@ TEST(Store, ConcurrentAppendsShareOneSyncPerGroup) {
       auto& topic = t % 2 ? a : b;
       for (int i = 0; i < kEach; ++i) {
         const std::string body = std::to_string(t) + ":" + std::to_string(i);
-        auto r = topic->Append(AsMessages({body}, testing::NowNs()));
+        auto r = topic->Append(AsMessages({body}, WallNowNs()));
         ASSERT_TRUE(r);
         std::lock_guard lock(mu);
         offsets[topic->name()].insert(r->base_offset);
@@ -170,7 +170,7 @@ TEST(Store, SyncPolicies) {
     auto store = OpenOrDie(o);
     auto topic = *store->CreateTopic("t");
     const auto base = store->stats().commits.syncs;
-    for (int i = 0; i < 5; ++i) ASSERT_TRUE(topic->Append(AsMessages({"x"}, testing::NowNs())));
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(topic->Append(AsMessages({"x"}, WallNowNs())));
     const auto after_appends = store->stats().commits.syncs - base;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const auto later = store->stats().commits.syncs - base;
@@ -417,7 +417,7 @@ TEST(Store, RetentionByBytesTrimsWholeBatchesAndSkipsLaggingCursors) {
   auto lagging = *store->CreateChannel("t", "lagging", 0);
   auto done = *store->CreateChannel("t", "done", 0);
   for (int b = 0; b < 20; ++b) {
-    ASSERT_TRUE(topic->Append(AsMessages(Bodies(std::string(90, 'x'), 10), testing::NowNs())));
+    ASSERT_TRUE(topic->Append(AsMessages(Bodies(std::string(90, 'x'), 10), WallNowNs())));
   }
   lagging->Finish(0);
   lagging->Finish(5);
@@ -425,7 +425,7 @@ TEST(Store, RetentionByBytesTrimsWholeBatchesAndSkipsLaggingCursors) {
   const uint64_t bytes_before = topic->Info().bytes;
   ASSERT_GT(bytes_before, 10'000u);
 
-  auto report = store->EnforceRetention(testing::NowNs());
+  auto report = store->EnforceRetention(WallNowNs());
   ASSERT_TRUE(report) << report.error().ToString();
   const auto info = topic->Info();
   EXPECT_LE(info.bytes, 10'000u);
@@ -457,7 +457,7 @@ TEST(Store, RetentionByAgeDropsOldBatchesOnly) {
   TopicSettings s;
   s.retention_age = std::chrono::hours(1);
   auto topic = *store->CreateTopic("t", s);
-  const int64_t now = testing::NowNs();
+  const int64_t now = WallNowNs();
   const int64_t hour = 3600LL * 1'000'000'000;
   ASSERT_TRUE(topic->Append(AsMessages(Bodies("old", 5), now - 3 * hour)));
   ASSERT_TRUE(topic->Append(AsMessages(Bodies("older", 5), now - 2 * hour)));
@@ -539,7 +539,7 @@ TEST(Store, SampleLogsRoundTripWithinTheirDiskBudget) {
     auto topic = *store->CreateTopic("logs");
     for (size_t i = 0; i < lines.size(); i += 100) {
       std::vector<std::string> part(lines.begin() + i, lines.begin() + i + 100);
-      ASSERT_TRUE(topic->Append(AsMessages(part, testing::NowNs())));
+      ASSERT_TRUE(topic->Append(AsMessages(part, WallNowNs())));
     }
     auto& e = store->engine();
     ASSERT_TRUE(e.db->Flush(rocksdb::FlushOptions(), e.log).ok());
@@ -644,7 +644,7 @@ TEST(Store, FullDiskFailsAppendsCleanlyAndRecoversWhenSpaceReturns) {
     for (int i = 0; i < 2000 && !failed; ++i) {
       body[0] = static_cast<char>('a' + i % 26);
       std::vector<std::string> batch(8, body);
-      auto r = topic->Append(AsMessages(batch, testing::NowNs()));
+      auto r = topic->Append(AsMessages(batch, WallNowNs()));
       if (r) {
         acknowledged.insert(acknowledged.end(), batch.begin(), batch.end());
       } else {
@@ -657,12 +657,12 @@ TEST(Store, FullDiskFailsAppendsCleanlyAndRecoversWhenSpaceReturns) {
         << failure.ToString();
     // Reads still work, and show exactly what was acknowledged.
     EXPECT_EQ(ReadAll(*topic), acknowledged);
-    EXPECT_FALSE(topic->Append(AsMessages({"still full"}, testing::NowNs())));
+    EXPECT_FALSE(topic->Append(AsMessages({"still full"}, WallNowNs())));
 
     std::filesystem::remove(mnt + "/filler");
     Result<AppendResult> r = Fail(Errc::kIOError, "not tried");
     for (int attempt = 0; attempt < 300 && !r; ++attempt) {
-      r = topic->Append(AsMessages({"after"}, testing::NowNs()));
+      r = topic->Append(AsMessages({"after"}, WallNowNs()));
       if (!r) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ASSERT_TRUE(r) << "the store did not recover once space returned: " << r.error().ToString();

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "storage/clock.h"
 #include "storage/store.h"
 
 namespace cairn::storage::testing {
@@ -84,12 +85,6 @@ inline std::vector<MessageIn> AsMessages(const std::vector<std::string>& bodies,
     out.push_back(MessageIn{bodies[i], ts0 + static_cast<int64_t>(i) * step, 0});
   }
   return out;
-}
-
-inline int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace cairn::storage::testing
