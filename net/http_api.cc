@@ -195,8 +195,6 @@ Json ClientJson(const ClientStats& c) {
 
 Json E2eJson() { return Json{{"count", 0}, {"percentiles", nullptr}}; }
 
-std::string GoDuration(std::chrono::seconds s) { return FormatDuration(s); }
-
 // Prometheus text exposition: one family at a time.
 class Exposition {
  public:
@@ -628,8 +626,8 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
     char when[64];
     std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&st));
     out += fmt::format("start_time {}\n", when);
-    out += fmt::format("uptime {}\n",
-                       GoDuration(std::chrono::seconds(now_ns / 1'000'000'000 - info_.start_time)));
+    out += fmt::format("uptime {}\n", FormatDuration(std::chrono::seconds(now_ns / 1'000'000'000 -
+                                                                          info_.start_time)));
     out += fmt::format("\nHealth: {}\n", health);
     if (topics.empty()) {
       out += "\nTopics: None\n";
@@ -660,7 +658,7 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
                 cs.version, fmt::format("{}:{} {}", cs.hostname, port, cs.user_agent), cs.state,
                 cs.in_flight_count, cs.ready_count, cs.finish_count, cs.requeue_count,
                 cs.message_count,
-                GoDuration(std::chrono::seconds(now_ns / 1'000'000'000 - cs.connect_ts)));
+                FormatDuration(std::chrono::seconds(now_ns / 1'000'000'000 - cs.connect_ts)));
           }
         }
       }

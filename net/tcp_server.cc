@@ -117,9 +117,6 @@ class TcpSession final : public Subscriber,
     c.requeue_count = requeue_count_;
     c.connect_ts = connect_ts_;
     c.sample_rate = settings_.sample_rate;
-    c.msg_timeout_ms = settings_.msg_timeout.count();
-    c.output_buffer_size = settings_.output_buffer_size;
-    c.output_buffer_timeout_ms = settings_.output_buffer_timeout.count();
     return c;
   }
 

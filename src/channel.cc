@@ -86,7 +86,6 @@ bool Channel::Fill() {
     return false;
   }
   read_pos_ = r->next_offset;
-  window_count_ += r->messages.size();
   window_.push_back(std::move(*r));
   return true;
 }
@@ -114,7 +113,6 @@ const storage::StoredMessage* Channel::PeekWindow(SteadyTime now, int64_t wall_n
 }
 
 void Channel::PopWindow() {
-  --window_count_;
   if (++window_pos_ == window_.front().messages.size()) {
     window_.pop_front();
     window_pos_ = 0;
@@ -136,7 +134,6 @@ bool Channel::SampledOut(Subscriber* to, uint64_t offset) {
   // nsqd drops a message a sampling subscriber skips; Cairn finishes it, which is the same to
   // the channel and keeps the cursor moving.
   cursor_->Finish(offset);
-  ++counters_.sampled_out;
   return true;
 }
 
@@ -294,7 +291,6 @@ void Channel::Seek(uint64_t offset) {
   ready_.clear();
   window_.clear();
   window_pos_ = 0;
-  window_count_ = 0;
   cursor_->Seek(offset);
   read_pos_ = offset;
   check_finished_below_ = offset;  // the cursor holds nothing finished at or past `offset`
@@ -324,10 +320,7 @@ ChannelStats Channel::stats() const {
   ChannelStats s = counters_;
   s.in_flight = in_flight_.size();
   s.deferred = deferred_.size() + ready_.size();
-  s.cursor_floor = cursor_->floor();
-  s.read_position = read_pos_;
   s.subscribers = subscribers_.size();
-  s.window_messages = window_count_;
   return s;
 }
 

@@ -25,7 +25,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include <boost/unordered/unordered_flat_map.hpp>
 #include <vector>
@@ -56,8 +55,6 @@ struct ClientStats {
   uint64_t message_count = 0, finish_count = 0, requeue_count = 0;
   int64_t connect_ts = 0;  // seconds since the epoch
   int32_t sample_rate = 0;
-  int64_t msg_timeout_ms = 0;
-  int64_t output_buffer_size = 0, output_buffer_timeout_ms = 0;
 };
 
 // A consumer connection subscribed to a channel: the TCP session implements it.
@@ -82,18 +79,14 @@ class Subscriber {
 };
 
 struct ChannelStats {
-  uint64_t delivered = 0;    // MSG frames sent, redeliveries included (nsqd's message_count)
-  uint64_t requeued = 0;     // REQ'd
-  uint64_t timed_out = 0;    // not finished in time
-  uint64_t finished = 0;     // FIN'd
-  uint64_t sampled_out = 0;  // skipped by a subscriber's sample_rate, and so finished
-  uint64_t expired = 0;      // older than the topic's message TTL: skipped, and so finished
+  uint64_t delivered = 0;  // MSG frames sent, redeliveries included (nsqd's message_count)
+  uint64_t requeued = 0;   // REQ'd
+  uint64_t timed_out = 0;  // not finished in time
+  uint64_t finished = 0;   // FIN'd
+  uint64_t expired = 0;    // older than the topic's message TTL: skipped, and so finished
   uint64_t in_flight = 0;
   uint64_t deferred = 0;  // waiting for a DPUB time or a REQ delay
-  uint64_t cursor_floor = 0;
-  uint64_t read_position = 0;  // next offset the channel will read from the log
   size_t subscribers = 0;
-  size_t window_messages = 0;  // read ahead, not yet delivered
 };
 
 class Channel {
@@ -193,7 +186,6 @@ class Channel {
   // Read-ahead window: chunks read from the log, consumed from the front.
   std::deque<storage::ReadResult> window_;
   size_t window_pos_ = 0;  // index into window_.front().messages
-  size_t window_count_ = 0;
   uint64_t read_pos_ = 0;  // next offset to read from the log
   // Offsets below this may have been finished before they were read (after a restart or a
   // seek), so they are checked against the cursor; above it, nothing is finished unread.
