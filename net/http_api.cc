@@ -185,6 +185,12 @@ Json ClientJson(const ClientStats& c) {
   j["deflate"] = false;
   j["snappy"] = false;
   j["user_agent"] = c.user_agent;
+  if (!c.pub_counts.empty()) {
+    j["pub_counts"] = Json::array();
+    for (const auto& [topic, count] : c.pub_counts) {
+      j["pub_counts"].push_back(Json{{"topic", topic}, {"count", count}});
+    }
+  }
   j["tls"] = false;
   j["tls_cipher_suite"] = "";
   j["tls_version"] = "";
@@ -617,7 +623,13 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
           j["topics"].push_back(std::move(tj));
         }
       }
-      j["producers"] = nullptr;
+      j["producers"] = nullptr;  // nsqd: null when there are none, or without clients
+      if (include_clients && !topic_missing && tcp_ != nullptr) {
+        for (const auto& p : tcp_->Producers()) {
+          if (j["producers"].is_null()) j["producers"] = Json::array();
+          j["producers"].push_back(ClientJson(p));
+        }
+      }
       return respond(JsonBody(j));
     }
     // nsqd's text format.
@@ -663,7 +675,26 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
         }
       }
     }
-    out += "\nProducers: None\n";
+    const auto producers =
+        include_clients && tcp_ != nullptr ? tcp_->Producers() : std::vector<ClientStats>{};
+    if (producers.empty()) {
+      out += "\nProducers: None\n";
+    } else {
+      out += "\nProducers:\n";
+      for (const auto& p : producers) {
+        uint64_t total = 0;
+        std::string topics;
+        for (const auto& [topic, count] : p.pub_counts) {
+          total += count;
+          topics += fmt::format("{}{}={}", topics.empty() ? "" : ",", topic, count);
+        }
+        const std::string port = p.remote_address.substr(p.remote_address.rfind(':') + 1);
+        out += fmt::format(
+            "   [{} {:<21}] msgs: {:<8} topics: {} connected: {}\n", p.version,
+            fmt::format("{}:{} {}", p.hostname, port, p.user_agent), total, topics,
+            FormatDuration(std::chrono::seconds(now_ns / 1'000'000'000 - p.connect_ts)));
+      }
+    }
     return respond(Respond(http::status::ok, std::move(out), "text/plain; charset=utf-8"));
   }
 

@@ -60,6 +60,7 @@ class Listener {
   void Drain();
   void CloseAll();
   size_t connection_count() const { return set_->sessions.size(); }
+  const std::set<ListenedSession*>& sessions() const { return set_->sessions; }
 
  private:
   void Accept();

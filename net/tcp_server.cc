@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <set>
 #include <string>
 
@@ -117,6 +118,7 @@ class TcpSession final : public Subscriber,
     c.requeue_count = requeue_count_;
     c.connect_ts = connect_ts_;
     c.sample_rate = settings_.sample_rate;
+    c.pub_counts.assign(pub_counts_.begin(), pub_counts_.end());
     return c;
   }
 
@@ -295,11 +297,13 @@ class TcpSession final : public Subscriber,
     }
     const uint64_t seq = slot_base_ + slots_.size();
     slots_.emplace_back();
-    (*topic)->Publish(messages, [self = shared_from_this(), seq,
-                                 verb](storage::Result<storage::AppendResult> result) {
+    (*topic)->Publish(messages, [self = shared_from_this(), seq, verb,
+                                 topic_name = std::string(cmd.params[0])](
+                                    storage::Result<storage::AppendResult> result) {
       Slot& slot = self->slots_[seq - self->slot_base_];
       slot.ready = true;
       if (result) {
+        self->pub_counts_[topic_name] += result->count;
         nsq::AppendResponse(slot.frame, nsq::kOk);
       } else {
         spdlog::error("client={} {} failed: {}", self->remote_, verb, result.error().ToString());
@@ -503,6 +507,7 @@ class TcpSession final : public Subscriber,
   std::string remote_, remote_host_;
   int64_t connect_ts_ = 0;
   uint64_t message_count_ = 0, finish_count_ = 0, requeue_count_ = 0;
+  std::map<std::string, uint64_t> pub_counts_;
   nsq::ParseLimits limits_;
   IdentifySettings settings_;
 
@@ -537,5 +542,14 @@ TcpServer::TcpServer(asio::io_context& io, Broker& broker, const tcp::endpoint& 
         socket.set_option(tcp::no_delay(true), ignored);
         std::make_shared<TcpSession>(std::move(socket), broker, std::move(set))->Start();
       }) {}
+
+std::vector<ClientStats> TcpServer::Producers() const {
+  std::vector<ClientStats> out;
+  for (ListenedSession* s : sessions()) {
+    ClientStats c = static_cast<TcpSession*>(s)->Stats();
+    if (!c.pub_counts.empty()) out.push_back(std::move(c));
+  }
+  return out;
+}
 
 }  // namespace cairn::net

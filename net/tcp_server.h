@@ -26,6 +26,8 @@ class TcpServer : public Listener {
   // Binds and listens; throws boost::system::system_error if the address cannot be bound.
   TcpServer(boost::asio::io_context& io, Broker& broker,
             const boost::asio::ip::tcp::endpoint& endpoint);
+  // Connections that have published, with their counts per topic (nsqd's /stats "producers").
+  std::vector<ClientStats> Producers() const;
 };
 
 }  // namespace cairn::net

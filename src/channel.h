@@ -55,6 +55,7 @@ struct ClientStats {
   uint64_t message_count = 0, finish_count = 0, requeue_count = 0;
   int64_t connect_ts = 0;  // seconds since the epoch
   int32_t sample_rate = 0;
+  std::vector<std::pair<std::string, uint64_t>> pub_counts;  // messages published, per topic
 };
 
 // A consumer connection subscribed to a channel: the TCP session implements it.

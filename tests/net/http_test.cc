@@ -270,6 +270,10 @@ TEST(Http, StatsShowWhatHappened) {
   EXPECT_EQ(cl["requeue_count"], 1);
   EXPECT_EQ(cl["message_count"], 4);
 
+  // The publishing connection is a producer, with its count per topic.
+  ASSERT_TRUE(j["producers"].is_array()) << r.body;
+  ASSERT_EQ(j["producers"].size(), 1u);
+  EXPECT_EQ(j["producers"][0]["pub_counts"], nlohmann::json::parse(R"([{"topic":"t","count":5}])"));
   auto filtered = nlohmann::json::parse(
       c.Get("/stats?format=json&topic=t&channel=c&include_clients=false").body);
   EXPECT_TRUE(filtered["topics"][0]["channels"][0]["clients"].is_null());
@@ -280,6 +284,9 @@ TEST(Http, StatsShowWhatHappened) {
             std::string::npos)
       << text.body;
   EXPECT_NE(text.body.find("[V2 w1.local:"), std::string::npos) << text.body;
+  EXPECT_NE(text.body.find("\nProducers:\n   [V2 127.0.0.1:"), std::string::npos) << text.body;
+  EXPECT_NE(text.body.find("msgs: 5        topics: t=5 connected:"), std::string::npos)
+      << text.body;
 }
 
 TEST(Http, SeekAndStartAtReplayFromThePosition) {
