@@ -199,6 +199,17 @@ Json ClientJson(const ClientStats& c) {
   return j;
 }
 
+// nsqd's text /stats names a client "hostname:port user_agent" and shows how long it has been
+// connected, to the second.
+std::string TextClientId(const ClientStats& c) {
+  const std::string port = c.remote_address.substr(c.remote_address.rfind(':') + 1);
+  return fmt::format("{}:{} {}", c.hostname, port, c.user_agent);
+}
+
+std::string TextConnected(const ClientStats& c, int64_t now_ns) {
+  return FormatDuration(std::chrono::seconds(now_ns / 1'000'000'000 - c.connect_ts));
+}
+
 Json E2eJson() { return Json{{"count", 0}, {"percentiles", nullptr}}; }
 
 // Prometheus text exposition: one family at a time.
@@ -663,14 +674,11 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
               v.stats.requeued, v.stats.timed_out, v.stats.delivered);
           if (!include_clients) continue;
           for (const auto& cs : c->client_stats()) {
-            const std::string port = cs.remote_address.substr(cs.remote_address.rfind(':') + 1);
             out += fmt::format(
                 "        [{} {:<21}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} "
                 "msgs: {:<8} connected: {}\n",
-                cs.version, fmt::format("{}:{} {}", cs.hostname, port, cs.user_agent), cs.state,
-                cs.in_flight_count, cs.ready_count, cs.finish_count, cs.requeue_count,
-                cs.message_count,
-                FormatDuration(std::chrono::seconds(now_ns / 1'000'000'000 - cs.connect_ts)));
+                cs.version, TextClientId(cs), cs.state, cs.in_flight_count, cs.ready_count,
+                cs.finish_count, cs.requeue_count, cs.message_count, TextConnected(cs, now_ns));
           }
         }
       }
@@ -688,11 +696,8 @@ void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse
           total += count;
           topics += fmt::format("{}{}={}", topics.empty() ? "" : ",", topic, count);
         }
-        const std::string port = p.remote_address.substr(p.remote_address.rfind(':') + 1);
-        out += fmt::format(
-            "   [{} {:<21}] msgs: {:<8} topics: {} connected: {}\n", p.version,
-            fmt::format("{}:{} {}", p.hostname, port, p.user_agent), total, topics,
-            FormatDuration(std::chrono::seconds(now_ns / 1'000'000'000 - p.connect_ts)));
+        out += fmt::format("   [{} {:<21}] msgs: {:<8} topics: {} connected: {}\n", p.version,
+                           TextClientId(p), total, topics, TextConnected(p, now_ns));
       }
     }
     return respond(Respond(http::status::ok, std::move(out), "text/plain; charset=utf-8"));
