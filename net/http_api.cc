@@ -10,10 +10,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/beast/http/field.hpp>
-#include <boost/url/parse.hpp>
 #include <nlohmann/json.hpp>
 
 #include "net/identify.h"
+#include "net/prometheus.h"
 #include "net/protocol.h"
 #include "net/tcp_server.h"
 #include "src/duration.h"
@@ -49,32 +49,6 @@ HttpResponse Error(http::status status, std::string_view message) {
 
 HttpResponse JsonBody(const Json& j) {
   return Respond(http::status::ok, j.dump(), "application/json; charset=utf-8");
-}
-
-// The request's query, first value of each key (as Go's url.Values.Get).
-struct Query {
-  std::string path;
-  std::map<std::string, std::string, std::less<>> params;
-  bool valid = true;
-
-  const std::string* Get(std::string_view key) const {
-    auto it = params.find(key);
-    return it == params.end() ? nullptr : &it->second;
-  }
-};
-
-Query ParseTarget(std::string_view target) {
-  Query q;
-  auto url = boost::urls::parse_origin_form(target);
-  if (!url) {
-    q.valid = false;
-    const size_t qm = target.find('?');
-    q.path = std::string(target.substr(0, qm));
-    return q;
-  }
-  q.path = std::string(url->path());
-  for (const auto& p : url->params()) q.params.emplace(p.key, p.has_value ? p.value : "");
-  return q;
 }
 
 bool ParseBool(const std::string* v, bool absent) {
@@ -212,47 +186,6 @@ std::string TextConnected(const ClientStats& c, int64_t now_ns) {
 
 Json E2eJson() { return Json{{"count", 0}, {"percentiles", nullptr}}; }
 
-// Prometheus text exposition: one family at a time.
-class Exposition {
- public:
-  void Family(std::string_view name, std::string_view type, std::string_view help) {
-    out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  }
-  void Sample(std::string_view name, std::string_view labels, double value) {
-    if (labels.empty()) {
-      out_ += fmt::format("{} {}\n", name, value);
-    } else {
-      out_ += fmt::format("{}{{{}}} {}\n", name, labels, value);
-    }
-  }
-  template <size_t N>
-  void Histogram(std::string_view name, const storage::Histogram<N>& h) {
-    for (size_t i = 0; i < N; ++i) {
-      out_ += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, h.bounds[i], h.at_or_below[i]);
-    }
-    out_ += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, h.count,
-                        name, h.sum, name, h.count);
-  }
-  std::string Take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
-// Label values escape backslash, double quote and newline.
-std::string LabelValue(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out;
-}
-
 }  // namespace
 
 HttpApi::HttpApi(Broker& broker, HttpApiInfo info, const TcpServer* tcp)
@@ -266,7 +199,7 @@ HttpResponse HttpApi::TooLarge(const HttpRequest& request) const {
   return Error(http::status::payload_too_large, "BODY_TOO_BIG");
 }
 
-void HttpApi::Handle(const HttpRequest& request, std::function<void(HttpResponse)> respond) {
+void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
   const Query q = ParseTarget(request.target());
   const BrokerOptions& options = broker_.options();
   using Method = http::verb;

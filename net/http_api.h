@@ -28,7 +28,7 @@ struct HttpApiInfo {
 class HttpApi {
  public:
   HttpApi(Broker& broker, HttpApiInfo info, const TcpServer* tcp);
-  void Handle(const HttpRequest& request, std::function<void(HttpResponse)> respond);
+  void Handle(const HttpRequest& request, HttpResponder respond);
   // The answer to a body over the server's limit: nsqd's 413 for the path.
   HttpResponse TooLarge(const HttpRequest& request) const;
 

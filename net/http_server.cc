@@ -1,5 +1,6 @@
 #include "net/http_server.h"
 
+#include <optional>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -10,10 +11,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
 
 namespace cairn::net {
 
@@ -22,6 +26,70 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
+
+Query ParseTarget(std::string_view target) {
+  Query q;
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) {
+    q.valid = false;
+    const size_t qm = target.find('?');
+    q.path = std::string(target.substr(0, qm));
+    return q;
+  }
+  q.path = std::string(url->path());
+  for (const auto& p : url->params()) q.params.emplace(p.key, p.has_value ? p.value : "");
+  return q;
+}
+
+struct HttpResponder::State {
+  std::optional<HttpResponse> response;
+  std::shared_ptr<HttpStream> stream;
+  std::function<void()> ready;  // wakes the session waiting for the answer
+};
+
+void HttpResponder::operator()(HttpResponse response) const {
+  state_->response = std::move(response);
+  if (state_->ready) state_->ready();
+}
+
+std::shared_ptr<HttpStream> HttpResponder::Stream(HttpResponse head) const {
+  state_->stream = std::make_shared<HttpStream>();
+  auto stream = state_->stream;
+  (*this)(std::move(head));
+  return stream;
+}
+
+bool HttpStream::Write(std::string_view data) {
+  if (closed_ || ended_) return false;
+  if (data.empty()) return true;  // an empty chunk would end the body
+  if (queued_bytes_ + data.size() > max_queued_) {
+    MarkClosed();
+    return false;
+  }
+  queued_bytes_ += data.size();
+  queue_.emplace_back(data);
+  if (wake_) wake_();
+  return true;
+}
+
+void HttpStream::End() {
+  if (closed_ || ended_) return;
+  ended_ = true;
+  if (wake_) wake_();
+}
+
+void HttpStream::MarkClosed() {
+  if (closed_) return;
+  closed_ = true;
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (wake_) wake_();
+  if (on_close_) {
+    auto fn = std::move(on_close_);
+    on_close_ = nullptr;
+    fn();
+  }
+}
 
 class HttpSession : public ListenedSession, public std::enable_shared_from_this<HttpSession> {
  public:
@@ -40,7 +108,11 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
         asio::detached);
   }
   void Drain() override {
-    if (!busy_) Close();  // a busy one closes after its response (no keep-alive once draining)
+    if (streaming_) {
+      streaming_->End();
+    } else if (!busy_) {
+      Close();  // a busy one closes after its response (no keep-alive once draining)
+    }
   }
   void Close() override {
     boost::system::error_code ec;
@@ -83,8 +155,13 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
       } else {
         const HttpRequest& request = parser.get();
         keep_alive = request.keep_alive() && !registration_.draining();
-        response = co_await Dispatch(request);
+        std::shared_ptr<HttpStream> stream;
+        response = co_await Dispatch(request, &stream);
         response.version(request.version());
+        if (stream) {
+          co_await RunStream(std::move(response), std::move(stream));
+          break;
+        }
       }
       response.keep_alive(keep_alive);
       response.prepare_payload();
@@ -97,19 +174,73 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
   }
 
   // Runs the handler and waits for its answer, which may come later (after a durable write).
-  asio::awaitable<HttpResponse> Dispatch(const HttpRequest& request) {
-    auto result = std::make_shared<std::optional<HttpResponse>>();
+  asio::awaitable<HttpResponse> Dispatch(const HttpRequest& request,
+                                         std::shared_ptr<HttpStream>* stream) {
+    auto state = std::make_shared<HttpResponder::State>();
     auto ready = std::make_shared<asio::steady_timer>(stream_.get_executor(),
                                                       asio::steady_timer::time_point::max());
-    (*handler_)(request, [result, ready](HttpResponse r) {
-      *result = std::move(r);
-      ready->cancel();
-    });
-    if (!result->has_value()) {
+    state->ready = [ready] { ready->cancel(); };
+    (*handler_)(request, HttpResponder(state));
+    if (!state->response.has_value()) {
       boost::system::error_code ec;
       co_await ready->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    co_return std::move(**result);
+    state->ready = nullptr;
+    *stream = std::move(state->stream);
+    co_return std::move(*state->response);
+  }
+
+  // Writes `head` with chunked encoding, then the stream's chunks as they come, until the
+  // handler ends it or the client hangs up. The connection closes afterwards.
+  asio::awaitable<void> RunStream(HttpResponse head, std::shared_ptr<HttpStream> s) {
+    streaming_ = s;
+    http::response<http::empty_body> h(head.result(), head.version());
+    for (const auto& field : head.base()) h.set(field.name_string(), field.value());
+    h.chunked(true);
+    h.keep_alive(false);
+    boost::system::error_code ec;
+    stream_.expires_never();  // a follow may stay quiet for hours; a hang-up ends it
+    http::response_serializer<http::empty_body> sr(h);
+    co_await http::async_write_header(stream_, sr, asio::redirect_error(asio::use_awaitable, ec));
+    asio::steady_timer wake(stream_.get_executor(), asio::steady_timer::time_point::max());
+    if (!ec) {
+      s->wake_ = [&wake] { wake.cancel(); };
+      asio::co_spawn(
+          stream_.get_executor(), [self = shared_from_this(), s] { return self->WatchHangUp(s); },
+          asio::detached);
+    }
+    auto& socket = stream_.socket();
+    while (!ec && !s->closed_) {
+      if (!s->queue_.empty()) {
+        std::string data = std::move(s->queue_.front());
+        s->queue_.pop_front();
+        s->queued_bytes_ -= data.size();
+        co_await asio::async_write(socket, http::make_chunk(asio::buffer(data)),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      } else if (s->ended_) {
+        co_await asio::async_write(socket, http::make_chunk_last(),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        break;
+      } else {
+        wake.expires_at(asio::steady_timer::time_point::max());
+        boost::system::error_code wait_ec;
+        co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+      }
+    }
+    s->wake_ = nullptr;
+    s->MarkClosed();
+    streaming_ = nullptr;
+  }
+
+  // The client sends nothing while it follows a stream; a read that ends means it hung up.
+  asio::awaitable<void> WatchHangUp(std::shared_ptr<HttpStream> s) {
+    char buf[512];
+    boost::system::error_code ec;
+    while (!ec && !s->closed_) {
+      co_await stream_.socket().async_read_some(asio::buffer(buf),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+    }
+    s->MarkClosed();
   }
 
   beast::tcp_stream stream_;
@@ -118,6 +249,7 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
   std::shared_ptr<std::function<HttpResponse(const HttpRequest&)>> too_large_;
   SessionRegistration registration_;
   bool busy_ = false;
+  std::shared_ptr<HttpStream> streaming_;
 };
 
 HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, size_t max_body,

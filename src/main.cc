@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     try {
       http = std::make_unique<net::HttpServer>(
           io, *http_endpoint, options.max_body_size,
-          [&api](const net::HttpRequest& req, std::function<void(net::HttpResponse)> respond) {
+          [&api](const net::HttpRequest& req, net::HttpResponder respond) {
             api->Handle(req, std::move(respond));
           },
           [&api](const net::HttpRequest& req) { return api->TooLarge(req); });

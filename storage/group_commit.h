@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "storage/error.h"
+#include "storage/histogram.h"
 #include "storage/options.h"
 
 namespace rocksdb {
@@ -50,24 +51,6 @@ class CommitOp {
   virtual Status Prepare(rocksdb::WriteBatch& batch, GroupContext& ctx) = 0;
   // The group was written (ok) or not (error).
   virtual void Complete(const Status& status) = 0;
-};
-
-// Counts of observations at or below each bound (cumulative, as Prometheus reports them), their
-// sum and their number.
-template <size_t N>
-struct Histogram {
-  std::array<double, N> bounds{};
-  std::array<uint64_t, N> at_or_below{};
-  double sum = 0;
-  uint64_t count = 0;
-
-  void Observe(double v) {
-    for (size_t i = 0; i < N; ++i) {
-      if (v <= bounds[i]) ++at_or_below[i];
-    }
-    sum += v;
-    ++count;
-  }
 };
 
 struct CommitStats {

@@ -86,7 +86,7 @@ class BrokerHarness {
     http_ = std::make_unique<net::HttpServer>(
         *io_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
         options_.max_body_size,
-        [this](const net::HttpRequest& req, std::function<void(net::HttpResponse)> respond) {
+        [this](const net::HttpRequest& req, net::HttpResponder respond) {
           api_->Handle(req, std::move(respond));
         },
         [this](const net::HttpRequest& req) { return api_->TooLarge(req); });

@@ -1,0 +1,162 @@
+#include "net/http_client.h"
+
+#include <deque>
+
+#include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+
+namespace cairn::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string HttpResult::Describe() const {
+  if (!answered()) return error;
+  std::string_view b(body);
+  while (!b.empty() && (b.back() == '\n' || b.back() == '\r')) b.remove_suffix(1);
+  if (b.size() > 300) b = b.substr(0, 300);
+  return fmt::format("HTTP {}: {}", status, b);
+}
+
+std::optional<HttpUrl> ParseHttpUrl(std::string_view text) {
+  auto url = boost::urls::parse_uri(text);
+  if (!url || url->scheme() != "http" || url->host().empty()) return std::nullopt;
+  HttpUrl out;
+  out.host = url->host();
+  if (out.host.size() > 2 && out.host.front() == '[')
+    out.host = out.host.substr(1, out.host.size() - 2);
+  if (url->has_port()) {
+    if (url->port_number() == 0) return std::nullopt;
+    out.port = url->port_number();
+  }
+  out.base_path = url->path();
+  while (!out.base_path.empty() && out.base_path.back() == '/') out.base_path.pop_back();
+  return out;
+}
+
+struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
+  struct Pending {
+    http::request<http::string_body> request;
+    Done done;
+  };
+
+  Impl(asio::any_io_executor ex, std::string h, uint16_t p, std::chrono::milliseconds t)
+      : stream(ex), resolver(ex), host(std::move(h)), port(p), timeout(t) {}
+
+  asio::awaitable<void> Run() {
+    auto self = shared_from_this();
+    while (!queue.empty() && !stopped) {
+      Pending& p = queue.front();
+      HttpResult result;
+      for (int attempt = 0; attempt < 2; ++attempt) {
+        const bool reused = connected;
+        result = co_await Exchange(p.request);
+        if (stopped) co_return;
+        if (result.answered() || !reused) break;  // a fresh connection that fails is final
+      }
+      Done done = std::move(p.done);
+      queue.pop_front();
+      if (done) done(std::move(result));
+    }
+    running = false;
+  }
+
+  asio::awaitable<HttpResult> Exchange(http::request<http::string_body>& request) {
+    HttpResult result;
+    boost::system::error_code ec;
+    if (!connected) {
+      stream.expires_after(timeout);
+      auto endpoints = co_await resolver.async_resolve(
+          host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (ec) {
+        Disconnect();
+        result.error = fmt::format("connect {}:{}: {}", host, port, ec.message());
+        co_return result;
+      }
+      connected = true;
+    }
+    stream.expires_after(timeout);
+    co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    if (!ec) {
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec) {
+      Disconnect();
+      result.error = fmt::format("{}:{}{}: {}", host, port, std::string(request.target()),
+                                 ec == beast::error::timeout ? "timed out" : ec.message());
+      co_return result;
+    }
+    auto& response = parser.get();
+    result.status = static_cast<int>(response.result_int());
+    result.body = std::move(response.body());
+    if (!response.keep_alive()) Disconnect();
+    co_return result;
+  }
+
+  void Disconnect() {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.close();
+    buffer.clear();
+    connected = false;
+  }
+
+  beast::tcp_stream stream;
+  tcp::resolver resolver;
+  beast::flat_buffer buffer;
+  std::string host;
+  uint16_t port;
+  std::chrono::milliseconds timeout;
+  std::deque<Pending> queue;
+  bool connected = false, running = false, stopped = false;
+};
+
+HttpClient::HttpClient(asio::any_io_executor ex, std::string host, uint16_t port,
+                       std::chrono::milliseconds timeout)
+    : impl_(std::make_shared<Impl>(std::move(ex), std::move(host), port, timeout)) {}
+
+HttpClient::~HttpClient() {
+  impl_->stopped = true;
+  impl_->queue.clear();
+  impl_->resolver.cancel();
+  impl_->Disconnect();
+}
+
+void HttpClient::Request(http::verb method, std::string target, std::string body,
+                         std::string content_type, Done done) {
+  http::request<http::string_body> request(method, target, 11);
+  request.set(http::field::host, fmt::format("{}:{}", impl_->host, impl_->port));
+  request.set(http::field::user_agent, "cairn/0.1");
+  if (!content_type.empty()) request.set(http::field::content_type, content_type);
+  request.keep_alive(true);
+  request.body() = std::move(body);
+  request.prepare_payload();
+  impl_->queue.push_back({std::move(request), std::move(done)});
+  if (!impl_->running) {
+    impl_->running = true;
+    asio::co_spawn(
+        impl_->stream.get_executor(), [impl = impl_] { return impl->Run(); }, asio::detached);
+  }
+}
+
+size_t HttpClient::queued() const { return impl_->queue.size(); }
+
+}  // namespace cairn::net

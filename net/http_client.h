@@ -1,0 +1,79 @@
+// An HTTP/1.1 client for one server (Boost.Beast): one keep-alive connection, requests sent one
+// after another in the order given, a fresh connection when the old one dropped. The workers use
+// it for InfluxDB (/write, /query) and for cairnd's channel API; the tests use it too.
+//
+// Threading: everything runs on the executor given to the constructor; callbacks are called
+// there.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/beast/http/verb.hpp>
+
+namespace cairn::net {
+
+struct HttpResult {
+  std::string error;  // the transport failed: refused, reset, timed out; empty when answered
+  int status = 0;
+  std::string body;
+
+  bool answered() const { return error.empty(); }
+  bool ok() const { return answered() && status >= 200 && status < 300; }
+  // For logs: "HTTP 500: <body>" or the transport error.
+  std::string Describe() const;
+};
+
+// "http://host:port[/base]": the parts an HttpClient needs.
+struct HttpUrl {
+  std::string host;
+  uint16_t port = 80;
+  std::string base_path;  // without a trailing '/'; "" for the root
+};
+std::optional<HttpUrl> ParseHttpUrl(std::string_view url);
+
+class HttpClient {
+ public:
+  using Done = std::function<void(HttpResult)>;
+
+  HttpClient(boost::asio::any_io_executor ex, std::string host, uint16_t port,
+             std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  ~HttpClient();  // requests still queued are dropped without a call
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Queues a request. A request that fails on a reused keep-alive connection before any answer
+  // arrived (the server closed it while idle) is sent once more on a fresh one; so only send
+  // requests that are safe to repeat (InfluxDB writes of timestamped points are).
+  void Request(boost::beast::http::verb method, std::string target, std::string body,
+               std::string content_type, Done done);
+
+  // The same, for coroutines: co_await client.AsyncRequest(..., asio::use_awaitable).
+  template <typename Token>
+  auto AsyncRequest(boost::beast::http::verb method, std::string target, std::string body,
+                    std::string content_type, Token&& token) {
+    return boost::asio::async_initiate<Token, void(HttpResult)>(
+        [this](auto handler, boost::beast::http::verb m, std::string t, std::string b,
+               std::string ct) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          Request(m, std::move(t), std::move(b), std::move(ct),
+                  [h](HttpResult r) { (*h)(std::move(r)); });
+        },
+        token, method, std::move(target), std::move(body), std::move(content_type));
+  }
+
+  size_t queued() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cairn::net
