@@ -16,7 +16,7 @@
 #include "net/prometheus.h"
 #include "net/protocol.h"
 #include "net/tcp_server.h"
-#include "src/duration.h"
+#include "net/duration.h"
 
 namespace cairn::net {
 namespace {

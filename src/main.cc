@@ -19,7 +19,7 @@
 #include "net/http_server.h"
 #include "net/tcp_server.h"
 #include "src/broker.h"
-#include "src/duration.h"
+#include "net/duration.h"
 #include "storage/store.h"
 
 namespace {

@@ -1,4 +1,4 @@
-#include "src/duration.h"
+#include "net/duration.h"
 
 #include <cmath>
 #include <cstdint>

@@ -1,0 +1,38 @@
+#include "consumers/common/metrics_message.h"
+
+#include <nlohmann/json.hpp>
+
+#include "consumers/common/line_protocol.h"
+
+namespace cairn::consumers {
+
+MetricsMessage PrepareMetricsMessage(std::string_view body, int64_t publish_time_ns) {
+  MetricsMessage out;
+  ForEachLine(body, [&](std::string_view line) {
+    auto point = ParseLine(line);
+    if (!point) {
+      out.rejected.push_back({std::string(line), "parse: " + point.error()});
+      return;
+    }
+    std::string ready;
+    AppendForWrite(line, *point, publish_time_ns, &ready);
+    if (!ready.empty() && ready.back() == '\n') ready.pop_back();  // the writer ends lines
+    out.lines.push_back(std::move(ready));
+  });
+  return out;
+}
+
+std::string RejectedRecord(const RejectedLine& r, std::string_view topic, std::string_view channel,
+                           std::string_view message_id, int64_t publish_time_ns) {
+  nlohmann::ordered_json j;
+  j["reason"] = r.reason;
+  j["line"] = r.line;
+  j["topic"] = topic;
+  j["channel"] = channel;
+  j["message_id"] = message_id;
+  j["publish_time_ns"] = publish_time_ns;
+  // Invalid UTF-8 in a line is replaced rather than failing the record.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace cairn::consumers

@@ -1,0 +1,130 @@
+#include "consumers/common/worker.h"
+
+#include <csignal>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/signal_set.hpp>
+#include <boost/beast/http/field.hpp>
+
+#include "net/address.h"
+#include "net/duration.h"
+
+namespace cairn::consumers {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
+  app.add_option("--nsqd-tcp-address", flags.nsqd_tcp_addresses,
+                 "cairnd (or nsqd) TCP address to consume from; repeat for several brokers")
+      ->capture_default_str();
+  app.add_option("--nsqd-http-address", flags.nsqd_http_address,
+                 "cairnd HTTP address, for channel positions and seeks")
+      ->capture_default_str();
+  app.add_option("--topic", flags.topic, "topic to consume")->capture_default_str();
+  app.add_option("--channel", flags.channel, "channel to consume on")->capture_default_str();
+  app.add_option("--max-in-flight", flags.max_in_flight,
+                 "most messages held at once (unfinished), spread over the brokers as RDY")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1'000'000}));
+  app.add_option("--http-address", flags.http_address,
+                 "<addr>:<port> for this worker's HTTP (/healthz, /metrics); port 0 picks one")
+      ->capture_default_str();
+  app.add_option("--log-level", flags.log_level, "debug, info, warn or error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+}
+
+void SetUpLogging(const WorkerFlags& flags) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("worker"));
+  spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %L %v");
+}
+
+tl::expected<std::vector<tcp::endpoint>, std::string> BrokerEndpoints(const WorkerFlags& flags) {
+  std::vector<tcp::endpoint> out;
+  for (const auto& a : flags.nsqd_tcp_addresses) {
+    auto ep = net::ParseAddress(a);
+    if (!ep) return tl::unexpected("--nsqd-tcp-address " + a + ": " + ep.error());
+    out.push_back(*ep);
+  }
+  if (out.empty()) return tl::unexpected(std::string("--nsqd-tcp-address is required"));
+  return out;
+}
+
+tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(asio::io_context& io,
+                                                                       const WorkerFlags& flags) {
+  auto ep = net::ParseAddress(flags.nsqd_http_address);
+  if (!ep) return tl::unexpected("--nsqd-http-address " + flags.nsqd_http_address + ": " +
+                                 ep.error());
+  return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(),
+                                           ep->port(), std::chrono::seconds(10));
+}
+
+void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* value,
+                     const std::string& help) {
+  app.add_option_function<std::string>(
+         name,
+         [value, name](const std::string& text) {
+           auto parsed = ParseDuration(text);
+           if (!parsed) throw CLI::ValidationError(name, parsed.error());
+           *value = std::chrono::duration_cast<std::chrono::milliseconds>(*parsed);
+         },
+         help)
+      ->default_str(FormatDuration(*value));
+}
+
+net::HttpResponse TextResponse(int status, std::string body, std::string_view content_type) {
+  net::HttpResponse r;
+  r.result(static_cast<http::status>(status));
+  if (!content_type.empty()) r.set(http::field::content_type, content_type);
+  r.body() = std::move(body);
+  return r;
+}
+
+WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
+                       std::function<std::string()> health,
+                       std::function<void(net::Exposition&)> metrics, Routes routes) {
+  auto ep = net::ParseAddress(address);
+  if (!ep) {
+    throw boost::system::system_error(
+        make_error_code(boost::system::errc::invalid_argument),
+        "--http-address " + address + ": " + ep.error());
+  }
+  server_ = std::make_unique<net::HttpServer>(
+      io, *ep, 1u << 20,
+      [health = std::move(health), metrics = std::move(metrics), routes = std::move(routes)](
+          const net::HttpRequest& request, net::HttpResponder respond) {
+        const net::Query q = net::ParseTarget(request.target());
+        const bool get = request.method() == http::verb::get || request.method() == http::verb::head;
+        if (q.path == "/healthz" && get) {
+          const std::string problem = health ? health() : "";
+          return respond(problem.empty() ? TextResponse(200, "OK")
+                                         : TextResponse(503, problem + "\n"));
+        }
+        if (q.path == "/metrics" && get) {
+          net::Exposition e;
+          if (metrics) metrics(e);
+          return respond(TextResponse(200, e.Take(), "text/plain; version=0.0.4"));
+        }
+        if (routes && routes(request, q, respond)) return;
+        respond(TextResponse(404, "404 page not found\n"));
+      },
+      [](const net::HttpRequest&) { return TextResponse(413, "request body too large\n"); });
+  server_->Start();
+  spdlog::info("HTTP: listening on {}", net::FormatAddress(server_->local_endpoint()));
+}
+
+std::shared_ptr<asio::signal_set> OnShutdownSignal(asio::io_context& io, std::function<void()> fn) {
+  auto signals = std::make_shared<asio::signal_set>(io, SIGINT, SIGTERM);
+  signals->async_wait([fn = std::move(fn)](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: shutting down", signo);
+    fn();
+  });
+  return signals;
+}
+
+}  // namespace cairn::consumers

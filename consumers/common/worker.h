@@ -1,0 +1,80 @@
+// What every worker (cairn-logger, cairn-metrics, cairn-replay) shares: the flags in the style of
+// nsqd's tools, the brokers to consume from, its own HTTP port with /healthz and /metrics, and
+// shutdown on SIGTERM. The workers reach cairnd only through net/client.h (NSQ TCP) and its HTTP
+// API, as a third-party consumer would.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <tl/expected.hpp>
+
+#include "net/http_client.h"
+#include "net/http_server.h"
+#include "net/prometheus.h"
+
+namespace cairn::consumers {
+
+struct WorkerFlags {
+  std::vector<std::string> nsqd_tcp_addresses{"127.0.0.1:4150"};
+  std::string nsqd_http_address = "127.0.0.1:4151";
+  std::string topic;
+  std::string channel;
+  int64_t max_in_flight = 200;
+  std::string http_address;  // the worker's own /healthz and /metrics
+  std::string log_level = "info";
+};
+
+// Adds --nsqd-tcp-address (repeatable), --nsqd-http-address, --topic, --channel,
+// --max-in-flight, --http-address and --log-level, showing the defaults already in `flags`.
+void AddWorkerFlags(CLI::App& app, WorkerFlags& flags);
+// Sets up logging (spdlog to stderr, at --log-level).
+void SetUpLogging(const WorkerFlags& flags);
+tl::expected<std::vector<boost::asio::ip::tcp::endpoint>, std::string> BrokerEndpoints(
+    const WorkerFlags& flags);
+// An HttpClient for --nsqd-http-address.
+tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(
+    boost::asio::io_context& io, const WorkerFlags& flags);
+
+// A CLI11 option taking a Go-style duration ("5s", "15m"), shown with its default.
+void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* value,
+                     const std::string& help);
+
+// The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
+// returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers
+// (it returns false for a request it does not know: 404).
+class WorkerHttp {
+ public:
+  using Routes = std::function<bool(const net::HttpRequest&, const net::Query&,
+                                    net::HttpResponder&)>;
+  // Binds, starts, and logs "HTTP: listening on <addr>" for scripts (port 0 picks one). Throws
+  // boost::system::system_error if the address cannot be bound.
+  WorkerHttp(boost::asio::io_context& io, const std::string& address,
+             std::function<std::string()> health,
+             std::function<void(net::Exposition&)> metrics, Routes routes = nullptr);
+  boost::asio::ip::tcp::endpoint local_endpoint() const { return server_->local_endpoint(); }
+  void Drain() { server_->Drain(); }
+  void CloseAll() { server_->CloseAll(); }
+
+ private:
+  std::unique_ptr<net::HttpServer> server_;
+};
+
+// Calls `fn` once on the first SIGTERM or SIGINT (on the io thread). Cancel the returned set
+// once the worker is done, so the io_context can run out of work.
+std::shared_ptr<boost::asio::signal_set> OnShutdownSignal(boost::asio::io_context& io,
+                                                          std::function<void()> fn);
+
+// Plain-text response helpers.
+net::HttpResponse TextResponse(int status, std::string body,
+                               std::string_view content_type = "text/plain; charset=utf-8");
+
+}  // namespace cairn::consumers
