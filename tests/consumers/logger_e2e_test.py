@@ -1,0 +1,488 @@
+"""cairn-logger end to end: a real cairnd on loopback ports it picks, the logger consuming from it,
+traffic from gen_sample.py published over cairnd's /mpub, and the logger's HTTP API checked
+against the filing rules: every line for the right app in order, the last N, 204 for an unknown
+app, DELETE, follow, the warm start after a restart (the same lines, none twice), SIGTERM, and a
+cairnd restarted under the logger. Standard library only; every wait is bounded.
+
+Environment: CAIRND, CAIRN_LOGGER (the binaries), GEN_SAMPLE (shared/data/gen_sample.py)."""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+CAIRND = os.environ.get("CAIRND", "")
+CAIRN_LOGGER = os.environ.get("CAIRN_LOGGER", "")
+GEN_SAMPLE = os.environ.get("GEN_SAMPLE", "")
+WAIT = 20  # seconds, the most any single wait may take
+
+CONTROLLER_RE = re.compile(r"^(INFO|WARN|DEBUG|ERROR)\s+(\[(\S+)\])+:(.*)")
+
+
+def wait_until(predicate, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"[:2000])
+
+
+def request(port, method, path, body=None, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body)
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace"), r
+    finally:
+        conn.close()
+
+
+def sample(n):
+    out = subprocess.run(["/usr/bin/python3", GEN_SAMPLE, "logs", str(n)], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    lines = out.splitlines()
+    assert len(lines) == n, f"gen_sample logs {n} gave {len(lines)} lines"
+    return lines
+
+
+def strip_newline(s):
+    if s.endswith("\n"):
+        s = s[:-1]
+    if s.endswith("\r"):
+        s = s[:-1]
+    return s
+
+
+def file_record(body):
+    """The filing rules of consumers/logger/log_record.h, independently: (app, line)."""
+    try:
+        j = json.loads(body)
+    except ValueError:
+        j = None
+    if not isinstance(j, dict):
+        return "_unfiled", strip_newline(body)
+    k8s = j.get("kubernetes") if isinstance(j.get("kubernetes"), dict) else {}
+    pod = k8s.get("pod_name") if isinstance(k8s.get("pod_name"), str) else ""
+    prefix = f"{pod} -- " if pod else ""
+    log = j.get("log") if isinstance(j.get("log"), str) else None
+    container = k8s.get("container_name")
+    if isinstance(container, str) and "deis-controller" in container and log is not None:
+        m = CONTROLLER_RE.match(log)
+        if m:
+            return m.group(3), f"{prefix}{m.group(1)} {m.group(4).strip()}"
+    labels = k8s.get("labels") if isinstance(k8s.get("labels"), dict) else {}
+    app = labels.get("app")
+    text = strip_newline(log if log is not None else body)
+    if isinstance(app, str) and app:
+        return app, prefix + text
+    return "_unfiled", prefix + text
+
+
+def expected_by_app(bodies):
+    out = {}
+    for b in bodies:
+        app, line = file_record(b)
+        out.setdefault(app, []).append(line)
+    return out
+
+
+def controller_record(app, text, pod="deis-controller-3539876574-wq6jx"):
+    return json.dumps({"log": f"INFO [{app}]: {text}\n", "stream": "stderr",
+                       "kubernetes": {"namespace_name": "deis", "pod_name": pod,
+                                      "container_name": "deis-controller",
+                                      "labels": {"app": "deis-controller", "heritage": "deis"}},
+                       "time": "2016-10-18T20:29:38.123456+00:00"})
+
+
+def app_record(app, text, pod=None):
+    pod = pod or f"{app}-web-1-x7k2p"
+    return json.dumps({"log": text + "\n", "stream": "stdout",
+                       "kubernetes": {"namespace_name": app, "pod_name": pod,
+                                      "container_name": f"{app}-web",
+                                      "labels": {"app": app, "heritage": "deis"}},
+                       "time": "2016-10-18T20:29:38.123456+00:00"})
+
+
+class Process:
+    """A child whose stderr goes to a file, read for the "listening on" lines."""
+
+    def __init__(self, name, args, tmp):
+        self.name, self.args = name, args
+        self.log_path = os.path.join(tmp, f"{name}-{time.monotonic_ns()}.log")
+        self.proc = None
+
+    def start(self, wants):
+        self.err = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.err)
+        found = {}
+
+        def listening():
+            text = self.log()
+            for key in wants:
+                m = re.search(key + r": listening on (\S+)", text)
+                if m:
+                    found[key] = int(m.group(1).rpartition(":")[2])
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{text[-3000:]}")
+            return len(found) == len(wants)
+        wait_until(listening, f"{self.name} to listen")
+        return found
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self, signo=signal.SIGTERM, timeout=WAIT):
+        """Sends `signo`, waits, returns the exit code; kills it if it does not exit in time."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self.err.close()
+            return self.proc.returncode
+        self.proc.send_signal(signo)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"{self.name} did not exit within {timeout}s:\n{self.log()[-3000:]}")
+        finally:
+            self.err.close()
+
+    def kill(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.err.close()
+
+
+class LoggerE2E(unittest.TestCase):
+    def setUp(self):
+        for var, path in (("CAIRND", CAIRND), ("CAIRN_LOGGER", CAIRN_LOGGER),
+                          ("GEN_SAMPLE", GEN_SAMPLE)):
+            self.assertTrue(path and os.path.exists(path), f"{var}={path!r} does not exist")
+        self.tmp = tempfile.mkdtemp(prefix="cairn-logger-e2e-")
+        self.processes = []
+        self.start_cairnd()
+
+    def tearDown(self):
+        for p in self.processes:
+            p.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start_cairnd(self, tcp_port=0, http_port=0):
+        self.cairnd = Process("cairnd", [CAIRND, f"--data-path={self.tmp}/data",
+                                         f"--tcp-address=127.0.0.1:{tcp_port}",
+                                         f"--http-address=127.0.0.1:{http_port}"], self.tmp)
+        self.processes.append(self.cairnd)
+        ports = self.cairnd.start(["TCP", "HTTP"])
+        self.tcp_port, self.http_port = ports["TCP"], ports["HTTP"]
+
+    def start_logger(self, *extra):
+        self.logger = Process("cairn-logger", [
+            CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
+            f"--nsqd-http-address=127.0.0.1:{self.http_port}", "--http-address=127.0.0.1:0",
+            *extra], self.tmp)
+        self.processes.append(self.logger)
+        self.port = self.logger.start(["HTTP"])["HTTP"]
+        return self.logger
+
+    def publish(self, bodies):
+        for i in range(0, len(bodies), 500):
+            chunk = bodies[i:i + 500]
+            assert all("\n" not in b for b in chunk)
+            status, text, _ = request(self.http_port, "POST", "/mpub?topic=logs",
+                                      "\n".join(chunk).encode())
+            self.assertEqual(status, 200, text)
+
+    def get(self, app, query=""):
+        path = "/logs/" + urllib.parse.quote(app, safe="") + (f"?{query}" if query else "")
+        status, body, _ = request(self.port, "GET", path)
+        return status, body
+
+    def metric(self, name, labels=None):
+        """The sample's value; without labels, the sum over the family's samples."""
+        status, text, _ = request(self.port, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        total = 0.0
+        seen = False
+        prefixes = (f"{name}{{{labels}}} ",) if labels else (name + " ", name + "{")
+        for line in text.splitlines():
+            if line.startswith(prefixes):
+                total += float(line.rsplit(" ", 1)[1])
+                seen = True
+        self.assertTrue(seen, f"{name} not in /metrics")
+        return total
+
+    def wait_stored(self, n):
+        wait_until(lambda: self.metric("cairn_logger_messages_total") >= n,
+                   f"the logger to handle {n} messages")
+
+    def bodies_of(self, apps, n=1_000_000):
+        out = {}
+        for app in apps:
+            status, body = self.get(app, f"log_lines={n}")
+            out[app] = body if status == 200 else status
+        return out
+
+    def traffic(self, n):
+        """The sample plus controller lines and plain text, interleaved."""
+        bodies = sample(n)
+        extra = [controller_record("checkout", "admin deployed 2fd9226"),
+                 controller_record("brand-new-app", "admin created   "),
+                 "a plain text line from somewhere", "another one\r",
+                 json.dumps({"log": "json with no labels\n", "kubernetes": {"pod_name": "lost"}}),
+                 app_record("catalog", "an app line written by the test")]
+        for i, e in enumerate(extra):
+            bodies.insert((i + 1) * len(bodies) // (len(extra) + 1), e)
+        return bodies
+
+    # ---- the tests ----
+
+    def test_every_line_is_served_for_its_app_in_order(self):
+        self.start_logger("--lines-per-app=100000")
+        bodies = self.traffic(3000)
+        self.publish(bodies)
+        self.wait_stored(len(bodies))
+        expected = expected_by_app(bodies)
+        self.assertIn("_unfiled", expected)
+        self.assertIn("brand-new-app", expected)
+        self.assertGreater(len(expected), 10)
+        for app, lines in expected.items():
+            status, body = self.get(app, "log_lines=100000")
+            self.assertEqual(status, 200, app)
+            self.assertEqual(body, "".join(l + "\n" for l in lines), app)
+        self.assertEqual(self.get("checkout", "log_lines=1")[1].count("\n"), 1)
+        self.assertEqual(self.get("brand-new-app")[1],
+                         "deis-controller-3539876574-wq6jx -- INFO admin created\n")
+        self.assertEqual(self.get("_unfiled")[1],
+                         "a plain text line from somewhere\nanother one\nlost -- json with no labels\n")
+        self.assertEqual(self.metric("cairn_logger_apps"), len(expected))
+        self.assertEqual(self.metric("cairn_logger_lines"), len(bodies))
+        self.assertEqual(self.metric("cairn_logger_messages_in_flight"), 0)
+        self.assertGreater(self.metric("cairn_logger_bytes"), 0)
+        status, text, r = request(self.port, "GET", "/healthz")
+        self.assertEqual((status, text), (200, "OK"))
+
+    def test_last_n_per_app(self):
+        self.start_logger()  # 1000 lines per app
+        bodies = self.traffic(4000)
+        self.publish(bodies)
+        self.wait_stored(len(bodies))
+        expected = expected_by_app(bodies)
+        self.assertGreater(max(len(v) for v in expected.values()), 1000, "the cap is exercised")
+        for app, lines in expected.items():
+            kept = lines[-1000:]
+            for query, n in (("", 100), ("log_lines=1", 1), ("log_lines=37", 37),
+                             ("log_lines=5000", 1000), ("log_lines=abc", 100),
+                             ("log_lines=0", 100), ("log_lines=-3", 100)):
+                status, body = self.get(app, query)
+                self.assertEqual(status, 200, (app, query))
+                self.assertEqual(body, "".join(l + "\n" for l in kept[-n:]), (app, query))
+            status, body = self.get(app + "/", "log_lines=2")  # a trailing slash is the same
+            self.assertEqual(body, "".join(l + "\n" for l in kept[-2:]), app)
+        _, _, r = request(self.port, "GET", "/logs/checkout")
+        self.assertEqual(r.getheader("Content-Type"), "text/plain; charset=utf-8")
+
+    def test_unknown_app_and_delete(self):
+        self.start_logger()
+        bodies = self.traffic(500)
+        self.publish(bodies)
+        self.wait_stored(len(bodies))
+        expected = expected_by_app(bodies)
+        status, body = self.get("no-such-app")
+        self.assertEqual((status, body), (204, ""))
+        status, body, _ = request(self.port, "DELETE", "/logs/checkout")
+        self.assertEqual((status, body), (200, ""))
+        self.assertEqual(self.get("checkout"), (204, ""))
+        status, body, _ = request(self.port, "DELETE", "/logs/no-such-app/")
+        self.assertEqual((status, body), (200, ""))
+        # The others are untouched, and new lines make the app again.
+        self.assertEqual(self.get("catalog", "log_lines=1000")[1],
+                         "".join(l + "\n" for l in expected["catalog"][-1000:]))
+        self.publish([app_record("checkout", "after the delete")])
+        wait_until(lambda: self.get("checkout")[0] == 200, "a line for checkout again")
+        self.assertEqual(self.get("checkout")[1], "checkout-web-1-x7k2p -- after the delete\n")
+        self.assertEqual(request(self.port, "GET", "/logs/")[0], 404)
+        self.assertEqual(request(self.port, "POST", "/logs/checkout")[0], 405)
+
+    def test_follow_streams_new_lines(self):
+        self.start_logger()
+        self.publish([app_record("feeds", f"old {i}") for i in range(5)])
+        self.wait_stored(5)
+        conn, r = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT), None
+        try:
+            conn.request("GET", "/logs/feeds?follow=true&log_lines=2")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Transfer-Encoding"), "chunked")
+            self.assertEqual(r.readline(), b"feeds-web-1-x7k2p -- old 3\n")
+            self.assertEqual(r.readline(), b"feeds-web-1-x7k2p -- old 4\n")
+            wait_until(lambda: self.metric("cairn_logger_follow_streams") == 1, "the follower")
+            self.publish([app_record("other", "not for this stream"),
+                          app_record("feeds", "new 1"), app_record("feeds", "new 2")])
+            self.assertEqual(r.readline(), b"feeds-web-1-x7k2p -- new 1\n")
+            self.assertEqual(r.readline(), b"feeds-web-1-x7k2p -- new 2\n")
+        finally:
+            if r is not None:
+                r.close()  # the socket closes only once the response lets go of it too
+            conn.close()
+        wait_until(lambda: self.metric("cairn_logger_follow_streams") == 0,
+                   "the follower to be gone after it hung up")
+        # Without log_lines a follow starts with nothing held.
+        conn, r = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT), None
+        try:
+            conn.request("GET", "/logs/feeds/?follow=true")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            wait_until(lambda: self.metric("cairn_logger_follow_streams") == 1, "the follower")
+            self.publish([app_record("feeds", "new 3")])
+            self.assertEqual(r.readline(), b"feeds-web-1-x7k2p -- new 3\n")
+            # SIGTERM ends the stream cleanly (the last chunk) and the logger exits 0.
+            self.assertEqual(self.logger.stop(), 0, self.logger.log()[-3000:])
+            self.assertEqual(r.read(), b"")
+        finally:
+            if r is not None:
+                r.close()
+            conn.close()
+
+    def test_a_follower_that_does_not_read_is_closed(self):
+        self.start_logger()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(WAIT)
+            sock.connect(("127.0.0.1", self.port))
+            sock.sendall(b"GET /logs/feeds?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: self.metric("cairn_logger_follow_streams") == 1, "the follower")
+            # Far more than the stream's 1 MiB bound and the kernel's buffers, never read.
+            line = "x" * 1000
+            for i in range(0, 16000, 500):
+                self.publish([app_record("feeds", f"{line} {j}") for j in range(i, i + 500)])
+                if self.metric("cairn_logger_follow_streams") == 0:
+                    break
+            wait_until(lambda: self.metric("cairn_logger_errors_total",
+                                           'kind="follow_too_slow"') == 1, "the slow follower")
+            self.assertEqual(self.metric("cairn_logger_follow_streams"), 0)
+        finally:
+            sock.close()
+        # The logger carries on; a follow asking for more backlog than a stream may queue gets
+        # the newest lines that fit in 512 KiB, then what follows.
+        wait_until(lambda: self.metric("cairn_logger_messages_in_flight") == 0 and
+                   self.get("feeds")[0] == 200, "the flood to be stored")
+        held = self.get("feeds", "log_lines=1000")[1].splitlines(keepends=True)
+        self.assertEqual(len(held), 1000)
+        conn, r = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT), None
+        try:
+            conn.request("GET", "/logs/feeds?follow=true&log_lines=1000")
+            r = conn.getresponse()
+            wait_until(lambda: self.metric("cairn_logger_follow_streams") == 1, "the follower")
+            self.publish([app_record("feeds", "still here")])
+            got = []
+            while True:
+                line = r.readline().decode()
+                self.assertTrue(line, "the stream ended")
+                if line == "feeds-web-1-x7k2p -- still here\n":
+                    break
+                got.append(line)
+            self.assertLessEqual(sum(len(l) for l in got), 512 << 10)
+            self.assertGreater(len(got), 400)
+            self.assertEqual(got, held[-len(got):])
+        finally:
+            if r is not None:
+                r.close()
+            conn.close()
+
+    def test_warm_start_serves_the_same_lines_after_a_restart(self):
+        self.start_logger()
+        bodies = self.traffic(3000)
+        self.publish(bodies)
+        self.wait_stored(len(bodies))
+        apps = sorted(expected_by_app(bodies))
+        before = self.bodies_of(apps)
+        expected = {a: "".join(l + "\n" for l in v[-1000:])
+                    for a, v in expected_by_app(bodies).items()}
+        self.assertEqual(before, expected)
+        # Redelivered or not, a second look changes nothing.
+        self.assertEqual(self.metric("cairn_logger_messages_total"), len(bodies))
+
+        self.assertEqual(self.logger.stop(), 0, self.logger.log()[-3000:])
+        self.assertRegex(self.logger.log(), r"stopped: messages=\d+")
+        self.start_logger()
+        wait_until(lambda: self.bodies_of(apps) == before, "the same lines after the restart")
+        log = self.logger.log()
+        self.assertIn("warm start: channel logger rewound to", log)
+        # Nothing more arrives, and nothing was stored twice.
+        time.sleep(0.5)
+        self.assertEqual(self.bodies_of(apps), before)
+        self.assertEqual(self.metric("cairn_logger_messages_total"), len(bodies))
+        self.assertEqual(self.metric("cairn_logger_lines"), sum(b.count("\n") for b in before.values()))
+
+        # Every message delivered once more to the running logger (the channel rewound under it):
+        # each is a duplicate or older than what its app dropped, and nothing changes.
+        status, text, _ = request(self.http_port, "POST",
+                                  "/channel/seek?topic=logs&channel=logger&to=earliest")
+        self.assertEqual(status, 200, text)
+        self.wait_stored(2 * len(bodies))
+        self.assertEqual(self.bodies_of(apps), before)
+        self.assertEqual(self.metric("cairn_logger_messages_total", 'result="stored"'), len(bodies))
+        self.assertGreater(self.metric("cairn_logger_messages_total", 'result="too_old"'), 0)
+
+        # And it follows live from there.
+        self.publish([app_record("catalog", "after the restart")])
+        wait_until(lambda: self.get("catalog", "log_lines=1")[1] ==
+                   "catalog-web-1-x7k2p -- after the restart\n", "the live line")
+
+    def test_warm_start_zero_resumes_without_refill(self):
+        self.start_logger()
+        self.publish([app_record("feeds", "before")])
+        self.wait_stored(1)
+        self.assertEqual(self.logger.stop(), 0)
+        self.publish([app_record("feeds", "while away")])
+        self.start_logger("--warm-start=0")
+        wait_until(lambda: self.get("feeds")[0] == 200, "the line published while away")
+        self.assertEqual(self.get("feeds")[1], "feeds-web-1-x7k2p -- while away\n")
+
+    def test_logger_reconnects_when_cairnd_restarts(self):
+        self.start_logger()
+        self.publish([app_record("feeds", "first")])
+        self.wait_stored(1)
+        tcp, http_ = self.tcp_port, self.http_port
+        self.assertEqual(self.cairnd.stop(), 0, self.cairnd.log()[-3000:])
+        wait_until(lambda: self.metric("cairn_logger_nsqd_connections") == 0, "the disconnect")
+        self.assertEqual(self.get("feeds")[1], "feeds-web-1-x7k2p -- first\n")  # still served
+        self.start_cairnd(tcp, http_)
+        self.assertEqual((self.tcp_port, self.http_port), (tcp, http_))
+        self.publish([app_record("feeds", "second")])
+        wait_until(lambda: self.get("feeds")[1] ==
+                   "feeds-web-1-x7k2p -- first\nfeeds-web-1-x7k2p -- second\n",
+                   "the line published after cairnd came back")
+        self.assertGreaterEqual(self.metric("cairn_logger_nsqd_reconnects_total"), 1)
+        self.assertEqual(self.logger.stop(), 0)
+
+    def test_waits_for_cairnd_at_start(self):
+        # cairnd is down when the logger starts: it retries the warm start, then consumes.
+        tcp, http_ = self.tcp_port, self.http_port
+        self.assertEqual(self.cairnd.stop(), 0)
+        self.start_logger()
+        wait_until(lambda: "retrying in" in self.logger.log(), "a retry")
+        self.start_cairnd(tcp, http_)
+        self.publish([app_record("feeds", "hello")])
+        wait_until(lambda: self.get("feeds")[0] == 200, "the line")
+        self.assertEqual(self.logger.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
