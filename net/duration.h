@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,5 +16,11 @@ namespace cairn {
 tl::expected<std::chrono::nanoseconds, std::string> ParseDuration(std::string_view text);
 // The shortest Go-style spelling: "1h0m0s" style is avoided; 3600s prints as "1h", 90s as "1m30s".
 std::string FormatDuration(std::chrono::nanoseconds d);
+
+// RFC 3339 times, as positions and the workers' --from/--to take them: "2026-11-25T10:00:00Z",
+// "2026-11-25T10:00:00.5+01:00"; nanoseconds since the epoch.
+std::optional<int64_t> ParseRfc3339(const std::string& s);
+// "2026-11-25T10:00:00.123456789Z", fraction digits only as needed (Go's RFC3339Nano).
+std::string FormatRfc3339(int64_t ns);
 
 }  // namespace cairn

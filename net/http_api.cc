@@ -12,11 +12,11 @@
 #include <boost/beast/http/field.hpp>
 #include <nlohmann/json.hpp>
 
+#include "net/duration.h"
 #include "net/identify.h"
 #include "net/prometheus.h"
 #include "net/protocol.h"
 #include "net/tcp_server.h"
-#include "net/duration.h"
 
 namespace cairn::net {
 namespace {
@@ -55,37 +55,6 @@ bool ParseBool(const std::string* v, bool absent) {
   if (v == nullptr) return absent;
   if (*v == "false" || *v == "0") return false;
   return true;  // nsqd: any other value counts as true
-}
-
-// RFC 3339: 2026-11-25T10:00:00Z, 2026-11-25T10:00:00.5+01:00.
-std::optional<int64_t> ParseRfc3339(const std::string& s) {
-  int y, mo, d, h, mi, sec, n = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
-      n != 19) {
-    return std::nullopt;
-  }
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  int64_t ns = static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
-  size_t i = 19;
-  if (i < s.size() && s[i] == '.') {
-    int64_t scale = 100'000'000;
-    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10)
-      ns += (s[i] - '0') * scale;
-  }
-  if (i == s.size() - 1 && (s[i] == 'Z' || s[i] == 'z')) return ns;
-  int oh, om;
-  if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') &&
-      std::sscanf(s.c_str() + i + 1, "%2d:%2d", &oh, &om) == 2) {
-    const int64_t off = (oh * 3600 + om * 60) * int64_t{1'000'000'000};
-    return s[i] == '+' ? ns - off : ns + off;
-  }
-  return std::nullopt;
 }
 
 // Cairn's positions: earliest, latest, offset:N, time:RFC3339.
@@ -221,6 +190,7 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
       {"/topic/pause", Method::post},
       {"/topic/unpause", Method::post},
       {"/topic/log", Method::get},
+      {"/topic/offset", Method::get},
       {"/topic/config", Method::post},
       {"/channel/create", Method::post},
       {"/channel/delete", Method::post},
@@ -357,7 +327,8 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
     const std::string* t = q.Get("topic");
     if (t == nullptr) return respond(Error(http::status::bad_request, "MISSING_ARG_TOPIC"));
     const bool validates = path == "/topic/create" || path == "/topic/empty" ||
-                           path == "/topic/log" || path == "/topic/config";
+                           path == "/topic/log" || path == "/topic/config" ||
+                           path == "/topic/offset";
     if (validates && !nsq::IsValidTopicName(*t)) {
       return respond(Error(http::status::bad_request, "INVALID_TOPIC"));
     }
@@ -402,6 +373,19 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
         j["message_ttl"] = FormatDuration(topic->message_ttl());
       }
       j["channels"] = topic->channels().size();
+      return respond(JsonBody(j));
+    }
+    if (path == "/topic/offset") {
+      const std::string* at = q.Get("at");
+      if (at == nullptr) return respond(Error(http::status::bad_request, "MISSING_ARG_AT"));
+      auto offset = ResolvePosition(topic->log(), *at);
+      if (!offset) return respond(Error(http::status::bad_request, "INVALID_ARG_AT"));
+      Json j;
+      j["topic"] = *t;
+      j["at"] = *at;
+      j["offset"] = *offset;
+      j["first_offset"] = topic->log().start_offset();
+      j["next_offset"] = topic->log().next_offset();
       return respond(JsonBody(j));
     }
     if (path == "/topic/config") {

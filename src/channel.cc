@@ -319,7 +319,7 @@ void Channel::CompactTimeouts() {
 ChannelStats Channel::stats() const {
   ChannelStats s = counters_;
   s.in_flight = in_flight_.size();
-  s.deferred = deferred_.size() + ready_.size();
+  s.deferred = deferred_.size();  // requeued without delay waits in ready_: depth, as nsqd
   s.subscribers = subscribers_.size();
   return s;
 }

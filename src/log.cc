@@ -14,7 +14,8 @@ void MemoryLog::Append(std::span<const storage::MessageIn> messages, AppendCallb
   std::function<void(uint64_t)> listener;
   {
     std::lock_guard lock(mu_);
-    const int64_t shift = std::max<int64_t>(0, last_ts_ - builder.first_ts());
+    const int64_t after = last_ts_ > 0 ? last_ts_ + 1 : 0;  // strictly after, as DurableLog
+    const int64_t shift = std::max<int64_t>(0, after - builder.first_ts());
     builder.Seal(next_, shift);
     auto batch = builder.decoded();
     result = {next_, batch->header().count, batch->header().first_ts, batch->header().last_ts};

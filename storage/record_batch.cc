@@ -75,9 +75,12 @@ BatchBuilder::BatchBuilder(Codec codec, std::span<const MessageIn> messages)
   size_t size = 0;
   for (const auto& m : messages) size += m.body.size() + 12;
   payload.reserve(size);
-  int64_t ts = h.first_ts;
+  // Publish times strictly increase (each message at least 1 ns after the one before), so that
+  // a publish time names one message: a metric point stamped with it is the same point however
+  // often it is written.
+  int64_t ts = h.first_ts - 1;
   for (const auto& m : messages) {
-    ts = std::max(ts, m.timestamp_ns);
+    ts = std::max(ts + 1, m.timestamp_ns);
     PutVarint64(&payload, static_cast<uint64_t>(ts - h.first_ts));
     PutVarint64(&payload, m.deliver_at_ns > ts ? static_cast<uint64_t>(m.deliver_at_ns - ts) : 0);
     PutVarint64(&payload, m.body.size());

@@ -19,7 +19,8 @@
 //
 // Decompressed payload: `count` messages back to back, each
 //
-//   varint  ts_delta     publish time minus first_ts, ns (publish times never decrease)
+//   varint  ts_delta     publish time minus first_ts, ns (publish times strictly increase in a
+//                        topic as Cairn writes them; a reader accepts equal ones)
 //   varint  defer        0, or the message's deliver-after time minus its publish time, ns
 //   varint  body_len
 //   bytes   body
@@ -109,7 +110,7 @@ class BatchBuilder {
   int64_t first_ts() const { return decoded_->header_.first_ts; }
 
   // Sets the base offset, and moves every publish time forward by `ts_shift` ns so that
-  // publish times never decrease within a topic. Returns the encoded value.
+  // publish times strictly increase within a topic. Returns the encoded value.
   const std::string& Seal(uint64_t base_offset, int64_t ts_shift);
 
   const std::string& value() const { return value_; }

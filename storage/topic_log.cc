@@ -90,7 +90,8 @@ Result<AppendResult> TopicLog::Append(std::span<const MessageIn> messages) {
 Status TopicLog::PrepareAppend(BatchBuilder& batch, rocksdb::WriteBatch& wb, GroupContext& ctx,
                                AppendResult* result) {
   if (deleted_) return Fail(Errc::kNotFound, fmt::format("topic {} was deleted", name_));
-  const int64_t shift = std::max<int64_t>(0, w_.last_ts - batch.first_ts());
+  const int64_t after = w_.last_ts > 0 ? w_.last_ts + 1 : 0;  // after the last message ever
+  const int64_t shift = std::max<int64_t>(0, after - batch.first_ts());
   const std::string& value = batch.Seal(w_.next_offset, shift);
   const auto& h = batch.decoded()->header();
   if (auto st = wb.Put(engine_->log, keys::Batch(id_, w_.next_offset), value); !st.ok()) {

@@ -16,7 +16,9 @@ namespace http = boost::beast::http;
 
 namespace {
 
-std::string Encode(std::string_view s) { return boost::urls::encode(s, boost::urls::unreserved_chars); }
+std::string Encode(std::string_view s) {
+  return boost::urls::encode(s, boost::urls::unreserved_chars);
+}
 
 // InfluxDB 1.x answers errors as {"error":"..."}.
 std::string ErrorText(const net::HttpResult& r) {
@@ -58,8 +60,8 @@ InfluxWriter::InfluxWriter(asio::io_context& io, InfluxWriterOptions options, ne
       url_(std::move(url)),
       flush_timer_(io),
       backoff_timer_(io) {
-  write_target_ = fmt::format("{}/write?db={}&precision=ns", url_.base_path,
-                              Encode(options_.database));
+  write_target_ =
+      fmt::format("{}/write?db={}&precision=ns", url_.base_path, Encode(options_.database));
   if (!options_.retention_policy.empty()) {
     write_target_ += "&rp=" + Encode(options_.retention_policy);
   }
@@ -94,12 +96,12 @@ void InfluxWriter::Add(std::vector<std::string> lines, Done done) {
   if (current_.size() > 0 && !flush_armed_) {
     flush_armed_ = true;
     flush_timer_.expires_after(options_.flush_interval);
-    flush_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](
-                                boost::system::error_code ec) {
-      if (ec || alive.expired()) return;
-      flush_armed_ = false;
-      Seal();
-    });
+    flush_timer_.async_wait(
+        [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+          if (ec || alive.expired()) return;
+          flush_armed_ = false;
+          Seal();
+        });
   }
 }
 
@@ -200,12 +202,12 @@ void InfluxWriter::Retry(Batch batch, const std::string& error) {
   std::uniform_int_distribution<int64_t> d(backoff_.count() / 2, backoff_.count());
   backing_off_ = true;
   backoff_timer_.expires_after(std::chrono::milliseconds(d(jitter_)));
-  backoff_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](
-                                boost::system::error_code ec) {
-    if (alive.expired()) return;
-    backing_off_ = false;
-    if (!ec) Pump();
-  });
+  backoff_timer_.async_wait(
+      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+        if (alive.expired()) return;
+        backing_off_ = false;
+        if (!ec) Pump();
+      });
 }
 
 void InfluxWriter::CreateDatabase() {

@@ -83,8 +83,8 @@ class InfluxWriter {
 
  private:
   struct Batch {
-    std::string body;            // lines, each ended by '\n'
-    std::vector<uint32_t> ends;  // end offset in body of each line
+    std::string body;              // lines, each ended by '\n'
+    std::vector<uint32_t> ends;    // end offset in body of each line
     std::vector<uint64_t> owners;  // ticket of each line
     size_t size() const { return ends.size(); }
     std::string_view line(size_t i) const;

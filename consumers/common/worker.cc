@@ -57,10 +57,10 @@ tl::expected<std::vector<tcp::endpoint>, std::string> BrokerEndpoints(const Work
 tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(asio::io_context& io,
                                                                        const WorkerFlags& flags) {
   auto ep = net::ParseAddress(flags.nsqd_http_address);
-  if (!ep) return tl::unexpected("--nsqd-http-address " + flags.nsqd_http_address + ": " +
-                                 ep.error());
-  return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(),
-                                           ep->port(), std::chrono::seconds(10));
+  if (!ep)
+    return tl::unexpected("--nsqd-http-address " + flags.nsqd_http_address + ": " + ep.error());
+  return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(), ep->port(),
+                                           std::chrono::seconds(10));
 }
 
 void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* value,
@@ -89,16 +89,16 @@ WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
                        std::function<void(net::Exposition&)> metrics, Routes routes) {
   auto ep = net::ParseAddress(address);
   if (!ep) {
-    throw boost::system::system_error(
-        make_error_code(boost::system::errc::invalid_argument),
-        "--http-address " + address + ": " + ep.error());
+    throw boost::system::system_error(make_error_code(boost::system::errc::invalid_argument),
+                                      "--http-address " + address + ": " + ep.error());
   }
   server_ = std::make_unique<net::HttpServer>(
       io, *ep, 1u << 20,
       [health = std::move(health), metrics = std::move(metrics), routes = std::move(routes)](
           const net::HttpRequest& request, net::HttpResponder respond) {
         const net::Query q = net::ParseTarget(request.target());
-        const bool get = request.method() == http::verb::get || request.method() == http::verb::head;
+        const bool get =
+            request.method() == http::verb::get || request.method() == http::verb::head;
         if (q.path == "/healthz" && get) {
           const std::string problem = health ? health() : "";
           return respond(problem.empty() ? TextResponse(200, "OK")

@@ -41,8 +41,8 @@ void SetUpLogging(const WorkerFlags& flags);
 tl::expected<std::vector<boost::asio::ip::tcp::endpoint>, std::string> BrokerEndpoints(
     const WorkerFlags& flags);
 // An HttpClient for --nsqd-http-address.
-tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(
-    boost::asio::io_context& io, const WorkerFlags& flags);
+tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(boost::asio::io_context& io,
+                                                                       const WorkerFlags& flags);
 
 // A CLI11 option taking a Go-style duration ("5s", "15m"), shown with its default.
 void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* value,
@@ -53,13 +53,13 @@ void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::millis
 // (it returns false for a request it does not know: 404).
 class WorkerHttp {
  public:
-  using Routes = std::function<bool(const net::HttpRequest&, const net::Query&,
-                                    net::HttpResponder&)>;
+  using Routes =
+      std::function<bool(const net::HttpRequest&, const net::Query&, net::HttpResponder&)>;
   // Binds, starts, and logs "HTTP: listening on <addr>" for scripts (port 0 picks one). Throws
   // boost::system::system_error if the address cannot be bound.
   WorkerHttp(boost::asio::io_context& io, const std::string& address,
-             std::function<std::string()> health,
-             std::function<void(net::Exposition&)> metrics, Routes routes = nullptr);
+             std::function<std::string()> health, std::function<void(net::Exposition&)> metrics,
+             Routes routes = nullptr);
   boost::asio::ip::tcp::endpoint local_endpoint() const { return server_->local_endpoint(); }
   void Drain() { server_->Drain(); }
   void CloseAll() { server_->CloseAll(); }

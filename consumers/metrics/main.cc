@@ -44,7 +44,8 @@ class MetricsWorker {
         stop_timer_(io) {}
 
   void Start() {
-    consumer_.Start([this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
+    consumer_.Start(
+        [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
     ArmTouch();
   }
 
@@ -106,12 +107,11 @@ class MetricsWorker {
     held_.emplace(key, Held{ref, d.timestamp_ns});
     MetricsMessage m = PrepareMetricsMessage(d.body, d.timestamp_ns);
     parser_rejected_ += m.rejected.size();
-    writer_->Add(std::move(m.lines),
-                 [this, key, rejected = std::move(m.rejected)](
-                     std::vector<RejectedLine> refused) mutable {
-                   for (auto& r : refused) rejected.push_back(std::move(r));
-                   Settle(key, std::move(rejected));
-                 });
+    writer_->Add(std::move(m.lines), [this, key, rejected = std::move(m.rejected)](
+                                         std::vector<RejectedLine> refused) mutable {
+      for (auto& r : refused) rejected.push_back(std::move(r));
+      Settle(key, std::move(rejected));
+    });
   }
 
   void Settle(uint64_t key, std::vector<RejectedLine> rejected) {
@@ -144,11 +144,11 @@ class MetricsWorker {
           spdlog::warn("publish to {} failed, retrying: {}", s_.rejected_topic, error);
           auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
           ++publishing_;
-          retry->async_wait([this, retry, key, records = std::move(records)](
-                                boost::system::error_code) mutable {
-            --publishing_;
-            PublishRejected(key, std::move(records));
-          });
+          retry->async_wait(
+              [this, retry, key, records = std::move(records)](boost::system::error_code) mutable {
+                --publishing_;
+                PublishRejected(key, std::move(records));
+              });
         });
   }
 
@@ -227,8 +227,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
   AddDurationFlag(app, "--flush-interval", &s.influx.flush_interval,
                   "longest a point waits for its batch to fill");
-  app.add_option("--write-concurrency", s.influx.concurrency,
-                 "InfluxDB writes in flight at once")
+  app.add_option("--write-concurrency", s.influx.concurrency, "InfluxDB writes in flight at once")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{64}));
   AddDurationFlag(app, "--write-timeout", &s.influx.timeout,

@@ -325,6 +325,16 @@ TEST(Http, SeekAndStartAtReplayFromThePosition) {
   EXPECT_EQ(log["next_offset"], 10);
   EXPECT_EQ(log["codec"], "lz4");
   EXPECT_GT(log["bytes_on_disk"].get<uint64_t>(), 0u);
+  // Positions resolve to offsets without a channel (cairn-replay reads its range so).
+  auto at = nlohmann::json::parse(c.Get("/topic/offset?topic=t&at=offset:4").body);
+  EXPECT_EQ(at["offset"], 4);
+  EXPECT_EQ(at["next_offset"], 10);
+  at = nlohmann::json::parse(c.Get("/topic/offset?topic=t&at=time:2000-01-01T00:00:00Z").body);
+  EXPECT_EQ(at["offset"], 0);
+  at = nlohmann::json::parse(c.Get("/topic/offset?topic=t&at=time:2200-01-01T00:00:00Z").body);
+  EXPECT_EQ(at["offset"], 10);  // past the end: where the next message will go
+  EXPECT_EQ(c.Get("/topic/offset?topic=t&at=soon").body, R"({"message":"INVALID_ARG_AT"})");
+  EXPECT_EQ(c.Get("/topic/offset?topic=t").body, R"({"message":"MISSING_ARG_AT"})");
   EXPECT_EQ(c.Post("/topic/config?topic=t&retention_age=1h&codec=zstd").status, 200);
   log = nlohmann::json::parse(c.Get("/topic/log?topic=t").body);
   EXPECT_EQ(log["codec"], "zstd");

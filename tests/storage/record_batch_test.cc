@@ -124,14 +124,15 @@ TEST(RecordBatch, StoredUnderTheWrongOffsetIsCorrupt) {
 TEST(RecordBatch, SealShiftsTimesForwardAndKeepsThemOrdered) {
   const std::vector<std::string> bodies = {"a", "b"};
   auto msgs = Messages(bodies, 1000);
-  msgs[1].timestamp_ns = 500;  // out of order on input: clamped to the previous one
+  msgs[1].timestamp_ns = 500;  // out of order on input: 1 ns after the previous one
   BatchBuilder builder(Codec::kLz4, msgs);
   auto value = builder.Seal(0, 250);
   auto decoded = DecodeBatch(value, 0);
   ASSERT_TRUE(decoded);
   EXPECT_EQ((*decoded)->messages()[0].timestamp_ns, 1250);
-  EXPECT_EQ((*decoded)->messages()[1].timestamp_ns, 1250);
-  EXPECT_EQ(builder.decoded()->messages()[1].timestamp_ns, 1250);
+  EXPECT_EQ((*decoded)->messages()[1].timestamp_ns, 1251);
+  EXPECT_EQ(builder.decoded()->messages()[1].timestamp_ns, 1251);
+  EXPECT_EQ((*decoded)->header().last_ts, 1251);
 }
 
 }  // namespace

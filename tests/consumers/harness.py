@@ -1,0 +1,319 @@
+"""Real processes for the end-to-end tests of the workers: cairnd, InfluxDB (Debian's influxd,
+with its own config and data directory, on loopback ports it picks), the workers, and a minimal
+NSQ reader to look into a topic. Standard library only; every wait is bounded."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+CAIRND = os.environ.get("CAIRND", "")
+GEN_SAMPLE = os.environ.get("GEN_SAMPLE", "")
+
+
+def wait_until(predicate, what, timeout=20):
+    """Polls predicate() until it returns a truthy value; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def http_request(method, host, port, path, body=None, headers=None, timeout=10):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def gen_sample(kind, n):
+    out = subprocess.run(["/usr/bin/python3", GEN_SAMPLE, kind, str(n)], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    lines = out.splitlines()
+    assert len(lines) == n, f"gen_sample {kind} {n} gave {len(lines)} lines"
+    return lines
+
+
+class Process:
+    """A child process whose stderr (and stdout) lines are collected; `listening` maps a name to
+    a regex with one group, the address the process logs once it listens."""
+
+    def __init__(self, args, listening, name):
+        self.args, self.listening, self.name = args, listening, name
+        self.proc = None
+        self.lines = []
+        self.stdout = ""
+        self.addresses = {}
+
+    def start(self, timeout=20):
+        self.lines = []
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, errors="replace")
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._out_reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._out_reader.start()
+        for key, pattern in self.listening.items():
+            rx = re.compile(pattern)
+
+            def found():
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n" +
+                                         "\n".join(self.lines[-30:]))
+                for line in list(self.lines):
+                    m = rx.search(line)
+                    if m:
+                        return m.group(1)
+                return None
+            addr = wait_until(found, f"{self.name} to log {pattern}", timeout)
+            host, _, port = addr.rpartition(":")
+            self.addresses[key] = (host.strip("[]"), int(port))
+        return self
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def _read_stdout(self):
+        for line in self.proc.stdout:
+            self.stdout += line
+
+    def port(self, key):
+        return self.addresses[key][1]
+
+    def log(self):
+        return "\n".join(self.lines)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, signo):
+        self.proc.send_signal(signo)
+
+    def stop(self, signo=signal.SIGTERM, timeout=30):
+        """Sends `signo` and waits; returns the exit code (negative: killed by a signal)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signo)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                raise AssertionError(f"{self.name} did not exit within {timeout}s of {signo}")
+        self._reader.join(timeout=5)
+        self._out_reader.join(timeout=5)
+        return self.proc.returncode
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+
+class Cairnd(Process):
+    def __init__(self, data_path, tcp_port=0, http_port=0, extra=()):
+        super().__init__([CAIRND, f"--data-path={data_path}",
+                          f"--tcp-address=127.0.0.1:{tcp_port}",
+                          f"--http-address=127.0.0.1:{http_port}", *extra],
+                         {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
+                         "cairnd")
+
+    def restart_same_ports(self, data_path, extra=()):
+        tcp, http_ = self.port("tcp"), self.port("http")
+        assert self.stop() == 0, self.log()
+        again = Cairnd(data_path, tcp, http_, extra)
+        return again.start()
+
+    def http(self, method, path, body=None):
+        return http_request(method, "127.0.0.1", self.port("http"), path, body)
+
+    def mpub(self, topic, bodies):
+        assert all("\n" not in b for b in bodies)
+        status, text = self.http("POST", f"/mpub?topic={topic}", "\n".join(bodies).encode())
+        assert status == 200, (status, text)
+
+    def pub(self, topic, body):
+        status, text = self.http("POST", f"/pub?topic={topic}", body.encode())
+        assert status == 200, (status, text)
+
+    def channel_stats(self, topic, channel):
+        status, text = self.http("GET", f"/stats?format=json&topic={topic}&channel={channel}")
+        assert status == 200, text
+        for t in json.loads(text)["topics"] or []:
+            for c in t["channels"]:
+                if c["channel_name"] == channel:
+                    return c
+        return None
+
+    def topic_stats(self, topic):
+        status, text = self.http("GET", f"/stats?format=json&topic={topic}")
+        for t in json.loads(text)["topics"] or []:
+            if t["topic_name"] == topic:
+                return t
+        return None
+
+
+class Influx:
+    """Debian's influxd on loopback, in a temporary directory that outlives restarts."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="cairn-influx-")
+        self.proc = None
+        self.http_port = 0
+
+    def start(self, timeout=30):
+        conf = os.path.join(self.dir, "influxdb.conf")
+        with open(conf, "w") as f:
+            f.write(f"""reporting-disabled = true
+bind-address = "127.0.0.1:0"
+[meta]
+  dir = "{self.dir}/meta"
+[data]
+  dir = "{self.dir}/data"
+  wal-dir = "{self.dir}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.http_port}"
+  log-enabled = false
+  max-body-size = 0
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = false
+""")
+        self.proc = Process(["influxd", "-config", conf],
+                            {"http": r'msg="Listening on HTTP".* addr=(\S+)'}, "influxd")
+        self.proc.start(timeout)
+        self.http_port = self.proc.port("http")
+        wait_until(lambda: self._ping(), "influxd /ping", timeout)
+        return self
+
+    def _ping(self):
+        try:
+            return http_request("GET", "127.0.0.1", self.http_port, "/ping")[0] == 204
+        except OSError:
+            return False
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def stop(self):
+        if self.proc is not None:
+            code = self.proc.stop()
+            self.proc = None
+            return code
+        return None
+
+    def query(self, q, db=None):
+        params = {"q": q}
+        if db:
+            params["db"] = db
+        status, text = http_request("POST", "127.0.0.1", self.http_port, "/query",
+                                    urllib.parse.urlencode(params),
+                                    {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200, (status, text)
+        return json.loads(text)
+
+    def rows(self, q, db):
+        """The first series' rows of `q`, as dicts; [] when there is none."""
+        result = self.query(q, db)["results"][0]
+        assert "error" not in result, result
+        out = []
+        for series in result.get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values))
+                row.update(series.get("tags", {}))
+                out.append(row)
+        return out
+
+    def count(self, measurement, db):
+        rows = self.rows(f'SELECT count("value") FROM "{measurement}"', db)
+        return rows[0]["count"] if rows else 0
+
+    def write(self, db, body):
+        return http_request("POST", "127.0.0.1", self.http_port,
+                            f"/write?db={db}&precision=ns", body.encode())
+
+    def cleanup(self):
+        self.stop()
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+class NsqReader:
+    """A minimal NSQ V2 consumer: subscribes, takes up to `n` messages (FINs them), returns the
+    bodies. Enough to look into a topic such as the rejected one."""
+
+    def __init__(self, port, topic, channel):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.sendall(b"  V2")
+        self.sock.sendall(f"SUB {topic} {channel}\n".encode())
+        self._expect_ok()
+
+    def _frame(self):
+        size = struct.unpack(">i", self._read(4))[0]
+        data = self._read(size)
+        return struct.unpack(">i", data[:4])[0], data[4:]
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+
+    def _expect_ok(self):
+        kind, data = self._frame()
+        assert kind == 0 and data == b"OK", (kind, data)
+
+    def take(self, n, timeout=20):
+        self.sock.sendall(f"RDY {n}\n".encode())
+        bodies = []
+        deadline = time.monotonic() + timeout
+        while len(bodies) < n and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                kind, data = self._frame()
+            except socket.timeout:
+                break
+            if kind == 0 and data == b"_heartbeat_":
+                self.sock.sendall(b"NOP\n")
+            elif kind == 2:
+                msg_id = data[10:26]
+                bodies.append(data[26:].decode("utf-8", "replace"))
+                self.sock.sendall(b"FIN " + msg_id + b"\n")
+        return bodies
+
+    def close(self):
+        self.sock.close()
+
+
+def metrics_text(host, port):
+    """A worker's /metrics as {"name{labels}": value}."""
+    status, text = http_request("GET", host, port, "/metrics")
+    assert status == 200, text
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
