@@ -37,6 +37,25 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 }
 
+void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options) {
+  app.add_option("--influxdb-url", options.url, "InfluxDB 1.x base URL")->capture_default_str();
+  app.add_option("--database", options.database, "InfluxDB database to write to")
+      ->capture_default_str();
+  app.add_option("--retention-policy", options.retention_policy,
+                 "InfluxDB retention policy (default: the database's default)");
+  app.add_option("--batch-size", options.batch_size, "points per InfluxDB write")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
+  AddDurationFlag(app, "--flush-interval", &options.flush_interval,
+                  "longest a point waits for its batch to fill");
+  app.add_option("--write-concurrency", options.concurrency, "InfluxDB writes in flight at once")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{64}));
+  app.add_option("--create-database", options.create_database,
+                 "CREATE DATABASE at start and when a write finds it missing")
+      ->capture_default_str();
+}
+
 void SetUpLogging(const WorkerFlags& flags) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("worker"));
   spdlog::set_level(spdlog::level::from_str(flags.log_level));

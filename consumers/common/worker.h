@@ -17,6 +17,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <tl/expected.hpp>
 
+#include "consumers/common/influx_writer.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/prometheus.h"
@@ -31,11 +32,25 @@ struct WorkerFlags {
   int64_t max_in_flight = 200;
   std::string http_address;  // the worker's own /healthz and /metrics
   std::string log_level = "info";
+
+  static WorkerFlags Defaults(std::string topic, std::string channel, int64_t max_in_flight,
+                              std::string http_address) {
+    WorkerFlags f;
+    f.topic = std::move(topic);
+    f.channel = std::move(channel);
+    f.max_in_flight = max_in_flight;
+    f.http_address = std::move(http_address);
+    return f;
+  }
 };
 
 // Adds --nsqd-tcp-address (repeatable), --nsqd-http-address, --topic, --channel,
 // --max-in-flight, --http-address and --log-level, showing the defaults already in `flags`.
 void AddWorkerFlags(CLI::App& app, WorkerFlags& flags);
+// The InfluxDB writer's flags, shared by cairn-metrics and cairn-replay: --influxdb-url,
+// --database, --retention-policy, --batch-size, --flush-interval, --write-concurrency,
+// --create-database.
+void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options);
 // Sets up logging (spdlog to stderr, at --log-level).
 void SetUpLogging(const WorkerFlags& flags);
 tl::expected<std::vector<boost::asio::ip::tcp::endpoint>, std::string> BrokerEndpoints(

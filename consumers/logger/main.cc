@@ -34,6 +34,7 @@
 #include "net/client.h"
 #include "net/duration.h"
 #include "net/protocol.h"
+#include "storage/clock.h"
 
 namespace {
 
@@ -52,17 +53,6 @@ struct Settings {
   std::string max_memory = "256Mi";
   std::chrono::milliseconds warm_start{15 * 60 * 1000};
 };
-
-// "2026-11-25T10:00:00Z" for a position: whole seconds, rounded down (a little earlier is fine).
-std::string Rfc3339Utc(std::chrono::system_clock::time_point t) {
-  const std::time_t secs =
-      std::chrono::system_clock::to_time_t(std::chrono::floor<std::chrono::seconds>(t));
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(buf, n);
-}
 
 // ?log_lines=N as the Go logger reads it: missing, not an integer (strconv.Atoi) or <= 0 gives
 // the default.
@@ -254,7 +244,8 @@ class LoggerWorker {
     if (!co_await CallBroker("/topic/create?topic=" + s_.worker.topic, true)) co_return false;
     std::string position = "latest";
     if (s_.warm_start.count() > 0) {
-      position = "time:" + Rfc3339Utc(std::chrono::system_clock::now() - s_.warm_start);
+      position = "time:" + FormatRfc3339(storage::WallNowNs() -
+                                         std::chrono::nanoseconds(s_.warm_start).count());
     }
     if (!co_await CallBroker("/channel/create?" + tc + "&start=" + position, true)) {
       co_return false;
@@ -404,10 +395,7 @@ class LoggerWorker {
 
 int main(int argc, char** argv) {
   Settings s;
-  s.worker.topic = "logs";
-  s.worker.channel = "logger";
-  s.worker.max_in_flight = 1000;
-  s.worker.http_address = "0.0.0.0:8088";
+  s.worker = WorkerFlags::Defaults("logs", "logger", 1000, "0.0.0.0:8088");
   CLI::App app{
       "cairn-logger: keeps the last lines of every app's log from a topic and serves them over "
       "Deis Workflow's logger API"};

@@ -211,30 +211,12 @@ class MetricsWorker {
 
 int main(int argc, char** argv) {
   Settings s;
-  s.worker.topic = "metrics";
-  s.worker.channel = "influxdb";
-  s.worker.max_in_flight = 5000;
-  s.worker.http_address = "0.0.0.0:8089";
+  s.worker = WorkerFlags::Defaults("metrics", "influxdb", 5000, "0.0.0.0:8089");
   CLI::App app{"cairn-metrics: consumes line protocol from a topic and writes it to InfluxDB"};
   AddWorkerFlags(app, s.worker);
-  app.add_option("--influxdb-url", s.influx.url, "InfluxDB 1.x base URL")->capture_default_str();
-  app.add_option("--database", s.influx.database, "InfluxDB database to write to")
-      ->capture_default_str();
-  app.add_option("--retention-policy", s.influx.retention_policy,
-                 "InfluxDB retention policy (default: the database's default)");
-  app.add_option("--batch-size", s.influx.batch_size, "points per InfluxDB write")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
-  AddDurationFlag(app, "--flush-interval", &s.influx.flush_interval,
-                  "longest a point waits for its batch to fill");
-  app.add_option("--write-concurrency", s.influx.concurrency, "InfluxDB writes in flight at once")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{64}));
+  AddInfluxWriterFlags(app, s.influx);
   AddDurationFlag(app, "--write-timeout", &s.influx.timeout,
                   "a write not answered within this is retried");
-  app.add_option("--create-database", s.influx.create_database,
-                 "CREATE DATABASE at start and when a write finds it missing")
-      ->capture_default_str();
   app.add_option("--rejected-topic", s.rejected_topic,
                  "topic that receives refused lines, with the reason (JSON)")
       ->capture_default_str();

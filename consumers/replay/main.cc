@@ -324,10 +324,7 @@ class Replay {
 
 int main(int argc, char** argv) {
   Settings s;
-  s.worker.topic = "metrics";
-  s.worker.channel = "";
-  s.worker.max_in_flight = 5000;
-  s.worker.http_address = "";
+  s.worker = WorkerFlags::Defaults("metrics", "", 5000, "");
   CLI::App app{
       "cairn-replay: backfills InfluxDB from a time range of a topic (line protocol), through "
       "the parser and writer cairn-metrics uses"};
@@ -342,22 +339,7 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--to", s.to, "end of the range, inclusive: RFC 3339, \"now\" or \"-10m\"")
       ->capture_default_str();
-  app.add_option("--influxdb-url", s.influx.url, "InfluxDB 1.x base URL")->capture_default_str();
-  app.add_option("--database", s.influx.database, "InfluxDB database to write to")
-      ->capture_default_str();
-  app.add_option("--retention-policy", s.influx.retention_policy,
-                 "InfluxDB retention policy (default: the database's default)");
-  app.add_option("--batch-size", s.influx.batch_size, "points per InfluxDB write")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
-  AddDurationFlag(app, "--flush-interval", &s.influx.flush_interval,
-                  "longest a point waits for its batch to fill");
-  app.add_option("--write-concurrency", s.influx.concurrency, "InfluxDB writes in flight at once")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{64}));
-  app.add_option("--create-database", s.influx.create_database,
-                 "CREATE DATABASE at start and when a write finds it missing")
-      ->capture_default_str();
+  AddInfluxWriterFlags(app, s.influx);
   app.add_flag("--dry-run", s.dry_run, "count messages and points; write nothing");
   app.add_flag("--json", s.json, "print the summary (or the failure) as one JSON object");
   AddDurationFlag(app, "--give-up-after", &s.give_up_after,
