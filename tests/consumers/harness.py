@@ -28,17 +28,39 @@ def wait_until(predicate, what, timeout=20):
         if last:
             return last
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})"[:2000])
 
 
 def http_request(method, host, port, path, body=None, headers=None, timeout=10):
+    status, text, _ = http_exchange(method, host, port, path, body, headers, timeout)
+    return status, text
+
+
+def http_exchange(method, host, port, path, body=None, headers=None, timeout=10):
+    """As http_request, with the response's headers too: (status, text, headers)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
-        return r.status, r.read().decode("utf-8", "replace")
+        return r.status, r.read().decode("utf-8", "replace"), r.headers
     finally:
         conn.close()
+
+
+# The measurements of gen_sample.py's metrics.
+MEASUREMENTS = ("deis_router_request_time_ms", "deis_router_response_time_ms",
+                "deis_router_bytes_sent")
+
+
+def expected_totals(lines):
+    """{measurement: (count, sum of value)} of line-protocol lines from gen_sample."""
+    out = {}
+    for line in lines:
+        measurement = line.split(",", 1)[0]
+        value = line.split(" value=", 1)[1].split(" ", 1)[0].rstrip("i")
+        count, total = out.get(measurement, (0, 0.0))
+        out[measurement] = (count + 1, total + float(value))
+    return out
 
 
 def gen_sample(kind, n):
@@ -248,6 +270,10 @@ bind-address = "127.0.0.1:0"
         rows = self.rows(f'SELECT count("value") FROM "{measurement}"', db)
         return rows[0]["count"] if rows else 0
 
+    def sum(self, measurement, db):
+        rows = self.rows(f'SELECT sum("value") FROM "{measurement}"', db)
+        return rows[0]["sum"] if rows else 0
+
     def write(self, db, body):
         return http_request("POST", "127.0.0.1", self.http_port,
                             f"/write?db={db}&precision=ns", body.encode())
@@ -317,3 +343,18 @@ def metrics_text(host, port):
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+def metric_total(host, port, name, labels=None):
+    """A worker's /metrics sample `name{labels}`; without labels, the sum over the family's
+    samples. None when there is no such sample."""
+    total, seen = 0.0, False
+    for key, value in metrics_text(host, port).items():
+        if labels:
+            match = key == f"{name}{{{labels}}}"
+        else:
+            match = key == name or key.startswith(name + "{")
+        if match:
+            total += value
+            seen = True
+    return total if seen else None

@@ -11,49 +11,21 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import urllib.parse
 
-CAIRND = os.environ.get("CAIRND", "")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (CAIRND, GEN_SAMPLE, Cairnd, Process, gen_sample,  # noqa: E402
+                     http_exchange, http_request, metric_total, wait_until)
+
 CAIRN_LOGGER = os.environ.get("CAIRN_LOGGER", "")
-GEN_SAMPLE = os.environ.get("GEN_SAMPLE", "")
 WAIT = 20  # seconds, the most any single wait may take
 
 CONTROLLER_RE = re.compile(r"^(INFO|WARN|DEBUG|ERROR)\s+(\[(\S+)\])+:(.*)")
-
-
-def wait_until(predicate, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}"[:2000])
-
-
-def request(port, method, path, body=None, timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body)
-        r = conn.getresponse()
-        return r.status, r.read().decode("utf-8", "replace"), r
-    finally:
-        conn.close()
-
-
-def sample(n):
-    out = subprocess.run(["/usr/bin/python3", GEN_SAMPLE, "logs", str(n)], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
-    lines = out.splitlines()
-    assert len(lines) == n, f"gen_sample logs {n} gave {len(lines)} lines"
-    return lines
 
 
 def strip_newline(s):
@@ -114,60 +86,6 @@ def app_record(app, text, pod=None):
                        "time": "2016-10-18T20:29:38.123456+00:00"})
 
 
-class Process:
-    """A child whose stderr goes to a file, read for the "listening on" lines."""
-
-    def __init__(self, name, args, tmp):
-        self.name, self.args = name, args
-        self.log_path = os.path.join(tmp, f"{name}-{time.monotonic_ns()}.log")
-        self.proc = None
-
-    def start(self, wants):
-        self.err = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.err)
-        found = {}
-
-        def listening():
-            text = self.log()
-            for key in wants:
-                m = re.search(key + r": listening on (\S+)", text)
-                if m:
-                    found[key] = int(m.group(1).rpartition(":")[2])
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{text[-3000:]}")
-            return len(found) == len(wants)
-        wait_until(listening, f"{self.name} to listen")
-        return found
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self, signo=signal.SIGTERM, timeout=WAIT):
-        """Sends `signo`, waits, returns the exit code; kills it if it does not exit in time."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            self.err.close()
-            return self.proc.returncode
-        self.proc.send_signal(signo)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            raise AssertionError(f"{self.name} did not exit within {timeout}s:\n{self.log()[-3000:]}")
-        finally:
-            self.err.close()
-
-    def kill(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self.err.close()
-
-
 class LoggerE2E(unittest.TestCase):
     def setUp(self):
         for var, path in (("CAIRND", CAIRND), ("CAIRN_LOGGER", CAIRN_LOGGER),
@@ -178,52 +96,43 @@ class LoggerE2E(unittest.TestCase):
         self.start_cairnd()
 
     def tearDown(self):
-        for p in self.processes:
-            p.kill()
+        for p in reversed(self.processes):
+            if p.running():
+                p.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def start_cairnd(self, tcp_port=0, http_port=0):
-        self.cairnd = Process("cairnd", [CAIRND, f"--data-path={self.tmp}/data",
-                                         f"--tcp-address=127.0.0.1:{tcp_port}",
-                                         f"--http-address=127.0.0.1:{http_port}"], self.tmp)
+        self.cairnd = Cairnd(f"{self.tmp}/data", tcp_port, http_port)
         self.processes.append(self.cairnd)
-        ports = self.cairnd.start(["TCP", "HTTP"])
-        self.tcp_port, self.http_port = ports["TCP"], ports["HTTP"]
+        self.cairnd.start()
+        self.tcp_port, self.http_port = self.cairnd.port("tcp"), self.cairnd.port("http")
 
     def start_logger(self, *extra):
-        self.logger = Process("cairn-logger", [
+        self.logger = Process([
             CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
             f"--nsqd-http-address=127.0.0.1:{self.http_port}", "--http-address=127.0.0.1:0",
-            *extra], self.tmp)
+            *extra], {"http": r"HTTP: listening on (\S+)"}, "cairn-logger")
         self.processes.append(self.logger)
-        self.port = self.logger.start(["HTTP"])["HTTP"]
+        self.port = self.logger.start().port("http")
         return self.logger
 
     def publish(self, bodies):
         for i in range(0, len(bodies), 500):
-            chunk = bodies[i:i + 500]
-            assert all("\n" not in b for b in chunk)
-            status, text, _ = request(self.http_port, "POST", "/mpub?topic=logs",
-                                      "\n".join(chunk).encode())
-            self.assertEqual(status, 200, text)
+            self.cairnd.mpub("logs", bodies[i:i + 500])
+
+    def request(self, method, path, body=None):
+        """To the logger: (status, text, headers)."""
+        return http_exchange(method, "127.0.0.1", self.port, path, body)
 
     def get(self, app, query=""):
         path = "/logs/" + urllib.parse.quote(app, safe="") + (f"?{query}" if query else "")
-        status, body, _ = request(self.port, "GET", path)
+        status, body, _ = self.request("GET", path)
         return status, body
 
     def metric(self, name, labels=None):
         """The sample's value; without labels, the sum over the family's samples."""
-        status, text, _ = request(self.port, "GET", "/metrics")
-        self.assertEqual(status, 200)
-        total = 0.0
-        seen = False
-        prefixes = (f"{name}{{{labels}}} ",) if labels else (name + " ", name + "{")
-        for line in text.splitlines():
-            if line.startswith(prefixes):
-                total += float(line.rsplit(" ", 1)[1])
-                seen = True
-        self.assertTrue(seen, f"{name} not in /metrics")
+        total = metric_total("127.0.0.1", self.port, name, labels)
+        self.assertIsNotNone(total, f"{name} not in /metrics")
         return total
 
     def wait_stored(self, n):
@@ -239,7 +148,7 @@ class LoggerE2E(unittest.TestCase):
 
     def traffic(self, n):
         """The sample plus controller lines and plain text, interleaved."""
-        bodies = sample(n)
+        bodies = gen_sample("logs", n)
         extra = [controller_record("checkout", "admin deployed 2fd9226"),
                  controller_record("brand-new-app", "admin created   "),
                  "a plain text line from somewhere", "another one\r",
@@ -273,7 +182,7 @@ class LoggerE2E(unittest.TestCase):
         self.assertEqual(self.metric("cairn_logger_lines"), len(bodies))
         self.assertEqual(self.metric("cairn_logger_messages_in_flight"), 0)
         self.assertGreater(self.metric("cairn_logger_bytes"), 0)
-        status, text, r = request(self.port, "GET", "/healthz")
+        status, text = http_request("GET", "127.0.0.1", self.port, "/healthz")
         self.assertEqual((status, text), (200, "OK"))
 
     def test_last_n_per_app(self):
@@ -293,8 +202,8 @@ class LoggerE2E(unittest.TestCase):
                 self.assertEqual(body, "".join(l + "\n" for l in kept[-n:]), (app, query))
             status, body = self.get(app + "/", "log_lines=2")  # a trailing slash is the same
             self.assertEqual(body, "".join(l + "\n" for l in kept[-2:]), app)
-        _, _, r = request(self.port, "GET", "/logs/checkout")
-        self.assertEqual(r.getheader("Content-Type"), "text/plain; charset=utf-8")
+        _, _, headers = self.request("GET", "/logs/checkout")
+        self.assertEqual(headers.get("Content-Type"), "text/plain; charset=utf-8")
 
     def test_unknown_app_and_delete(self):
         self.start_logger()
@@ -304,10 +213,10 @@ class LoggerE2E(unittest.TestCase):
         expected = expected_by_app(bodies)
         status, body = self.get("no-such-app")
         self.assertEqual((status, body), (204, ""))
-        status, body, _ = request(self.port, "DELETE", "/logs/checkout")
+        status, body, _ = self.request("DELETE", "/logs/checkout")
         self.assertEqual((status, body), (200, ""))
         self.assertEqual(self.get("checkout"), (204, ""))
-        status, body, _ = request(self.port, "DELETE", "/logs/no-such-app/")
+        status, body, _ = self.request("DELETE", "/logs/no-such-app/")
         self.assertEqual((status, body), (200, ""))
         # The others are untouched, and new lines make the app again.
         self.assertEqual(self.get("catalog", "log_lines=1000")[1],
@@ -315,8 +224,8 @@ class LoggerE2E(unittest.TestCase):
         self.publish([app_record("checkout", "after the delete")])
         wait_until(lambda: self.get("checkout")[0] == 200, "a line for checkout again")
         self.assertEqual(self.get("checkout")[1], "checkout-web-1-x7k2p -- after the delete\n")
-        self.assertEqual(request(self.port, "GET", "/logs/")[0], 404)
-        self.assertEqual(request(self.port, "POST", "/logs/checkout")[0], 405)
+        self.assertEqual(self.request("GET", "/logs/")[0], 404)
+        self.assertEqual(self.request("POST", "/logs/checkout")[0], 405)
 
     def test_follow_streams_new_lines(self):
         self.start_logger()
@@ -432,8 +341,8 @@ class LoggerE2E(unittest.TestCase):
 
         # Every message delivered once more to the running logger (the channel rewound under it):
         # each is a duplicate or older than what its app dropped, and nothing changes.
-        status, text, _ = request(self.http_port, "POST",
-                                  "/channel/seek?topic=logs&channel=logger&to=earliest")
+        status, text = self.cairnd.http("POST",
+                                        "/channel/seek?topic=logs&channel=logger&to=earliest")
         self.assertEqual(status, 200, text)
         self.wait_stored(2 * len(bodies))
         self.assertEqual(self.bodies_of(apps), before)

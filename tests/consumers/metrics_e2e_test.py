@@ -12,28 +12,15 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cairnd, Influx, NsqReader, Process, gen_sample, http_request,  # noqa: E402
-                     metrics_text, wait_until)
+from harness import (MEASUREMENTS, Cairnd, Influx, NsqReader, Process,  # noqa: E402
+                     expected_totals, gen_sample, http_request, metrics_text, wait_until)
 
 CAIRN_METRICS = os.environ["CAIRN_METRICS"]
 CAIRN_REPLAY = os.environ["CAIRN_REPLAY"]
-MEASUREMENTS = ("deis_router_request_time_ms", "deis_router_response_time_ms",
-                "deis_router_bytes_sent")
 
 
 def strip_timestamp(line):
     return line.rsplit(" ", 1)[0]
-
-
-def expected_totals(lines):
-    """{measurement: (count, sum of value)} of line-protocol lines from gen_sample."""
-    out = {}
-    for line in lines:
-        measurement = line.split(",", 1)[0]
-        value = line.split(" value=", 1)[1].split(" ", 1)[0].rstrip("i")
-        count, total = out.get(measurement, (0, 0.0))
-        out[measurement] = (count + 1, total + float(value))
-    return out
 
 
 class Pipeline(unittest.TestCase):
@@ -81,11 +68,7 @@ class Pipeline(unittest.TestCase):
         wait_until(lambda: self.counts() == want, f"InfluxDB counts {want}", timeout)
 
     def sums(self):
-        out = {}
-        for m in MEASUREMENTS:
-            rows = self.influx.rows(f'SELECT sum("value") FROM "{m}"', self.db)
-            out[m] = rows[0]["sum"] if rows else 0
-        return out
+        return {m: self.influx.sum(m, self.db) for m in MEASUREMENTS}
 
     def assert_values(self, expected):
         self.wait_counts(expected)
