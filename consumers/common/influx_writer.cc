@@ -79,18 +79,22 @@ InfluxWriter::~InfluxWriter() {
   backoff_timer_.cancel();
 }
 
-void InfluxWriter::Add(std::vector<std::string> lines, Done done) {
+void InfluxWriter::Add(std::string_view lines, Done done) {
   const uint64_t id = next_ticket_++;
-  if (lines.empty()) {
+  const size_t count = static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n'));
+  if (count == 0) {
     asio::post(io_, [done = std::move(done)] { done({}); });
     return;
   }
   Ticket& t = tickets_[id];
-  t.remaining = lines.size();
+  t.remaining = count;
   t.done = std::move(done);
-  pending_points_ += lines.size();
-  for (auto& line : lines) {
-    current_.Append(line, id);
+  pending_points_ += count;
+  for (size_t pos = 0; pos < lines.size();) {
+    const size_t nl = lines.find('\n', pos);
+    if (nl == std::string_view::npos) break;
+    current_.Append(lines.substr(pos, nl - pos), id);
+    pos = nl + 1;
     if (current_.size() >= options_.batch_size) Seal();
   }
   if (current_.size() > 0 && !flush_armed_) {

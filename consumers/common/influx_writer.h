@@ -69,9 +69,9 @@ class InfluxWriter {
       boost::asio::io_context& io, InfluxWriterOptions options);
   ~InfluxWriter();
 
-  // Queues one message's lines, each a complete line-protocol point with its timestamp.
-  // `done` runs once (never from inside Add), as the header comment says.
-  void Add(std::vector<std::string> lines, Done done);
+  // Queues one message's lines: complete line-protocol points with their timestamps, each ended
+  // by '\n'. `done` runs once (never from inside Add), as the header comment says.
+  void Add(std::string_view lines, Done done);
   // Sends the partly filled batch now instead of at its deadline (shutdown, end of a replay).
   void Flush();
 

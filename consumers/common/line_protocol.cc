@@ -314,13 +314,36 @@ bool IsBlankOrComment(std::string_view line) {
 }
 
 tl::expected<Point, std::string> ParseLine(std::string_view line) {
+  Point p;
+  if (auto ok = ParseLineInto(line, &p); !ok) return tl::unexpected(std::move(ok.error()));
+  return p;
+}
+
+tl::expected<void, std::string> ParseLineInto(std::string_view line, Point* out) {
   const std::string_view s = TrimLine(line);
   const size_t n = s.size();
   if (n == 0) return Fail("empty line");
   if (s[0] == '#') return Fail("line is a comment");
   if (s.find('\n') != std::string_view::npos) return Fail("newline inside a line");
 
-  Point p;
+  // Fill `out` in place: its strings and vectors keep their capacity from the last line, so
+  // a worker parsing line after line allocates next to nothing.
+  Point& p = *out;
+  size_t tags = 0, fields = 0;
+  auto next_tag = [&]() -> std::pair<std::string, std::string>& {
+    if (tags == p.tags.size()) p.tags.emplace_back();
+    return p.tags[tags++];
+  };
+  auto next_field = [&]() -> std::pair<std::string, FieldValue>& {
+    if (fields == p.fields.size()) p.fields.emplace_back();
+    return p.fields[fields++];
+  };
+  auto done = [&]() -> tl::expected<void, std::string> {
+    p.tags.resize(tags);
+    p.fields.resize(fields);
+    return {};
+  };
+  p.timestamp.reset();
   size_t pos = FindUnescaped(s, 0, ", ");
   if (pos == 0) return Fail("missing measurement");
   if (pos == n) return Fail("missing fields");
@@ -331,7 +354,7 @@ tl::expected<Point, std::string> ParseLine(std::string_view line) {
     const size_t key_start = pos + 1;
     const size_t key_end = FindUnescaped(s, key_start, "=, ");
     if (key_end == key_start) return Fail("missing tag key");
-    std::string key;
+    auto& [key, value] = next_tag();
     Unescape(s.substr(key_start, key_end - key_start), kKeySpecials, &key);
     if (key_end == n || s[key_end] != '=') return Fail("missing '=' after tag key " + Quote(key));
     if (key == "time") return Fail("invalid tag key \"time\"");
@@ -343,15 +366,14 @@ tl::expected<Point, std::string> ParseLine(std::string_view line) {
       return Fail("invalid tag value for " + Quote(key) + ": unescaped '=' in " +
                   Snippet(s.substr(value_start, value_end - value_start + 1)));
     }
-    std::string value;
     Unescape(s.substr(value_start, value_end - value_start), kKeySpecials, &value);
-    p.tags.emplace_back(std::move(key), std::move(value));
     pos = value_end;
   }
   if (pos > kMaxSeriesKeyBytes) {
     return Fail("series key too long: " + std::to_string(pos) + " bytes (max " +
                 std::to_string(kMaxSeriesKeyBytes) + ")");
   }
+  p.tags.resize(tags);
   if (const std::string* key = RepeatedTagKey(p.tags))
     return Fail("duplicate tag key " + Quote(*key));
 
@@ -362,7 +384,7 @@ tl::expected<Point, std::string> ParseLine(std::string_view line) {
   for (;;) {
     const size_t key_end = FindUnescaped(s, pos, "=, ");
     if (key_end == pos) return Fail("missing field key");
-    std::string key;
+    auto& [key, value] = next_field();
     Unescape(s.substr(pos, key_end - pos), kKeySpecials, &key);
     if (key_end == n || s[key_end] != '=') {
       return Fail("missing '=' after field key " + Quote(key));
@@ -372,7 +394,7 @@ tl::expected<Point, std::string> ParseLine(std::string_view line) {
     if (pos == n || s[pos] == ',' || s[pos] == ' ') {
       return Fail("missing field value for " + Quote(key));
     }
-    FieldValue value;
+    value.s.clear();
     if (s[pos] == '"') {
       value.type = FieldValue::Type::kString;
       const size_t end = ScanString(s, pos, &value.s);
@@ -389,14 +411,13 @@ tl::expected<Point, std::string> ParseLine(std::string_view line) {
       if (auto error = ParseScalar(s.substr(pos, end - pos), key, &value)) return Fail(*error);
       pos = end;
     }
-    p.fields.emplace_back(std::move(key), std::move(value));
-    if (pos == n) return p;
+    if (pos == n) return done();
     if (s[pos] == ' ') break;
     ++pos;  // ','
   }
 
   while (pos < n && s[pos] == ' ') ++pos;
-  if (pos == n) return p;
+  if (pos == n) return done();
   const size_t ts_end = std::min(s.find(' ', pos), n);
   const std::string_view ts = s.substr(pos, ts_end - pos);
   if (!IsSignedDecimal(ts)) return Fail("invalid timestamp: " + Snippet(ts));
@@ -411,7 +432,7 @@ tl::expected<Point, std::string> ParseLine(std::string_view line) {
   pos = ts_end;
   while (pos < n && s[pos] == ' ') ++pos;
   if (pos != n) return Fail("unexpected text after timestamp: " + Snippet(s.substr(pos)));
-  return p;
+  return done();
 }
 
 std::optional<std::string> WhyUnwritable(const Point& p) {

@@ -89,6 +89,9 @@ bool IsBlankOrComment(std::string_view line);
 // what is wrong and where, e.g. `invalid field value for "value": 12x`, fit to publish as is
 // (user text in it is quoted and cut to a few dozen bytes).
 tl::expected<Point, std::string> ParseLine(std::string_view line);
+// The same into `*out`, reusing its storage (for a parser in a loop). On failure `*out` holds
+// part of the line and is not to be used.
+tl::expected<void, std::string> ParseLineInto(std::string_view line, Point* out);
 
 // Calls fn(std::string_view line) for each line of `body` that is not blank or a comment. The
 // line has no '\n' and no trailing '\r'; it views `body`.

@@ -8,16 +8,14 @@ namespace cairn::consumers {
 
 MetricsMessage PrepareMetricsMessage(std::string_view body, int64_t publish_time_ns) {
   MetricsMessage out;
+  thread_local Point point;  // reused line after line
   ForEachLine(body, [&](std::string_view line) {
-    auto point = ParseLine(line);
-    if (!point) {
-      out.rejected.push_back({std::string(line), "parse: " + point.error()});
+    if (auto ok = ParseLineInto(line, &point); !ok) {
+      out.rejected.push_back({std::string(line), "parse: " + ok.error()});
       return;
     }
-    std::string ready;
-    AppendForWrite(line, *point, publish_time_ns, &ready);
-    if (!ready.empty() && ready.back() == '\n') ready.pop_back();  // the writer ends lines
-    out.lines.push_back(std::move(ready));
+    AppendForWrite(line, point, publish_time_ns, &out.lines);
+    ++out.points;
   });
   return out;
 }

@@ -14,7 +14,8 @@
 namespace cairn::consumers {
 
 struct MetricsMessage {
-  std::vector<std::string> lines;      // for InfluxWriter::Add
+  std::string lines;                   // for InfluxWriter::Add: each ended by '\n'
+  size_t points = 0;                   // lines in `lines`
   std::vector<RejectedLine> rejected;  // reason prefixed "parse: "
 };
 

@@ -107,8 +107,8 @@ class MetricsWorker {
     held_.emplace(key, Held{ref, d.timestamp_ns});
     MetricsMessage m = PrepareMetricsMessage(d.body, d.timestamp_ns);
     parser_rejected_ += m.rejected.size();
-    writer_->Add(std::move(m.lines), [this, key, rejected = std::move(m.rejected)](
-                                         std::vector<RejectedLine> refused) mutable {
+    writer_->Add(m.lines, [this, key, rejected = std::move(m.rejected)](
+                              std::vector<RejectedLine> refused) mutable {
       for (auto& r : refused) rejected.push_back(std::move(r));
       Settle(key, std::move(rejected));
     });

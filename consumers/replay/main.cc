@@ -202,11 +202,11 @@ class Replay {
     for (const auto& r : m.rejected) spdlog::warn("offset={} {}", *offset, r.reason);
     if (received_ == end_ - start_ && writer_) writer_->Flush();  // the last: no need to wait
     if (s_.dry_run) {
-      points_ += m.lines.size();
+      points_ += m.points;
       return Settle(*offset, ref);
     }
-    const size_t n = m.lines.size();
-    writer_->Add(std::move(m.lines), [this, off = *offset, ref, n](std::vector<RejectedLine> r) {
+    const size_t n = m.points;
+    writer_->Add(m.lines, [this, off = *offset, ref, n](std::vector<RejectedLine> r) {
       for (const auto& x : r) spdlog::warn("offset={} {}", off, x.reason);
       influx_rejected_ += r.size();
       points_ += n - r.size();
