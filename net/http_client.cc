@@ -134,8 +134,9 @@ HttpClient::HttpClient(asio::any_io_executor ex, std::string host, uint16_t port
     : impl_(std::make_shared<Impl>(std::move(ex), std::move(host), port, timeout)) {}
 
 HttpClient::~HttpClient() {
+  // The queue stays with the Impl (which the running coroutine shares): a request being written
+  // must outlive the aborted write. Nothing is called back once stopped.
   impl_->stopped = true;
-  impl_->queue.clear();
   impl_->resolver.cancel();
   impl_->Disconnect();
 }

@@ -45,7 +45,7 @@ class HttpClient {
 
   HttpClient(boost::asio::any_io_executor ex, std::string host, uint16_t port,
              std::chrono::milliseconds timeout = std::chrono::seconds(30));
-  ~HttpClient();  // requests still queued are dropped without a call
+  ~HttpClient();  // requests still queued are dropped: their callbacks are not called
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 

@@ -200,7 +200,6 @@ class Replay {
     MetricsMessage m = PrepareMetricsMessage(d.body, d.timestamp_ns);
     parser_rejected_ += m.rejected.size();
     for (const auto& r : m.rejected) spdlog::warn("offset={} {}", *offset, r.reason);
-    if (received_ == end_ - start_ && writer_) writer_->Flush();  // the last: no need to wait
     if (s_.dry_run) {
       points_ += m.points;
       return Settle(*offset, ref);
@@ -212,7 +211,7 @@ class Replay {
       points_ += n - r.size();
       Settle(off, ref);
     });
-    if (received_ == end_ - start_) writer_->Flush();
+    if (received_ == end_ - start_) writer_->Flush();  // the last one: no need to wait
   }
 
   void Settle(uint64_t offset, const nsq::MessageRef& ref) {

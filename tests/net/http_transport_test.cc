@@ -1,0 +1,273 @@
+// The HTTP transport the broker and the workers share (net/http_server.h, net/http_client.h),
+// over loopback with no broker: streamed (chunked) responses and their end, and the client's
+// keep-alive, ordering, retry on a connection the server closed, and failures.
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "net/http_client.h"
+#include "net/http_server.h"
+
+namespace cairn::testing {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace std::chrono_literals;
+
+// A server on its own io thread; `handler` runs there.
+class Server {
+ public:
+  explicit Server(net::HttpHandler handler)
+      : work_(io_.get_executor()),
+        server_(io_, {asio::ip::make_address("127.0.0.1"), 0}, 1 << 20, std::move(handler),
+                [](const net::HttpRequest&) { return net::HttpResponse(); }) {
+    server_.Start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~Server() {
+    asio::post(io_, [this] { server_.CloseAll(); });
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  uint16_t port() const { return server_.local_endpoint().port(); }
+  asio::io_context& io() { return io_; }
+  void Drain() {
+    asio::post(io_, [this] { server_.Drain(); });
+  }
+  // Closes every connection (as an idle timeout or a restart would); keeps listening.
+  void CloseConnections() {
+    std::atomic<bool> done{false};
+    asio::post(io_, [&] {
+      server_.CloseAll();
+      done = true;
+    });
+    while (!done) std::this_thread::sleep_for(1ms);
+  }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  net::HttpServer server_;
+  std::thread thread_;
+};
+
+template <typename F>
+bool Eventually(F f, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return f();
+}
+
+net::HttpResponse Text(std::string body) {
+  net::HttpResponse r;
+  r.result(http::status::ok);
+  r.body() = std::move(body);
+  return r;
+}
+
+TEST(HttpStream, ChunksArriveAsWrittenAndTheBodyEndsWithTheStream) {
+  std::shared_ptr<net::HttpStream> stream;
+  std::atomic<bool> opened{false};
+  Server server([&](const net::HttpRequest&, net::HttpResponder respond) {
+    stream = respond.Stream(Text(""));
+    stream->Write("first\n");
+    opened = true;
+  });
+  asio::io_context io;
+  beast::tcp_stream client(io);
+  client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  http::request<http::string_body> req(http::verb::get, "/follow", 11);
+  http::write(client, req);
+  ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  asio::post(server.io(), [&] {
+    stream->Write("second\n");
+    stream->End();
+  });
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(client, buffer, res);  // reads until the last chunk
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_TRUE(res.chunked());
+  EXPECT_EQ(res.body(), "first\nsecond\n");
+  // The connection closes after a stream.
+  char byte;
+  boost::system::error_code ec;
+  client.socket().read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+
+TEST(HttpStream, AClientThatHangsUpClosesTheStream) {
+  std::shared_ptr<net::HttpStream> stream;
+  std::atomic<bool> opened{false}, closed{false};
+  Server server([&](const net::HttpRequest&, net::HttpResponder respond) {
+    stream = respond.Stream(Text(""));
+    stream->OnClose([&] { closed = true; });
+    opened = true;
+  });
+  {
+    asio::io_context io;
+    beast::tcp_stream client(io);
+    client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+    http::request<http::string_body> req(http::verb::get, "/follow", 11);
+    http::write(client, req);
+    ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  }  // hangs up
+  EXPECT_TRUE(Eventually([&] { return closed.load(); }));
+  std::atomic<int> wrote{-1};
+  asio::post(server.io(), [&] { wrote = stream->Write("late\n") ? 1 : 0; });
+  ASSERT_TRUE(Eventually([&] { return wrote.load() >= 0; }));
+  EXPECT_EQ(wrote.load(), 0);
+}
+
+TEST(HttpStream, AClientThatDoesNotReadIsCutOffNotBufferedWithoutBound) {
+  std::shared_ptr<net::HttpStream> stream;
+  std::atomic<bool> opened{false};
+  Server server([&](const net::HttpRequest&, net::HttpResponder respond) {
+    stream = respond.Stream(Text(""));
+    opened = true;
+  });
+  asio::io_context io;
+  beast::tcp_stream client(io);
+  client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  client.socket().set_option(asio::socket_base::receive_buffer_size(4096));
+  http::request<http::string_body> req(http::verb::get, "/follow", 11);
+  http::write(client, req);
+  ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  // 64 MiB offered, never read: the stream refuses (and closes) long before.
+  std::atomic<int> accepted{-1};
+  asio::post(server.io(), [&] {
+    const std::string chunk(64 * 1024, 'x');
+    int n = 0;
+    for (; n < 1024; ++n) {
+      if (!stream->Write(chunk)) break;
+    }
+    accepted = n;
+  });
+  ASSERT_TRUE(Eventually([&] { return accepted.load() >= 0; }));
+  EXPECT_LT(accepted.load(), 1024);
+  EXPECT_TRUE(stream->closed());
+}
+
+TEST(HttpStream, ShutdownEndsAStreamCleanly) {
+  std::shared_ptr<net::HttpStream> stream;
+  std::atomic<bool> opened{false};
+  Server server([&](const net::HttpRequest&, net::HttpResponder respond) {
+    stream = respond.Stream(Text(""));
+    stream->Write("held\n");
+    opened = true;
+  });
+  asio::io_context io;
+  beast::tcp_stream client(io);
+  client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  http::request<http::string_body> req(http::verb::get, "/follow", 11);
+  http::write(client, req);
+  ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  server.Drain();
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(client, buffer, res);  // a complete body: the last chunk came
+  EXPECT_EQ(res.body(), "held\n");
+}
+
+// The client side: one io thread runs the client and the server.
+TEST(HttpClient, RequestsAnswerInOrderOnOneConnectionAndSurviveAServerHangUp) {
+  std::atomic<int> served{0};
+  Server server([&](const net::HttpRequest& req, net::HttpResponder respond) {
+    ++served;
+    respond(Text(std::string(req.target())));
+  });
+  asio::io_context io;
+  net::HttpClient client(io.get_executor(), "127.0.0.1", server.port(), 5s);
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 5; ++i) {
+    client.Request(http::verb::get, "/r" + std::to_string(i), "", "", [&](net::HttpResult r) {
+      EXPECT_TRUE(r.ok()) << r.Describe();
+      bodies.push_back(r.body);
+    });
+  }
+  io.run_for(5s);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"/r0", "/r1", "/r2", "/r3", "/r4"}));
+  // The server drops its idle keep-alive connections; the next request still succeeds (sent
+  // again on a fresh connection).
+  server.Drain();
+  std::this_thread::sleep_for(100ms);
+  io.restart();
+  net::HttpResult after;
+  client.Request(http::verb::post, "/again", "x", "text/plain",
+                 [&](net::HttpResult r) { after = std::move(r); });
+  io.run_for(5s);
+  // Drain() stops accepting, so the fresh connection is refused: a transport error, not a hang.
+  EXPECT_FALSE(after.answered());
+  EXPECT_NE(after.error.find("connect"), std::string::npos) << after.error;
+  EXPECT_EQ(served.load(), 5);
+}
+
+TEST(HttpClient, AStaleKeepAliveConnectionIsRetriedOnAFreshOne) {
+  Server server([&](const net::HttpRequest&, net::HttpResponder respond) { respond(Text("ok")); });
+  asio::io_context io;
+  net::HttpClient client(io.get_executor(), "127.0.0.1", server.port(), 5s);
+  net::HttpResult first, second;
+  client.Request(http::verb::get, "/1", "", "", [&](net::HttpResult r) { first = r; });
+  io.run_for(2s);
+  ASSERT_TRUE(first.ok()) << first.Describe();
+  // The server closes the connection while it is idle (an idle timeout, say); the listener stays
+  // open. The client's first try on the stale connection fails; it must try a fresh one.
+  server.CloseConnections();
+  std::this_thread::sleep_for(50ms);
+  io.restart();
+  client.Request(http::verb::get, "/2", "", "", [&](net::HttpResult r) { second = r; });
+  io.run_for(2s);
+  EXPECT_TRUE(second.ok()) << second.Describe();
+}
+
+TEST(HttpClient, ARefusedConnectionIsAnErrorNotAnAnswer) {
+  uint16_t port;
+  {
+    asio::io_context probe;
+    asio::ip::tcp::acceptor a(probe, {asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }  // nothing listens there any more
+  asio::io_context io;
+  net::HttpClient client(io.get_executor(), "127.0.0.1", port, 2s);
+  net::HttpResult r;
+  client.Request(http::verb::get, "/", "", "", [&](net::HttpResult x) { r = std::move(x); });
+  io.run_for(3s);
+  EXPECT_FALSE(r.answered());
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.Describe().find("refused"), std::string::npos) << r.Describe();
+}
+
+TEST(HttpUrl, ParsesWhatTheWorkersAccept) {
+  auto u = net::ParseHttpUrl("http://127.0.0.1:8086");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 8086);
+  EXPECT_EQ(u->base_path, "");
+  u = net::ParseHttpUrl("http://[::1]:9/influx/");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->base_path, "/influx");
+  EXPECT_EQ(net::ParseHttpUrl("http://localhost")->port, 80);
+  EXPECT_FALSE(net::ParseHttpUrl("https://x:1"));
+  EXPECT_FALSE(net::ParseHttpUrl("127.0.0.1:8086"));
+  EXPECT_FALSE(net::ParseHttpUrl("http://:8086"));
+}
+
+}  // namespace
+}  // namespace cairn::testing
