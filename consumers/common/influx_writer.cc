@@ -80,20 +80,20 @@ InfluxWriter::~InfluxWriter() {
 }
 
 void InfluxWriter::Add(std::string_view lines, Done done) {
-  const uint64_t id = next_ticket_++;
-  const size_t count = static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n'));
-  if (count == 0) {
+  if (lines.empty()) {
     asio::post(io_, [done = std::move(done)] { done({}); });
     return;
   }
+  const uint64_t id = next_ticket_++;
   Ticket& t = tickets_[id];
-  t.remaining = count;
   t.done = std::move(done);
-  pending_points_ += count;
+  // Settling is asynchronous (a write's answer), so counting the lines as they go in is safe.
   for (size_t pos = 0; pos < lines.size();) {
-    const size_t nl = lines.find('\n', pos);
-    if (nl == std::string_view::npos) break;
+    size_t nl = lines.find('\n', pos);
+    if (nl == std::string_view::npos) nl = lines.size();
     current_.Append(lines.substr(pos, nl - pos), id);
+    ++t.remaining;
+    ++pending_points_;
     pos = nl + 1;
     if (current_.size() >= options_.batch_size) Seal();
   }
