@@ -223,6 +223,7 @@ class Replay {
     pending_.erase(it);
     ++done_;
     last_progress_ = std::chrono::steady_clock::now();
+    if (done_ == end_ - start_) tick_.cancel();  // the last one: end now, not at the next tick
   }
 
   void Progress() {
