@@ -15,31 +15,17 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "net/address.h"
+#include "net/duration_flag.h"
 #include "net/http_api.h"
 #include "net/http_server.h"
 #include "net/tcp_server.h"
 #include "src/broker.h"
-#include "net/duration.h"
 #include "storage/store.h"
 
 namespace {
 
 using namespace cairn;
 namespace asio = boost::asio;
-
-// A CLI11 option taking a Go-style duration ("60s", "15m"), shown with its default.
-template <class Duration>
-void AddDuration(CLI::App& app, const std::string& name, Duration* value, const std::string& help) {
-  app.add_option_function<std::string>(
-         name,
-         [value, name](const std::string& text) {
-           auto parsed = ParseDuration(text);
-           if (!parsed) throw CLI::ValidationError(name, parsed.error());
-           *value = std::chrono::duration_cast<Duration>(*parsed);
-         },
-         help)
-      ->default_str(FormatDuration(*value));
-}
 
 // Shutdown must finish well inside a Kubernetes grace period; this bounds the drain.
 constexpr auto kDrainDeadline = std::chrono::seconds(8);
@@ -69,10 +55,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-path", store_options.path,
                  "directory holding the store (created if missing)")
       ->capture_default_str();
-  AddDuration(app, "--msg-timeout", &options.msg_timeout,
-              "default time a message may be in flight before it is delivered again");
-  AddDuration(app, "--max-msg-timeout", &options.max_msg_timeout,
-              "longest msg_timeout a client may ask for, and how far TOUCH may extend one");
+  AddDurationFlag(app, "--msg-timeout", &options.msg_timeout,
+                  "default time a message may be in flight before it is delivered again");
+  AddDurationFlag(app, "--max-msg-timeout", &options.max_msg_timeout,
+                  "longest msg_timeout a client may ask for, and how far TOUCH may extend one");
   app.add_option("--max-msg-size", options.max_msg_size,
                  "largest message body in bytes (PUB, DPUB, each message of MPUB)")
       ->capture_default_str();
@@ -81,15 +67,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-rdy-count", options.max_rdy_count, "largest RDY a client may send")
       ->capture_default_str();
-  AddDuration(app, "--max-req-timeout", &options.max_req_timeout,
-              "longest REQ delay (longer ones are cut to it) and DPUB defer (longer ones fail)");
-  AddDuration(app, "--max-heartbeat-interval", &options.max_heartbeat_interval,
-              "longest heartbeat interval a client may ask for");
+  AddDurationFlag(
+      app, "--max-req-timeout", &options.max_req_timeout,
+      "longest REQ delay (longer ones are cut to it) and DPUB defer (longer ones fail)");
+  AddDurationFlag(app, "--max-heartbeat-interval", &options.max_heartbeat_interval,
+                  "longest heartbeat interval a client may ask for");
   app.add_option("--max-output-buffer-size", options.max_output_buffer_size,
                  "largest output_buffer_size a client may ask for, in bytes")
       ->capture_default_str();
-  AddDuration(app, "--max-output-buffer-timeout", &options.max_output_buffer_timeout,
-              "longest output_buffer_timeout a client may ask for");
+  AddDurationFlag(app, "--max-output-buffer-timeout", &options.max_output_buffer_timeout,
+                  "longest output_buffer_timeout a client may ask for");
   app.add_option("--mem-queue-size", options.ephemeral_queue_size,
                  "messages an #ephemeral topic keeps in memory (older ones are dropped); "
                  "durable topics are bounded by retention instead")
@@ -98,8 +85,8 @@ int main(int argc, char** argv) {
                  "when a publish is durable (and answered OK): always (fsync first, group "
                  "commit), interval:N (fsync every N ms), never (left to the OS)")
       ->capture_default_str();
-  AddDuration(app, "--retention-age", &retention_age,
-              "how long topics keep messages by default; 0 keeps them forever");
+  AddDurationFlag(app, "--retention-age", &retention_age,
+                  "how long topics keep messages by default; 0 keeps them forever");
   app.add_option("--retention-bytes", store_options.default_retention.bytes,
                  "stored bytes each topic keeps by default; 0 is unlimited")
       ->capture_default_str();

@@ -82,19 +82,6 @@ tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(asio::io_
                                            std::chrono::seconds(10));
 }
 
-void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* value,
-                     const std::string& help) {
-  app.add_option_function<std::string>(
-         name,
-         [value, name](const std::string& text) {
-           auto parsed = ParseDuration(text);
-           if (!parsed) throw CLI::ValidationError(name, parsed.error());
-           *value = std::chrono::duration_cast<std::chrono::milliseconds>(*parsed);
-         },
-         help)
-      ->default_str(FormatDuration(*value));
-}
-
 net::HttpResponse TextResponse(int status, std::string body, std::string_view content_type) {
   net::HttpResponse r;
   r.result(static_cast<http::status>(status));

@@ -18,6 +18,7 @@
 #include <tl/expected.hpp>
 
 #include "consumers/common/influx_writer.h"
+#include "net/duration_flag.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/prometheus.h"
@@ -58,10 +59,6 @@ tl::expected<std::vector<boost::asio::ip::tcp::endpoint>, std::string> BrokerEnd
 // An HttpClient for --nsqd-http-address.
 tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(boost::asio::io_context& io,
                                                                        const WorkerFlags& flags);
-
-// A CLI11 option taking a Go-style duration ("5s", "15m"), shown with its default.
-void AddDurationFlag(CLI::App& app, const std::string& name, std::chrono::milliseconds* value,
-                     const std::string& help);
 
 // The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
 // returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers

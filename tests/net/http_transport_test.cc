@@ -254,10 +254,10 @@ TEST(HttpClient, ARefusedConnectionIsAnErrorNotAnAnswer) {
 }
 
 TEST(HttpUrl, ParsesWhatTheWorkersAccept) {
-  auto u = net::ParseHttpUrl("http://127.0.0.1:8086");
+  auto u = net::ParseHttpUrl("http://127.0.0.1:9086");
   ASSERT_TRUE(u);
   EXPECT_EQ(u->host, "127.0.0.1");
-  EXPECT_EQ(u->port, 8086);
+  EXPECT_EQ(u->port, 9086);
   EXPECT_EQ(u->base_path, "");
   u = net::ParseHttpUrl("http://[::1]:9/influx/");
   ASSERT_TRUE(u);
@@ -265,8 +265,8 @@ TEST(HttpUrl, ParsesWhatTheWorkersAccept) {
   EXPECT_EQ(u->base_path, "/influx");
   EXPECT_EQ(net::ParseHttpUrl("http://localhost")->port, 80);
   EXPECT_FALSE(net::ParseHttpUrl("https://x:1"));
-  EXPECT_FALSE(net::ParseHttpUrl("127.0.0.1:8086"));
-  EXPECT_FALSE(net::ParseHttpUrl("http://:8086"));
+  EXPECT_FALSE(net::ParseHttpUrl("127.0.0.1:9086"));
+  EXPECT_FALSE(net::ParseHttpUrl("http://:9086"));
 }
 
 }  // namespace
