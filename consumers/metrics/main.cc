@@ -38,8 +38,8 @@ class MetricsWorker {
         s_(s),
         writer_(std::move(writer)),
         consumer_(io.get_executor(), brokers, s.worker.topic, s.worker.channel,
-                  s.worker.max_in_flight, ClientOptions()),
-        producer_(io.get_executor(), brokers.front(), ClientOptions()),
+                  s.worker.max_in_flight),
+        producer_(io.get_executor(), brokers.front()),
         touch_timer_(io),
         stop_timer_(io) {}
 
@@ -191,8 +191,6 @@ class MetricsWorker {
       done();
     });
   }
-
-  using ClientOptions = nsq::ClientOptions;
 
   asio::io_context& io_;
   const Settings& s_;
