@@ -238,6 +238,29 @@ class Pipeline(unittest.TestCase):
                f"--influxdb-url={self.influx.url}", f"--database={db or self.db}", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
+    def replay_on_a_terminal(self, *args):
+        """Runs cairn-replay with its stderr on a pseudo-terminal, as an operator would see it;
+        returns (exit code, stdout, what the terminal showed)."""
+        cmd = [CAIRN_REPLAY, f"--nsqd-tcp-address=127.0.0.1:{self.cairnd.port('tcp')}",
+               f"--nsqd-http-address=127.0.0.1:{self.cairnd.port('http')}",
+               f"--influxdb-url={self.influx.url}", f"--database={self.db}", *args]
+        master, slave = os.openpty()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, text=True)
+        os.close(slave)
+        shown = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the replay closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(master)
+        out, _ = proc.communicate(timeout=30)
+        return proc.returncode, out, shown.decode("utf-8", "replace")
+
     def publish_in_three_periods(self, lines):
         """Publishes lines in three parts with time between; returns the RFC 3339 bounds of
         the middle part."""
@@ -299,12 +322,15 @@ class Pipeline(unittest.TestCase):
         lines = gen_sample("metrics", 100)
         self.cairnd.mpub("metrics", lines)
         self.assertEqual(self.influx.stop(), 0)
-        r = self.replay("--from", "-1h", "--give-up-after=2s", "--flush-interval=50ms")
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn("resume with: --from ", r.stderr)
-        self.assertIn("0 of 100 messages", r.stderr)
+        code, _, shown = self.replay_on_a_terminal("--from", "-1h", "--give-up-after=2s",
+                                                   "--flush-interval=50ms")
+        self.assertEqual(code, 1, shown)
+        # On a terminal it shows its progress while it waits, then the failure.
+        self.assertRegex(shown, r"0/100 messages +0 points +0 points/s +ETA \?")
+        self.assertIn("resume with: --from ", shown)
+        self.assertIn("0 of 100 messages", shown)
         self.influx.start()
-        resume = r.stderr.split("resume with: --from ", 1)[1].split()[0]
+        resume = shown.split("resume with: --from ", 1)[1].split()[0]
         r = self.replay("--from", resume)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_values(expected_totals(lines))
