@@ -255,8 +255,11 @@ bind-address = "127.0.0.1:0"
         return json.loads(text)
 
     def rows(self, q, db):
-        """The first series' rows of `q`, as dicts; [] when there is none."""
+        """The first series' rows of `q`, as dicts; [] when there is none, including when the
+        database does not exist (nothing was ever written to it)."""
         result = self.query(q, db)["results"][0]
+        if result.get("error", "").startswith("database not found"):
+            return []
         assert "error" not in result, result
         out = []
         for series in result.get("series", []):
