@@ -168,7 +168,9 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
       stream_.expires_after(30s);
       co_await http::async_write(stream_, response, asio::redirect_error(asio::use_awaitable, ec));
       busy_ = false;
-      if (ec || !keep_alive) break;
+      // Draining may have begun while this response was written (Drain then left the busy
+      // session alone): close now rather than wait for a request that may never come.
+      if (ec || !keep_alive || registration_.draining()) break;
     }
     Close();
   }
