@@ -38,6 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -52,6 +53,8 @@ DEPLOY = os.path.join(SOURCE, "deploy")
 K8S = os.path.join(DEPLOY, "k8s")
 REPLAY_JOB = os.path.join(K8S, "replay-job.yaml")
 CAIRN_BINARIES = ("cairnd", "cairn-logger", "cairn-metrics", "cairn-replay", "cairn-bench")
+sys.path.insert(0, os.path.join(SOURCE, "tests", "consumers"))
+from harness import wait_until  # noqa: E402  (tests/consumers/harness.py: bounded waits)
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Flags that name an address to listen on, and the line the binary logs once it listens there.
@@ -374,17 +377,6 @@ def resolve_in_cluster(host, port):
 
 # ---------------------------------------------------------------------------------------------
 # Processes
-
-
-def wait_until(predicate, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Process:

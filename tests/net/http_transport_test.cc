@@ -81,6 +81,22 @@ net::HttpResponse Text(std::string body) {
   return r;
 }
 
+// A client that asks `server` for a stream (GET /follow) and waits until the handler opened it.
+struct Follower {
+  Follower(Server& server, std::atomic<bool>& opened, int receive_buffer = 0) : stream(io) {
+    stream.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+    if (receive_buffer > 0) {
+      stream.socket().set_option(asio::socket_base::receive_buffer_size(receive_buffer));
+    }
+    http::request<http::string_body> req(http::verb::get, "/follow", 11);
+    http::write(stream, req);
+    ok = Eventually([&] { return opened.load(); });
+  }
+  asio::io_context io;
+  beast::tcp_stream stream;
+  bool ok = false;
+};
+
 TEST(HttpStream, ChunksArriveAsWrittenAndTheBodyEndsWithTheStream) {
   std::shared_ptr<net::HttpStream> stream;
   std::atomic<bool> opened{false};
@@ -89,12 +105,9 @@ TEST(HttpStream, ChunksArriveAsWrittenAndTheBodyEndsWithTheStream) {
     stream->Write("first\n");
     opened = true;
   });
-  asio::io_context io;
-  beast::tcp_stream client(io);
-  client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
-  http::request<http::string_body> req(http::verb::get, "/follow", 11);
-  http::write(client, req);
-  ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  Follower f(server, opened);
+  ASSERT_TRUE(f.ok);
+  auto& client = f.stream;
   asio::post(server.io(), [&] {
     stream->Write("second\n");
     stream->End();
@@ -121,12 +134,8 @@ TEST(HttpStream, AClientThatHangsUpClosesTheStream) {
     opened = true;
   });
   {
-    asio::io_context io;
-    beast::tcp_stream client(io);
-    client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
-    http::request<http::string_body> req(http::verb::get, "/follow", 11);
-    http::write(client, req);
-    ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+    Follower f(server, opened);
+    ASSERT_TRUE(f.ok);
   }  // hangs up
   EXPECT_TRUE(Eventually([&] { return closed.load(); }));
   std::atomic<int> wrote{-1};
@@ -142,13 +151,8 @@ TEST(HttpStream, AClientThatDoesNotReadIsCutOffNotBufferedWithoutBound) {
     stream = respond.Stream(Text(""));
     opened = true;
   });
-  asio::io_context io;
-  beast::tcp_stream client(io);
-  client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
-  client.socket().set_option(asio::socket_base::receive_buffer_size(4096));
-  http::request<http::string_body> req(http::verb::get, "/follow", 11);
-  http::write(client, req);
-  ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  Follower f(server, opened, 4096);
+  ASSERT_TRUE(f.ok);
   // 64 MiB offered, never read: the stream refuses (and closes) long before.
   std::atomic<int> accepted{-1};
   asio::post(server.io(), [&] {
@@ -172,16 +176,12 @@ TEST(HttpStream, ShutdownEndsAStreamCleanly) {
     stream->Write("held\n");
     opened = true;
   });
-  asio::io_context io;
-  beast::tcp_stream client(io);
-  client.connect({asio::ip::make_address("127.0.0.1"), server.port()});
-  http::request<http::string_body> req(http::verb::get, "/follow", 11);
-  http::write(client, req);
-  ASSERT_TRUE(Eventually([&] { return opened.load(); }));
+  Follower f(server, opened);
+  ASSERT_TRUE(f.ok);
   server.Drain();
   beast::flat_buffer buffer;
   http::response<http::string_body> res;
-  http::read(client, buffer, res);  // a complete body: the last chunk came
+  http::read(f.stream, buffer, res);  // a complete body: the last chunk came
   EXPECT_EQ(res.body(), "held\n");
 }
 
@@ -213,7 +213,7 @@ TEST(HttpClient, RequestsAnswerInOrderOnOneConnectionAndSurviveAServerHangUp) {
                  [&](net::HttpResult r) { after = std::move(r); });
   io.run_for(5s);
   // Drain() stops accepting, so the fresh connection is refused: a transport error, not a hang.
-  EXPECT_FALSE(after.answered());
+  EXPECT_FALSE(after.answered()) << after.Describe();
   EXPECT_NE(after.error.find("connect"), std::string::npos) << after.error;
   EXPECT_EQ(served.load(), 5);
 }
