@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -130,6 +131,9 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context io(1);
+  // Caught from here until main returns: a second SIGTERM (docker stop, timeout(1) and a shell
+  // may each send one) must not kill cairnd with the default action while it closes the store.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   int exit_code = 0;
   {
     Broker broker(io, *store, options);
@@ -175,7 +179,6 @@ int main(int argc, char** argv) {
     spdlog::info("cairnd ready data_path={} sync={}", store_options.path,
                  store_options.sync.ToString());
 
-    asio::signal_set signals(io, SIGINT, SIGTERM);
     asio::steady_timer drain_timer(io);
     std::chrono::steady_clock::time_point deadline;
     std::function<void()> wait_drained = [&] {
@@ -211,5 +214,10 @@ int main(int argc, char** argv) {
     exit_code = 1;
   }
   spdlog::info("cairnd stopped");
-  return exit_code;
+  // Leave without unwinding `signals`: its destructor would restore the default action, and a
+  // late SIGTERM would then end a clean shutdown with status 143. Everything that holds data is
+  // closed above; only the log needs flushing.
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(exit_code);
 }

@@ -147,6 +147,30 @@ TEST(Process, SigtermWithClientsConnectedExitsCleanlyAndQuickly) {
   EXPECT_TRUE(sub.ClosedByPeer(1s));
 }
 
+// docker stop, timeout(1) and an impatient operator may each send a SIGTERM: the later ones,
+// landing while cairnd closes its store, must not kill it with the default action.
+TEST(Process, RepeatedSigtermsStillEndInACleanExit) {
+  TempDir dir;
+  CairndProcess cairnd(dir.path());
+  RawClient pub(cairnd.port());
+  pub.Publish("t", "x");
+  const pid_t pid = cairnd.pid();
+  std::atomic<bool> done{false};
+  std::thread again([&] {
+    // Until cairnd is gone (kill fails once it is reaped), at most 10 s: one every millisecond.
+    for (int i = 0; i < 10'000 && !done; ++i) {
+      if (kill(pid, SIGTERM) != 0) break;
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  const int status = cairnd.Wait();
+  done = true;
+  again.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << (WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                              : "exit " + std::to_string(WEXITSTATUS(status)));
+}
+
 // One channel never reads (its subscriber takes RDY 2500 and never drains its socket); another
 // drains the whole backlog as fast as it can. The backlog lives on disk: cairnd's resident
 // memory must stay flat while hundreds of MB stream through it.
