@@ -90,6 +90,19 @@ net::HttpResponse TextResponse(int status, std::string body, std::string_view co
   return r;
 }
 
+std::unique_ptr<WorkerHttp> WorkerHttp::Start(asio::io_context& io, const std::string& address,
+                                              std::function<std::string()> health,
+                                              std::function<void(net::Exposition&)> metrics,
+                                              Routes routes) {
+  try {
+    return std::make_unique<WorkerHttp>(io, address, std::move(health), std::move(metrics),
+                                        std::move(routes));
+  } catch (const boost::system::system_error& e) {
+    spdlog::critical("HTTP: cannot listen on {}: {}", address, e.what());
+    return nullptr;
+  }
+}
+
 WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
                        std::function<std::string()> health,
                        std::function<void(net::Exposition&)> metrics, Routes routes) {

@@ -72,6 +72,11 @@ class WorkerHttp {
   WorkerHttp(boost::asio::io_context& io, const std::string& address,
              std::function<std::string()> health, std::function<void(net::Exposition&)> metrics,
              Routes routes = nullptr);
+  // The same for a worker's main: nullptr, with the reason logged, if it cannot listen.
+  static std::unique_ptr<WorkerHttp> Start(boost::asio::io_context& io, const std::string& address,
+                                           std::function<std::string()> health,
+                                           std::function<void(net::Exposition&)> metrics,
+                                           Routes routes = nullptr);
   boost::asio::ip::tcp::endpoint local_endpoint() const { return server_->local_endpoint(); }
   void Drain() { server_->Drain(); }
   void CloseAll() { server_->CloseAll(); }

@@ -447,18 +447,13 @@ int main(int argc, char** argv) {
     exit_code = 1;
     io.stop();
   });
-  std::unique_ptr<WorkerHttp> http;
-  try {
-    http = std::make_unique<WorkerHttp>(
-        io, s.worker.http_address, [&] { return worker.Health(); },
-        [&](net::Exposition& e) { worker.Expose(e); },
-        [&](const net::HttpRequest& r, const net::Query& q, net::HttpResponder& respond) {
-          return worker.Route(r, q, respond);
-        });
-  } catch (const boost::system::system_error& e) {
-    spdlog::critical("HTTP: cannot listen on {}: {}", s.worker.http_address, e.what());
-    return 1;
-  }
+  auto http = WorkerHttp::Start(
+      io, s.worker.http_address, [&] { return worker.Health(); },
+      [&](net::Exposition& e) { worker.Expose(e); },
+      [&](const net::HttpRequest& r, const net::Query& q, net::HttpResponder& respond) {
+        return worker.Route(r, q, respond);
+      });
+  if (!http) return 1;
   spdlog::info(
       "cairn-logger ready topic={} channel={} lines_per_app={} max_memory={} warm_start={}",
       s.worker.topic, s.worker.channel, s.store.lines_per_app, s.store.max_bytes,

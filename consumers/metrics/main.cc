@@ -239,15 +239,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   MetricsWorker worker(io, s, *brokers, std::move(*writer));
-  std::unique_ptr<WorkerHttp> http;
-  try {
-    http = std::make_unique<WorkerHttp>(
-        io, s.worker.http_address, [&] { return worker.Health(); },
-        [&](net::Exposition& e) { worker.Expose(e); });
-  } catch (const boost::system::system_error& e) {
-    spdlog::critical("HTTP: cannot listen on {}: {}", s.worker.http_address, e.what());
-    return 1;
-  }
+  auto http = WorkerHttp::Start(
+      io, s.worker.http_address, [&] { return worker.Health(); },
+      [&](net::Exposition& e) { worker.Expose(e); });
+  if (!http) return 1;
   worker.Start();
   spdlog::info("cairn-metrics ready topic={} channel={} influxdb={} database={} batch_size={}",
                s.worker.topic, s.worker.channel, s.influx.url, s.influx.database,

@@ -381,14 +381,10 @@ int main(int argc, char** argv) {
   Replay replay(io, s, *brokers, std::move(*broker_http), std::move(writer), *from, *to);
   std::unique_ptr<WorkerHttp> http;
   if (!s.worker.http_address.empty()) {
-    try {
-      http = std::make_unique<WorkerHttp>(
-          io, s.worker.http_address, [&] { return replay.Health(); },
-          [&](net::Exposition& e) { replay.Expose(e); });
-    } catch (const boost::system::system_error& e) {
-      spdlog::critical("HTTP: cannot listen on {}: {}", s.worker.http_address, e.what());
-      return 1;
-    }
+    http = WorkerHttp::Start(
+        io, s.worker.http_address, [&] { return replay.Health(); },
+        [&](net::Exposition& e) { replay.Expose(e); });
+    if (!http) return 1;
   }
   auto signals = OnShutdownSignal(io, [&] { replay.Interrupt(); });
   int exit_code = 1;
