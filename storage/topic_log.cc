@@ -118,6 +118,10 @@ Status TopicLog::PrepareTrim(uint64_t new_start, uint64_t removed_bytes, int64_t
     return tl::unexpected(FromRocks(st, "adding a trim to the group"));
   }
   w_.start_offset = new_start;
+  {
+    std::lock_guard lock(mu_);
+    trimming_to_ = new_start;
+  }
   w_.bytes -= std::min(w_.bytes, removed_bytes);
   if (w_.start_offset == w_.next_offset) {
     w_.first_ts = 0;
@@ -159,6 +163,7 @@ void TopicLog::CommitPending() {
   {
     std::lock_guard lock(mu_);
     committed_ = w_;
+    trimming_to_ = 0;
     for (auto& batch : pending_) {
       tail_bytes_ += batch->memory_bytes();
       tail_.push_back(std::move(batch));
@@ -177,6 +182,7 @@ void TopicLog::CommitPending() {
 void TopicLog::RollbackPending() {
   std::lock_guard lock(mu_);
   w_ = committed_;
+  trimming_to_ = 0;
   pending_.clear();
 }
 
@@ -208,7 +214,7 @@ Result<ReadResult> TopicLog::Read(uint64_t from, size_t max_count, size_t max_by
   uint64_t end;
   {
     std::lock_guard lock(mu_);
-    from = std::max(from, committed_.start_offset);
+    from = std::max({from, committed_.start_offset, trimming_to_});
     end = committed_.next_offset;
     out.next_offset = from;
     if (from >= end || max_count == 0) return out;
@@ -238,7 +244,7 @@ Result<ReadResult> TopicLog::Read(uint64_t from, size_t max_count, size_t max_by
     auto st = ReadCold(from, end, max_count, max_bytes, &out);
     if (st) return out;
     // Retention may have trimmed `from` away since it was checked: read from the new start.
-    const uint64_t start = start_offset();
+    const uint64_t start = TrimmedBelow();
     if (st.error().code != Errc::kNotFound || start <= from) return tl::unexpected(st.error());
     from = start;
     out = ReadResult{};
@@ -281,7 +287,7 @@ Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t 
   if (out->messages.empty() || out->messages.front().offset != from) {
     // Offsets in [start, end) must be there. Read() retries if retention trimmed them meanwhile;
     // otherwise a hole is damage, not an empty read.
-    if (start_offset() > from) {
+    if (TrimmedBelow() > from) {
       return Fail(Errc::kNotFound, fmt::format("topic {}: offset {} was trimmed", name_, from));
     }
     return Fail(Errc::kCorruption,
@@ -369,6 +375,11 @@ LogInfo TopicLog::Info() const {
 uint64_t TopicLog::start_offset() const {
   std::lock_guard lock(mu_);
   return committed_.start_offset;
+}
+
+uint64_t TopicLog::TrimmedBelow() const {
+  std::lock_guard lock(mu_);
+  return std::max(committed_.start_offset, trimming_to_);
 }
 
 uint64_t TopicLog::next_offset() const {

@@ -135,6 +135,8 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   // Reads from RocksDB: batches from the one holding `from`, until a budget is spent.
   Status ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
                   ReadResult* out) const;
+  // Offsets below this are trimmed or being trimmed.
+  uint64_t TrimmedBelow() const;
 
   Engine* const engine_;
   const uint64_t id_;
@@ -144,6 +146,9 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   mutable std::mutex mu_;
   TopicSettings settings_;
   Extent committed_;  // as of the last successful write; what readers see
+  // The start a trim in the group being written moves to. Its range delete can land in RocksDB
+  // before committed_ shows it, and a read in that gap must see a trim, not a hole.
+  uint64_t trimming_to_ = 0;
   std::deque<std::shared_ptr<const DecodedBatch>>
       tail_;  // contiguous, ends at committed_.next_offset
   size_t tail_bytes_ = 0;
