@@ -706,6 +706,16 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
     e.Family("cairn_store_group_size_requests", "histogram",
              "Requests (appends, trims, cursor flushes) per group commit.");
     e.Histogram("cairn_store_group_size_requests", store.commits.group_ops);
+    e.Family("cairn_store_wal_files_total", "counter",
+             "WAL files started, over a prepared spare of zeros or as a plain file.");
+    e.Sample("cairn_store_wal_files_total", "kind=\"spare\"",
+             static_cast<double>(store.wals_on_spares));
+    e.Sample("cairn_store_wal_files_total", "kind=\"plain\"",
+             static_cast<double>(store.plain_wals));
+    e.Family("cairn_store_wal_spare_failures_total", "counter",
+             "Attempts to prepare a spare WAL file that failed (a full disk, most likely).");
+    e.Sample("cairn_store_wal_spare_failures_total", "",
+             static_cast<double>(store.wal_spare_failures));
     e.Family("cairn_store_healthy", "gauge", "1 while the store can write, 0 after a failure.");
     e.Sample("cairn_store_healthy", "", broker_.store().healthy() ? 1 : 0);
     e.Family("cairn_tcp_connections", "gauge", "Open NSQ TCP connections.");

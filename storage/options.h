@@ -75,6 +75,12 @@ struct StoreOptions {
   // Cursor changes are written in one batch this often, off the append path. A crash loses at
   // most this much of finish progress: those messages are delivered again.
   std::chrono::milliseconds cursor_flush_interval{100};
+
+  // Size of the spare file of zeros each new WAL is written over, so that a sync=always fsync
+  // flushes data only and no file-system metadata (wal_files.h); 0: plain WAL files. A little
+  // more than the log's 32 MiB memtable, which is when RocksDB moves to a new WAL; a WAL that
+  // outgrows its spare goes on as a plain file. Disk: up to twice this, the spare and the WAL.
+  uint64_t wal_spare_bytes = 40u << 20;
 };
 
 }  // namespace cairn::storage

@@ -17,6 +17,7 @@
 #include "storage/cairn_storage.pb.h"
 #include "storage/engine.h"
 #include "storage/keys.h"
+#include "storage/wal_files.h"
 
 namespace cairn::storage {
 namespace {
@@ -165,7 +166,9 @@ Result<bool> IsNewDirectory(const std::string& path) {
   }
   if (fs::exists(fs::path(path) / "CURRENT", ec)) return false;
   for (const auto& entry : fs::directory_iterator(path, ec)) {
-    if (entry.path().filename() != "lost+found") {
+    const auto name = entry.path().filename().string();
+    // A spare WAL file is made before RocksDB creates its first files (wal_files.h).
+    if (name != "lost+found" && !PreparedWalFileSystem::IsSpareName(name)) {
       return Fail(Errc::kUnsupportedFormat,
                   fmt::format("{} is not empty and holds no Cairn store (found {}); refusing to "
                               "write into it",
@@ -223,6 +226,12 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   db_opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   db_opts.max_total_wal_size = 512u << 20;
   db_opts.info_log = std::make_shared<SpdlogLogger>();
+  if (options.wal_spare_bytes > 0) {
+    store->wal_fs_ = std::make_shared<PreparedWalFileSystem>(options.path, options.wal_spare_bytes);
+    store->wal_fs_->Start();
+    store->env_ = rocksdb::NewCompositeEnv(store->wal_fs_);
+    db_opts.env = store->env_.get();
+  }
 
   rocksdb::ColumnFamilyOptions meta_opts;
   meta_opts.write_buffer_size = 8u << 20;
@@ -400,6 +409,7 @@ Status Store::Close() {
     }
     db_.reset();
   }
+  if (wal_fs_) wal_fs_->Stop();
   return result;
 }
 
@@ -683,6 +693,12 @@ StoreStats Store::stats() const {
   s.rocksdb_reads = engine_->rocksdb_reads.load();
   s.retention_trims = trims_.load();
   s.retention_trimmed_messages = trimmed_messages_.load();
+  if (wal_fs_) {
+    const auto w = wal_fs_->stats();
+    s.wals_on_spares = w.wals_on_spares;
+    s.plain_wals = w.plain_wals;
+    s.wal_spare_failures = w.spare_failures;
+  }
   return s;
 }
 

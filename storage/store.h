@@ -31,12 +31,14 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
 class WriteBatch;
 }  // namespace rocksdb
 
 namespace cairn::storage {
 
 struct Engine;
+class PreparedWalFileSystem;
 
 // The version of the on-disk format this build reads and writes (record batches, keys, protobuf
 // metadata). A data directory of another version is refused, untouched.
@@ -48,6 +50,10 @@ struct StoreStats {
   uint64_t rocksdb_reads = 0;  // reads that went to RocksDB
   uint64_t retention_trims = 0;
   uint64_t retention_trimmed_messages = 0;
+  // WALs started over a prepared spare file, and plain ones (wal_files.h).
+  uint64_t wals_on_spares = 0;
+  uint64_t plain_wals = 0;
+  uint64_t wal_spare_failures = 0;
 };
 
 struct RetentionReport {
@@ -110,6 +116,9 @@ class Store {
   Status CommitMeta(std::function<Status(rocksdb::WriteBatch&)> prepare);
 
   std::unique_ptr<Engine> engine_;
+  // RocksDB's file system and Env when WALs go over spares (wal_files.h); they outlive db_.
+  std::shared_ptr<PreparedWalFileSystem> wal_fs_;
+  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<GroupCommitter> committer_;

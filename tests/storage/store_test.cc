@@ -23,6 +23,7 @@ namespace {
 
 using testing::AsMessages;
 using testing::OpenOrDie;
+using testing::ReadAll;
 using testing::TempDir;
 using testing::TestOptions;
 
@@ -32,23 +33,6 @@ std::vector<std::string> Bodies(const std::string& prefix, int n) {
   return out;
 }
 
-std::vector<std::string> ReadAll(TopicLog& topic, uint64_t from = 0) {
-  std::vector<std::string> out;
-  for (;;) {
-    auto r = topic.Read(from, 1000, 1 << 20);
-    EXPECT_TRUE(r) << r.error().ToString();
-    if (!r || r->messages.empty()) break;
-    if (!out.empty()) {
-      EXPECT_EQ(r->messages.front().offset, from) << "a gap in the log";
-    }
-    for (size_t i = 0; i < r->messages.size(); ++i) {
-      EXPECT_EQ(r->messages[i].offset, r->messages.front().offset + i);
-      out.emplace_back(r->messages[i].body);
-    }
-    from = r->next_offset;
-  }
-  return out;
-}
 
 // Opens the store's RocksDB directly, as an operator's tool or a bit flip on disk would see it.
 struct RawDb {

@@ -87,4 +87,23 @@ inline std::vector<MessageIn> AsMessages(const std::vector<std::string>& bodies,
   return out;
 }
 
+// Every body from `from` to the end of the log, checking offsets run without a gap.
+inline std::vector<std::string> ReadAll(TopicLog& topic, uint64_t from = 0) {
+  std::vector<std::string> out;
+  for (;;) {
+    auto r = topic.Read(from, 1000, 1 << 20);
+    EXPECT_TRUE(r) << r.error().ToString();
+    if (!r || r->messages.empty()) break;
+    if (!out.empty()) {
+      EXPECT_EQ(r->messages.front().offset, from) << "a gap in the log";
+    }
+    for (size_t i = 0; i < r->messages.size(); ++i) {
+      EXPECT_EQ(r->messages[i].offset, r->messages.front().offset + i);
+      out.emplace_back(r->messages[i].body);
+    }
+    from = r->next_offset;
+  }
+  return out;
+}
+
 }  // namespace cairn::storage::testing
