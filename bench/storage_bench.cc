@@ -147,9 +147,16 @@ void BM_AppendAsync(benchmark::State& state) {
     for (auto& m : msgs) m = {body, now, 0};
     topic->AppendAsync(msgs, [&, id](Result<AppendResult> r) {
       if (!r) failed = true;
-      std::lock_guard lock(mu);
-      ready.push_back(id);
-      cv.notify_one();
+      bool wake;
+      {
+        std::lock_guard lock(mu);
+        ready.push_back(id);
+        wake = ready.size() == 1 || static_cast<int>(ready.size()) == appenders;
+      }
+      // The loop below waits until `ready` is not empty (at the end, until it holds every
+      // appender), so only those completions need to wake it, as asio wakes its loop once for
+      // many posted handlers.
+      if (wake) cv.notify_one();
     });
   };
   for (int i = 0; i < appenders; ++i) submit(i);

@@ -21,6 +21,15 @@ constexpr size_t kMaxGroupBytes = 16u << 20;
 // as the last group held, so they share that fsync instead of splitting into a group of one and
 // a group of the rest. The wait ends as soon as they are there; a lone producer waits for nothing
 // but its own next append.
+//
+// While the last linger filled its group, the next is spent awake, yielding the core between looks
+// at the queue: a committer asleep on the condition variable needs a wake-up (a futex call and,
+// on a virtual machine, tens of microseconds of scheduling) after the last of those requests
+// arrives, and that sits between every pair of fsyncs (storage_bench, 4 appenders of 100: the
+// time between a group's fsync and the next group's write went from a median of 143 to 133 us).
+// A linger that times out (a producer stopped or slowed down) turns this off until one fills
+// again, so an idle or uneven load does not keep a core spinning. RocksDB's write thread spins
+// the same way (write_thread_max_yield_usec).
 constexpr auto kMaxLinger = std::chrono::microseconds(200);
 
 }  // namespace
@@ -41,7 +50,8 @@ void GroupCommitter::Submit(std::unique_ptr<CommitOp> op) {
     std::lock_guard lock(mu_);
     if (!stopping_) {
       queue_.push_back(std::move(op));
-      cv_.notify_one();
+      queued_.store(queue_.size(), std::memory_order_release);
+      if (queue_.size() >= wake_at_) cv_.notify_one();
       return;
     }
   }
@@ -90,14 +100,29 @@ void GroupCommitter::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      wake_at_ = 1;
       if (sync_.mode == SyncMode::kInterval && unsynced_) {
         cv_.wait_until(lock, next_sync_, [&] { return stopping_ || !queue_.empty(); });
       } else {
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       }
-      if (sync_.mode == SyncMode::kAlways && last_group > 1) {
-        cv_.wait_for(lock, kMaxLinger, [&] { return stopping_ || queue_.size() >= last_group; });
+      if (sync_.mode == SyncMode::kAlways && last_group > 1 && queue_.size() < last_group) {
+        const auto now = std::chrono::steady_clock::now();
+        const auto until = now + kMaxLinger;
+        if (linger_filled_) {
+          wake_at_ = SIZE_MAX;
+          lock.unlock();
+          while (queued_.load(std::memory_order_acquire) < last_group &&
+                 std::chrono::steady_clock::now() < until) {
+            std::this_thread::yield();
+          }
+          lock.lock();
+        }
+        wake_at_ = last_group;
+        cv_.wait_until(lock, until, [&] { return stopping_ || queue_.size() >= last_group; });
+        linger_filled_ = queue_.size() >= last_group;
       }
+      wake_at_ = SIZE_MAX;  // it looks at the queue before it waits again
       if (queue_.empty() && stopping_) break;
       size_t bytes = 0;
       while (!queue_.empty() && group.size() < kMaxGroupOps && bytes < kMaxGroupBytes) {
@@ -105,6 +130,7 @@ void GroupCommitter::Run() {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      queued_.store(queue_.size(), std::memory_order_relaxed);
     }
     last_group = group.size();
     if (!group.empty()) CommitGroup(group);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 
 #include <condition_variable>
 #include <cstdint>
@@ -93,10 +94,19 @@ class GroupCommitter {
   bool stopping_ = false;
   CommitStats stats_;
   bool healthy_ = true;
+  // Submit() wakes the committer only once this many requests are queued: 1 while it waits for
+  // work, the size of the last group while it lingers for the next, never while it writes. A
+  // wake-up per request would cost the submitting thread a futex call and the committer a
+  // context switch, for a group it is not going to write yet.
+  size_t wake_at_ = 1;
+  // queue_.size(), for the committer to watch without the lock while it lingers.
+  std::atomic<size_t> queued_{0};
 
   // Committer thread only.
-  bool unsynced_ = false;      // written since the last sync (interval policy)
-  bool needs_resume_ = false;  // the last write failed; RocksDB wants Resume() first
+  bool unsynced_ = false;  // written since the last sync (interval policy)
+  bool needs_resume_ = false;
+  bool linger_filled_ = true;  // the last linger ended with the group it waited for  // the last
+                               // write failed; RocksDB wants Resume() first
   std::chrono::steady_clock::time_point next_sync_;
 
   std::thread thread_;
