@@ -228,7 +228,6 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   db_opts.info_log = std::make_shared<SpdlogLogger>();
   if (options.wal_spare_bytes > 0) {
     store->wal_fs_ = std::make_shared<PreparedWalFileSystem>(options.path, options.wal_spare_bytes);
-    store->wal_fs_->Start();
     store->env_ = rocksdb::NewCompositeEnv(store->wal_fs_);
     db_opts.env = store->env_.get();
   }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,8 @@ constexpr auto kRetryAfter = std::chrono::seconds(10);
 // Zeros are written and flushed this much at a time, so making a spare never puts tens of MiB
 // in front of the WAL's own fsyncs at once.
 constexpr size_t kChunk = 1u << 20;
+// Free space a spare must leave besides itself and the WAL: RocksDB's memtable flushes.
+constexpr uint64_t kFlushRoom = 64u << 20;
 
 // RocksDB names its WAL files <number>.log.
 bool IsWalName(std::string_view name) {
@@ -49,19 +52,21 @@ bool PreparedWalFileSystem::IsSpareName(std::string_view filename) {
   return filename.starts_with(kSpareName);
 }
 
-void PreparedWalFileSystem::Start() {
-  ::unlink((spare_path_ + ".tmp").c_str());
-  struct stat st {};
-  bool ready = ::stat(spare_path_.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == bytes_;
-  if (!ready) {
-    ::unlink(spare_path_.c_str());
-    ready = MakeSpare();
-  }
-  std::lock_guard lock(mu_);
-  spare_ready_ = ready;
-  if (!ready) ++stats_.spare_failures;
-  stopping_ = false;
-  thread_ = std::thread([this] { Run(); });
+void PreparedWalFileSystem::StartOnce() {
+  std::call_once(started_, [this] {
+    ::unlink((spare_path_ + ".tmp").c_str());
+    struct stat st {};
+    bool ready =
+        ::stat(spare_path_.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == bytes_;
+    if (!ready) {
+      ::unlink(spare_path_.c_str());
+      ready = MakeSpare();
+    }
+    std::lock_guard lock(mu_);
+    spare_ready_ = ready;
+    if (!ready) ++stats_.spare_failures;
+    thread_ = std::thread([this] { Run(); });
+  });
 }
 
 void PreparedWalFileSystem::Stop() {
@@ -96,6 +101,18 @@ void PreparedWalFileSystem::Run() {
 }
 
 bool PreparedWalFileSystem::MakeSpare() {
+  // Leave room for RocksDB: a memtable flush (up to 64 MiB here) and the WAL being written.
+  struct statvfs vfs {};
+  if (::statvfs(dir_.c_str(), &vfs) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (free_bytes < 2 * bytes_ + kFlushRoom) {
+      spdlog::warn(
+          "storage: {} has {} bytes free, too few for a spare WAL file of {}; WALs are "
+          "plain files until there is room",
+          dir_, free_bytes, bytes_);
+      return false;
+    }
+  }
   const std::string tmp = spare_path_ + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -139,6 +156,7 @@ rocksdb::IOStatus PreparedWalFileSystem::NewWritableFile(
     const std::string& fname, const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* result, rocksdb::IODebugContext* dbg) {
   if (!IsWalName(BaseName(fname))) return target()->NewWritableFile(fname, options, result, dbg);
+  StartOnce();
   bool use_spare = false;
   {
     std::lock_guard lock(mu_);

@@ -21,8 +21,9 @@
 //
 // The spare is named kSpareName in the data directory (RocksDB ignores names it did not make).
 // It survives a restart, so a reopened store starts on it; a half-written one (kSpareName +
-// ".tmp") is removed. When the spare cannot be made (a full disk), RocksDB gets a plain file as
-// it would without this, and the next attempt comes after a pause.
+// ".tmp") is removed. When the spare cannot be made, or the disk has too little room left to
+// make it without eating into what RocksDB needs to flush, RocksDB gets a plain file as it would
+// without this, and the next attempt comes after a pause.
 #pragma once
 
 #include <condition_variable>
@@ -47,10 +48,7 @@ class PreparedWalFileSystem final : public rocksdb::FileSystemWrapper {
   static const char* kClassName() { return "CairnPreparedWalFileSystem"; }
   const char* Name() const override { return kClassName(); }
 
-  // Removes a half-made spare, makes a spare now unless a whole one is there (so the WAL RocksDB
-  // opens with is already one), and starts the thread that makes the next after each use.
-  void Start();
-  // Ends the thread. A finished spare stays for the next start.
+  // Ends the thread that makes spares. A finished spare stays for the next run.
   void Stop();
 
   rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
@@ -68,6 +66,11 @@ class PreparedWalFileSystem final : public rocksdb::FileSystemWrapper {
   static bool IsSpareName(std::string_view filename);
 
  private:
+  // At RocksDB's first WAL, when it holds the directory's LOCK (so another process that has the
+  // directory open is never disturbed): removes a half-made spare, makes one unless a whole one is
+  // there, so that first WAL is already one, and starts the thread that makes the next after each
+  // use.
+  void StartOnce();
   void Run();
   // Writes a spare of zeros, fdatasyncs it and renames it into place; false if it could not.
   bool MakeSpare();
@@ -78,6 +81,7 @@ class PreparedWalFileSystem final : public rocksdb::FileSystemWrapper {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::once_flag started_;
   bool spare_ready_ = false;
   bool stopping_ = false;
   Stats stats_;

@@ -1,6 +1,5 @@
 #include "storage/store.h"
 
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -32,7 +31,6 @@ std::vector<std::string> Bodies(const std::string& prefix, int n) {
   for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
   return out;
 }
-
 
 // Opens the store's RocksDB directly, as an operator's tool or a bit flip on disk would see it.
 struct RawDb {
@@ -600,15 +598,9 @@ TEST(Store, RefusesDirectoriesThatAreNotCairnStores) {
 // once the disk has room for a memtable flush again (64 MiB here).
 TEST(Store, FullDiskFailsAppendsCleanlyAndRecoversWhenSpaceReturns) {
   TempDir dir;
-  const std::string mnt = dir.sub("mnt");
-  std::filesystem::create_directory(mnt);
-  if (geteuid() != 0 || mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=160m") != 0) {
-    GTEST_SKIP() << "needs root to mount a small tmpfs";
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::ScopedTmpfs disk(dir.sub("mnt"), "160m");
+  if (!disk.mounted()) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  const std::string& mnt = disk.path();
 
   auto o = TestOptions(mnt + "/store");
   o.default_codec = Codec::kNone;

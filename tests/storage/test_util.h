@@ -1,6 +1,7 @@
 // Helpers shared by the storage tests: temporary data directories and sample traffic.
 #pragma once
 
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -36,6 +37,29 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// A real small disk: a tmpfs of `size` (e.g. "160m") mounted under `dir` while this lives. Needs
+// root (CI runs as root); mounted() is false otherwise, and the test should skip.
+class ScopedTmpfs {
+ public:
+  ScopedTmpfs(const std::string& dir, const std::string& size) : path_(dir) {
+    std::filesystem::create_directories(path_);
+    mounted_ =
+        geteuid() == 0 && mount("tmpfs", path_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~ScopedTmpfs() {
+    if (mounted_) umount2(path_.c_str(), MNT_DETACH);
+  }
+  ScopedTmpfs(const ScopedTmpfs&) = delete;
+  ScopedTmpfs& operator=(const ScopedTmpfs&) = delete;
+
+  bool mounted() const { return mounted_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
 };
 
 inline StoreOptions TestOptions(const std::string& path) {

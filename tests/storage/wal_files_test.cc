@@ -55,7 +55,6 @@ bool WaitForSpare(const std::string& dir, uint64_t bytes) {
   return false;
 }
 
-
 // Appends `n` single-message batches "<prefix>-<i>" and returns the bodies.
 std::vector<std::string> AppendMany(TopicLog& topic, const std::string& prefix, int n) {
   std::vector<std::string> bodies;
@@ -64,6 +63,12 @@ std::vector<std::string> AppendMany(TopicLog& topic, const std::string& prefix, 
     EXPECT_TRUE(topic.Append(AsMessages({bodies.back()}, WallNowNs())));
   }
   return bodies;
+}
+
+// Moves RocksDB to a new WAL, as a memtable flush does.
+void SwitchWal(Store& store) {
+  auto& e = store.engine();
+  ASSERT_TRUE(e.db->Flush(rocksdb::FlushOptions(), e.log).ok());
 }
 
 TEST(WalFiles, ANewStoreWritesItsFirstWalOverASpareAndPreparesTheNext) {
@@ -144,9 +149,7 @@ TEST(WalFiles, EachNewWalAfterAFlushTakesTheNextSpare) {
   auto topic = *store->CreateTopic("t");
   auto bodies = AppendMany(*topic, "a", 20);
   ASSERT_TRUE(WaitForSpare(dir.path(), kSpare));
-  // A memtable flush moves RocksDB to a new WAL.
-  auto& e = store->engine();
-  ASSERT_TRUE(e.db->Flush(rocksdb::FlushOptions(), e.log).ok());
+  SwitchWal(*store);
   const auto more = AppendMany(*topic, "b", 20);
   bodies.insert(bodies.end(), more.begin(), more.end());
   EXPECT_EQ(store->stats().wals_on_spares, 2u);
@@ -197,6 +200,48 @@ TEST(WalFiles, HalfMadeSparesAreRemovedAndASpareOfAnotherSizeIsRemade) {
   for (const auto& wal : WalFiles(dir.path())) found = found || fs::file_size(wal) == kSpare / 2;
   EXPECT_TRUE(found) << "the WAL should be a spare of the new size";
   EXPECT_EQ(store->stats().wals_on_spares, 1u);
+}
+
+// A second open of a directory in use fails on RocksDB's LOCK, and must not have touched the
+// spare the first store is about to write its next WAL over.
+TEST(WalFiles, AFailedSecondOpenLeavesTheFirstStoresSpareAlone) {
+  TempDir dir;
+  auto store = OpenOrDie(SpareOptions(dir.path()));
+  auto topic = *store->CreateTopic("t");
+  AppendMany(*topic, "a", 5);
+  ASSERT_TRUE(WaitForSpare(dir.path(), kSpare));
+  struct stat before {};
+  ASSERT_EQ(::stat(SparePath(dir.path()).c_str(), &before), 0);
+
+  auto o = SpareOptions(dir.path());
+  o.wal_spare_bytes = kSpare / 2;  // would remake a spare of the "wrong" size, if it got that far
+  auto second = Store::Open(o);
+  ASSERT_FALSE(second) << "two stores opened one directory";
+  struct stat after {};
+  ASSERT_EQ(::stat(SparePath(dir.path()).c_str(), &after), 0) << "the spare was removed";
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_EQ(static_cast<uint64_t>(after.st_size), kSpare);
+
+  SwitchWal(*store);
+  AppendMany(*topic, "b", 5);
+  EXPECT_EQ(store->stats().wals_on_spares, 2u) << "the next WAL did not find its spare";
+}
+
+// On a nearly full disk a spare would take the room RocksDB needs to flush: it is not made.
+TEST(WalFiles, NoSpareIsMadeWhereItWouldCrowdTheDisk) {
+  TempDir dir;
+  testing::ScopedTmpfs disk(dir.sub("mnt"), "64m");
+  if (!disk.mounted()) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  auto o = TestOptions(disk.path() + "/store");
+  o.wal_spare_bytes = 16u << 20;  // two of them and a 64 MiB flush do not fit in 64 MiB
+  auto store = OpenOrDie(o);
+  auto topic = *store->CreateTopic("t");
+  const auto bodies = AppendMany(*topic, "m", 20);
+  EXPECT_EQ(store->stats().wals_on_spares, 0u);
+  EXPECT_EQ(store->stats().plain_wals, 1u);
+  EXPECT_FALSE(fs::exists(SparePath(o.path)));
+  EXPECT_FALSE(fs::exists(SparePath(o.path).string() + ".tmp"));
+  EXPECT_EQ(ReadAll(*topic), bodies);
 }
 
 TEST(WalFiles, ZeroSizeMeansPlainWalsAndNoSpare) {
