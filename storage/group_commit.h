@@ -103,10 +103,9 @@ class GroupCommitter {
   std::atomic<size_t> queued_{0};
 
   // Committer thread only.
-  bool unsynced_ = false;  // written since the last sync (interval policy)
-  bool needs_resume_ = false;
-  bool linger_filled_ = true;  // the last linger ended with the group it waited for  // the last
-                               // write failed; RocksDB wants Resume() first
+  bool unsynced_ = false;      // written since the last sync (interval policy)
+  bool needs_resume_ = false;  // the last write failed; RocksDB wants Resume() first
+  bool linger_filled_ = true;  // the last linger ended with the group it waited for
   std::chrono::steady_clock::time_point next_sync_;
 
   std::thread thread_;
