@@ -233,9 +233,12 @@ TEST(Process, SlowConsumerBacklogStaysOnDiskNotInMemory) {
   std::printf("backlog %.0f MiB raw; rss before drain %.0f MiB, max while draining %.0f MiB\n",
               raw_bytes / 1048576.0, rss_before / 1048576.0, rss_max / 1048576.0);
   EXPECT_GT(raw_bytes, 250u << 20);
-  // Flat: draining the whole backlog (and holding a second channel's) adds little.
-  EXPECT_LT(rss_max, rss_before + (64u << 20));
-  EXPECT_LT(rss_max, raw_bytes / 2) << "the backlog appears to be held in memory";
+  // Flat: draining the whole backlog (and holding a second channel's) adds little more than the
+  // block cache (64 MiB), which the drain's cold reads fill; measured: 39 to 63 MiB.
+  EXPECT_LT(rss_max, rss_before + (64u << 20) + (32u << 20));
+  // cairnd's own budget (two 32 MiB memtables, the block cache, a 16 MiB tail cache) is about half
+  // the backlog; measured: 131 to 151 MiB at most, for a 305 MiB backlog.
+  EXPECT_LT(rss_max, raw_bytes * 2 / 3) << "the backlog appears to be held in memory";
 }
 
 }  // namespace
