@@ -24,6 +24,7 @@
 
 #include "storage/clock.h"
 #include "storage/engine.h"
+#include "storage/group_commit.h"
 #include "storage/store.h"
 
 namespace cairn::storage {
@@ -154,9 +155,9 @@ void BM_AppendAsync(benchmark::State& state) {
         wake = ready.size() == 1 || static_cast<int>(ready.size()) == appenders;
       }
       // The loop below waits until `ready` is not empty (at the end, until it holds every
-      // appender), so only those completions need to wake it, as asio wakes its loop once for
-      // many posted handlers.
-      if (wake) cv.notify_one();
+      // appender), so only those completions need to wake it, and only once their group is
+      // complete, as the broker posts a group's completions to its event loop.
+      if (wake) AfterGroupCompleted([&] { cv.notify_one(); });
     });
   };
   for (int i = 0; i < appenders; ++i) submit(i);

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include "storage/group_commit.h"
+
 namespace cairn {
 
 Broker::Broker(boost::asio::io_context& io, storage::Store& store, BrokerOptions options)
@@ -96,7 +98,10 @@ void Broker::Post(std::function<void()> fn) {
     first = posted_.empty();
     posted_.push_back(std::move(fn));
   }
-  if (first) boost::asio::post(io_, [this] { DrainPosted(); });
+  // On the committer thread, the io thread is woken once the whole group is in `posted_`.
+  if (first) {
+    storage::AfterGroupCompleted([this] { boost::asio::post(io_, [this] { DrainPosted(); }); });
+  }
 }
 
 void Broker::DrainPosted() {

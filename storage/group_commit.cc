@@ -32,7 +32,18 @@ constexpr size_t kMaxGroupBytes = 16u << 20;
 // the same way (write_thread_max_yield_usec).
 constexpr auto kMaxLinger = std::chrono::microseconds(200);
 
+// While the committer completes a group: what AfterGroupCompleted() deferred.
+thread_local std::vector<std::function<void()>>* t_after_group = nullptr;
+
 }  // namespace
+
+void AfterGroupCompleted(std::function<void()> fn) {
+  if (t_after_group != nullptr) {
+    t_after_group->push_back(std::move(fn));
+  } else {
+    fn();
+  }
+}
 
 void GroupContext::Touch(TopicLog* topic) {
   if (std::find(touched_.begin(), touched_.end(), topic) == touched_.end()) {
@@ -212,6 +223,8 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
     unsynced_ = true;
     next_sync_ = std::chrono::steady_clock::now() + sync_.interval;
   }
+  std::vector<std::function<void()>> after;
+  t_after_group = &after;
   for (TopicLog* topic : ctx.touched()) {
     if (result) {
       topic->CommitPending();
@@ -222,6 +235,8 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
   for (auto& op : ops) {
     if (op) op->Complete(result);
   }
+  t_after_group = nullptr;
+  for (auto& fn : after) fn();
 }
 
 }  // namespace cairn::storage

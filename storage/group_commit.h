@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -65,6 +66,15 @@ struct CommitStats {
   // Requests (appends, trims, cursor flushes) per group: how well group commit gathers them.
   Histogram<12> group_ops{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}};
 };
+
+// Runs `fn` once the committer has called Complete() (and the append listeners) for every request
+// of the group it is finishing; on any other thread, or outside that, runs `fn` at once. A
+// completion that hands its result to another thread should wake that thread this way: one
+// wake-up for the whole group, after the last result is in, instead of one per request, each
+// racing the next request's hand-off for the lock. (storage_bench, 4 appenders of 100, 8
+// alternating runs: the median time between a group's write and the next fell from 222 to 174 us,
+// and the thread woke once per group instead of 1.5 to 3 times.)
+void AfterGroupCompleted(std::function<void()> fn);
 
 class GroupCommitter {
  public:

@@ -83,6 +83,8 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   // Appends `messages` (at least one) as one batch with consecutive offsets and calls `done` on
   // the committer thread once the batch is durable under the sync policy, or failed. The bodies
   // are copied before AppendAsync returns.
+  // A `done` that hands its result to another thread should wake that thread through
+  // AfterGroupCompleted() (group_commit.h), once for the whole group.
   void AppendAsync(std::span<const MessageIn> messages, AppendCallback done);
   // The same, waiting for the result.
   Result<AppendResult> Append(std::span<const MessageIn> messages);
