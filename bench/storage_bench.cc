@@ -6,6 +6,7 @@
 //       bytes_per_second (bodies), msgs_per_sync (group commit at work).
 //   BM_ReadTail / BM_ReadCold     reading 1,000,000 100-byte messages from memory / after reopen
 //   BM_OffsetForTime              a seek by publish time in a cold 1,000,000-message log
+//   BM_EncodeBatch/<codec>        encoding one batch of 100 log records on the caller's thread
 //   BM_StoredRatio/<codec>        bytes on disk (SST files after compaction, keys and indexes
 //       included) per raw byte of `gen_sample.py logs` records, in batches of 100
 #include <benchmark/benchmark.h>
@@ -25,6 +26,7 @@
 #include "storage/clock.h"
 #include "storage/engine.h"
 #include "storage/group_commit.h"
+#include "storage/record_batch.h"
 #include "storage/store.h"
 
 namespace cairn::storage {
@@ -364,6 +366,33 @@ void BM_StoredRatio(benchmark::State& state) {
   state.SetLabel(std::string(CodecName(codec)));
 }
 BENCHMARK(BM_StoredRatio)->Arg(0)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// What an append costs its caller's thread (cairnd's event loop): encoding, compressing and
+// checksumming one batch of 100 `gen_sample.py logs` records cut to 100 bytes, as cairn-bench
+// publishes them.
+//   BM_EncodeBatch/<codec>   0 none, 1 lz4, 2 zstd
+void BM_EncodeBatch(benchmark::State& state) {
+  static const std::vector<std::string> lines = SampleLogs(1000);
+  if (lines.size() < 100) {
+    state.SkipWithError("../shared/data/gen_sample.py is not there");
+    return;
+  }
+  const Codec codec = static_cast<Codec>(state.range(0));
+  std::vector<MessageIn> msgs;
+  for (size_t i = 0; i < 100; ++i) {
+    msgs.push_back({std::string_view(lines[i]).substr(0, 100), WallNowNs(), 0});
+  }
+  size_t stored = 0;
+  for (auto _ : state) {
+    BatchBuilder batch(codec, msgs);
+    stored = batch.Seal(0, 0).size();
+    benchmark::DoNotOptimize(stored);
+  }
+  state.SetItemsProcessed(state.iterations() * msgs.size());
+  state.counters["stored_bytes"] = static_cast<double>(stored);
+  state.SetLabel(std::string(CodecName(codec)));
+}
+BENCHMARK(BM_EncodeBatch)->Arg(0)->Arg(1)->Arg(2);
 
 }  // namespace
 }  // namespace cairn::storage
