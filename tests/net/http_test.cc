@@ -4,12 +4,6 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/dynamic_body.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
 #include "tests/net/test_support.h"
@@ -17,44 +11,7 @@
 namespace cairn::testing {
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-
-struct Reply {
-  int status = 0;
-  std::string body;
-  std::string content_type;
-  std::string nsq_header;
-};
-
-// One keep-alive HTTP/1.1 connection.
-class HttpClient {
- public:
-  explicit HttpClient(uint16_t port) : stream_(io_) {
-    stream_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
-  }
-  Reply Do(http::verb method, const std::string& target, std::string body = "") {
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    req.keep_alive(true);
-    req.body() = std::move(body);
-    req.prepare_payload();
-    http::write(stream_, req);
-    http::response<http::string_body> res;
-    http::read(stream_, buffer_, res);
-    return {static_cast<int>(res.result_int()), res.body(),
-            std::string(res[http::field::content_type]), std::string(res["X-NSQ-Content-Type"])};
-  }
-  Reply Get(const std::string& t) { return Do(http::verb::get, t); }
-  Reply Post(const std::string& t, std::string body = "") {
-    return Do(http::verb::post, t, std::move(body));
-  }
-
- private:
-  boost::asio::io_context io_;
-  beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
-};
+namespace http = boost::beast::http;
 
 BrokerOptions Small() {
   BrokerOptions o;

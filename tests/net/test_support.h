@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
@@ -26,6 +28,11 @@
 #include <gtest/gtest.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "net/http_api.h"
 #include "net/http_server.h"
@@ -288,10 +295,53 @@ class RawClient {
   std::string buf_;
 };
 
+// An HTTP reply as a test looks at it.
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+  std::string nsq_header;
+};
+
+// One keep-alive HTTP/1.1 connection to 127.0.0.1.
+class HttpClient {
+  using verb = boost::beast::http::verb;
+
+ public:
+  explicit HttpClient(uint16_t port) : stream_(io_) {
+    stream_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
+  Reply Do(verb method, const std::string& target, std::string body = "") {
+    namespace http = boost::beast::http;
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.keep_alive(true);
+    req.body() = std::move(body);
+    req.prepare_payload();
+    http::write(stream_, req);
+    http::response<http::string_body> res;
+    http::read(stream_, buffer_, res);
+    return {static_cast<int>(res.result_int()), res.body(),
+            std::string(res[http::field::content_type]), std::string(res["X-NSQ-Content-Type"])};
+  }
+  Reply Get(const std::string& t) { return Do(verb::get, t); }
+  Reply Post(const std::string& t, std::string body = "") {
+    return Do(verb::post, t, std::move(body));
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+};
+
 // cairnd as a child process, for what only a real process shows: kill -9, resident memory.
 class CairndProcess {
  public:
-  CairndProcess(const std::string& data_path, std::vector<std::string> extra = {}) {
+  // Starts cairnd and waits until it listens (port() is 0 if it exited first); with
+  // `wait_until_listening` off it returns at once, for a test that kills it while it starts.
+  CairndProcess(const std::string& data_path, std::vector<std::string> extra = {},
+                bool wait_until_listening = true) {
     int pipefd[2];
     if (pipe(pipefd) != 0) std::abort();
     pid_ = fork();
@@ -299,8 +349,11 @@ class CairndProcess {
       dup2(pipefd[1], 2);
       close(pipefd[0]);
       close(pipefd[1]);
-      std::vector<std::string> args = {CAIRN_BIN_DIR "/cairnd", "--data-path=" + data_path,
-                                       "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"};
+      // $CAIRND runs the test against another build (an older one, to see a fix's test fail).
+      const char* binary = std::getenv("CAIRND");
+      std::vector<std::string> args = {binary != nullptr ? binary : CAIRN_BIN_DIR "/cairnd",
+                                       "--data-path=" + data_path, "--tcp-address=127.0.0.1:0",
+                                       "--http-address=127.0.0.1:0"};
       args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -313,7 +366,7 @@ class CairndProcess {
     // The bound address, from the line cairnd logs for scripts.
     const std::regex listening("(TCP|HTTP): listening on 127\\.0\\.0\\.1:([0-9]+)");
     char line[4096];
-    while (fgets(line, sizeof line, err_) != nullptr) {
+    while (wait_until_listening && fgets(line, sizeof line, err_) != nullptr) {
       log_ += line;
       std::cmatch m;
       if (std::regex_search(line, m, listening)) {
@@ -322,10 +375,12 @@ class CairndProcess {
         if (port_ != 0 && http_port_ != 0) break;
       }
     }
-    // Keep draining stderr so cairnd never blocks on a full pipe.
-    drain_ = std::thread([f = err_] {
+    // Keep draining stderr so cairnd never blocks on a full pipe; the first MiB is kept.
+    drain_ = std::thread([this] {
       char buf[4096];
-      while (fgets(buf, sizeof buf, f) != nullptr) {
+      while (fgets(buf, sizeof buf, err_) != nullptr) {
+        std::lock_guard lock(log_mu_);
+        if (log_.size() < (1u << 20)) log_ += buf;
       }
     });
   }
@@ -341,7 +396,12 @@ class CairndProcess {
   uint16_t port() const { return port_; }
   uint16_t http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
-  const std::string& startup_log() const { return log_; }
+  std::string startup_log() const { return log(); }
+  // Everything cairnd logged so far (its first MiB).
+  std::string log() const {
+    std::lock_guard lock(log_mu_);
+    return log_;
+  }
 
   // Sends `sig` and returns the exit status (as from waitpid).
   int Signal(int sig) {
@@ -356,11 +416,16 @@ class CairndProcess {
   }
 
   // Resident set size in bytes, from /proc.
-  uint64_t RssBytes() const {
+  uint64_t RssBytes() const { return StatusBytes("VmRSS:"); }
+  // The most it ever was (the kernel's high-water mark).
+  uint64_t PeakRssBytes() const { return StatusBytes("VmHWM:"); }
+
+ private:
+  uint64_t StatusBytes(const std::string& field) const {
     std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
     std::string key;
     while (f >> key) {
-      if (key == "VmRSS:") {
+      if (key == field) {
         uint64_t kb = 0;
         f >> kb;
         return kb * 1024;
@@ -371,10 +436,10 @@ class CairndProcess {
     return 0;
   }
 
- private:
   pid_t pid_ = -1;
   FILE* err_ = nullptr;
   std::thread drain_;
+  mutable std::mutex log_mu_;
   std::string log_;
   uint16_t port_ = 0, http_port_ = 0;
 };
