@@ -534,6 +534,7 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
             cj["lag_seconds"] = v.lag_seconds;
             cj["skipped_by_retention"] = v.skipped;
             cj["expired_count"] = v.stats.expired;
+            cj["skipped_unreadable"] = v.stats.skipped_unreadable;
             channels.push_back(std::move(cj));
           }
           if (filter_channel && channels.empty()) continue;
@@ -678,6 +679,10 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
     channel_family("cairn_channel_expired_total", "counter",
                    "Messages skipped because they were older than the topic's message TTL.",
                    [](const ChannelView& v) { return v.stats.expired; });
+    channel_family("cairn_channel_skipped_unreadable_total", "counter",
+                   "Messages skipped because their part of the log cannot be read (a damaged "
+                   "batch); cairnd logs each damaged part once.",
+                   [](const ChannelView& v) { return v.stats.skipped_unreadable; });
     channel_family("cairn_channel_depth", "gauge",
                    "Messages waiting to be delivered (not in flight, not deferred).",
                    [](const ChannelView& v) { return v.depth; });
@@ -716,6 +721,11 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
              "Attempts to prepare a spare WAL file that failed (a full disk, most likely).");
     e.Sample("cairn_store_wal_spare_failures_total", "",
              static_cast<double>(store.wal_spare_failures));
+    e.Family("cairn_store_unreadable_ranges_total", "counter",
+             "Parts of topic logs found unreadable since cairnd started (damaged batches); "
+             "channels skip them and go on.");
+    e.Sample("cairn_store_unreadable_ranges_total", "",
+             static_cast<double>(store.unreadable_ranges));
     e.Family("cairn_store_healthy", "gauge", "1 while the store can write, 0 after a failure.");
     e.Sample("cairn_store_healthy", "", broker_.store().healthy() ? 1 : 0);
     e.Family("cairn_tcp_connections", "gauge", "Open NSQ TCP connections.");

@@ -73,21 +73,34 @@ bool Channel::Fill() {
     if (ephemeral_) cursor_->SkipTo(start);
     read_pos_ = start;
   }
-  if (read_pos_ < check_finished_below_) read_pos_ = cursor_->NextUnfinished(read_pos_);
-  if (read_pos_ >= log.next_offset()) return false;
-  auto r = log.Read(read_pos_, options_.window_messages, options_.window_bytes);
-  if (!r) {
-    spdlog::error("topic={} channel={} offset={} read failed: {}", topic_->name(), name_, read_pos_,
-                  r.error().ToString());
-    return false;
-  }
-  if (r->messages.empty()) {
+  for (;;) {
+    if (read_pos_ < check_finished_below_) read_pos_ = cursor_->NextUnfinished(read_pos_);
+    if (read_pos_ >= log.next_offset()) return false;
+    auto r = log.Read(read_pos_, options_.window_messages, options_.window_bytes);
+    if (!r) {
+      spdlog::error("topic={} channel={} offset={} read failed: {}", topic_->name(), name_,
+                    read_pos_, r.error().ToString());
+      return false;
+    }
+    if (r->unreadable) {
+      // Everything readable is delivered: skip exactly the damaged part and read on.
+      SkipUnreadable(*r->unreadable);
+      read_pos_ = std::max(read_pos_ + 1, r->next_offset);
+      continue;
+    }
+    if (r->messages.empty()) {
+      read_pos_ = r->next_offset;
+      return false;
+    }
     read_pos_ = r->next_offset;
-    return false;
+    window_.push_back(std::move(*r));
+    return true;
   }
-  read_pos_ = r->next_offset;
-  window_.push_back(std::move(*r));
-  return true;
+}
+
+void Channel::SkipUnreadable(const storage::Unreadable& part) {
+  // The store logged the damage once; what each channel skipped shows in /stats and /metrics.
+  counters_.skipped_unreadable += cursor_->FinishRange(part.begin, part.end);
 }
 
 const storage::StoredMessage* Channel::PeekWindow(SteadyTime now, int64_t wall_now) {
@@ -152,8 +165,12 @@ void Channel::Deliver(Subscriber* to, uint64_t offset, int64_t ts, std::string_v
 bool Channel::DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime now) {
   if (cursor_->IsFinished(r.offset)) return false;
   auto read = topic_->log().Read(r.offset, 1, options_.max_msg_size);
+  if (read && read->unreadable) {
+    SkipUnreadable(storage::Unreadable{r.offset, r.offset + 1, read->unreadable->reason});
+    return false;
+  }
   if (!read || read->messages.empty() || read->messages.front().offset != r.offset) {
-    return false;  // trimmed by retention meanwhile (the cursor counts it), or unreadable
+    return false;  // trimmed by retention meanwhile (the cursor counts it), or a read error
   }
   const auto& m = read->messages.front();
   if (Expired(r.offset, m.timestamp_ns, WallNowNs())) return false;

@@ -85,6 +85,8 @@ struct ChannelStats {
   uint64_t timed_out = 0;  // not finished in time
   uint64_t finished = 0;   // FIN'd
   uint64_t expired = 0;    // older than the topic's message TTL: skipped, and so finished
+  // In a part of the log that cannot be read (a damaged batch): skipped, and so finished.
+  uint64_t skipped_unreadable = 0;
   uint64_t in_flight = 0;
   uint64_t deferred = 0;  // waiting for a DPUB time or a REQ delay
   size_t subscribers = 0;
@@ -160,6 +162,8 @@ class Channel {
   InFlight* Owned(Subscriber* by, uint64_t offset, Settle* result);
   // Reads the next window from the log; false if there is nothing to read.
   bool Fill();
+  // A part of the log that cannot be read is skipped: finished in the cursor, and counted.
+  void SkipUnreadable(const storage::Unreadable& part);
   // The next message in log order, or nullptr; deferred ones go to deferred_ on the way.
   const storage::StoredMessage* PeekWindow(SteadyTime now, int64_t wall_now);
   void PopWindow();

@@ -1,5 +1,7 @@
 #include "storage/cursor.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "storage/cairn_storage.pb.h"
@@ -56,6 +58,27 @@ bool AckSet::Add(uint64_t offset) {
   }
   ranges_.emplace_hint(next, offset, offset + 1);
   return true;
+}
+
+uint64_t AckSet::AddRange(uint64_t begin, uint64_t end) {
+  begin = std::max(begin, floor_);
+  if (begin >= end) return 0;
+  uint64_t added = end - begin;
+  // Absorb every range that overlaps [begin, end) or touches it, so ranges stay disjoint and
+  // apart.
+  auto it = ranges_.upper_bound(begin);
+  if (it != ranges_.begin() && std::prev(it)->second >= begin) --it;
+  while (it != ranges_.end() && it->first <= end) {
+    const uint64_t overlap_begin = std::max(it->first, begin);
+    const uint64_t overlap_end = std::min(it->second, end);
+    if (overlap_end > overlap_begin) added -= overlap_end - overlap_begin;
+    begin = std::min(begin, it->first);
+    end = std::max(end, it->second);
+    it = ranges_.erase(it);
+  }
+  ranges_.emplace(begin, end);
+  AbsorbFloor();
+  return added;
 }
 
 uint64_t AckSet::NextUnfinished(uint64_t from) const {
@@ -154,6 +177,13 @@ bool ChannelCursor::Finish(uint64_t offset) {
   if (!acks_.Add(offset)) return false;
   dirty_ = true;
   return true;
+}
+
+uint64_t ChannelCursor::FinishRange(uint64_t begin, uint64_t end) {
+  std::lock_guard lock(mu_);
+  const uint64_t added = acks_.AddRange(begin, end);
+  if (added > 0) dirty_ = true;
+  return added;
 }
 
 void ChannelCursor::Seek(uint64_t offset) {

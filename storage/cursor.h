@@ -31,6 +31,8 @@ class AckSet {
   bool Contains(uint64_t offset) const;
   // Marks `offset` finished; false if it already was.
   bool Add(uint64_t offset);
+  // Marks [begin, end) finished; returns how many of them were not already.
+  uint64_t AddRange(uint64_t begin, uint64_t end);
   // The smallest unfinished offset at or after `from`.
   uint64_t NextUnfinished(uint64_t from) const;
   // Moves the floor up to `start` (retention trimmed the log below it). Returns how many offsets
@@ -77,6 +79,9 @@ class ChannelCursor {
   // Marks `offset` finished. Persisted by the store's next cursor flush (within its
   // cursor_flush_interval), never on the append path.
   bool Finish(uint64_t offset);
+  // Marks [begin, end) finished (a part of the log that cannot be read); returns how many of
+  // those offsets were not finished yet.
+  uint64_t FinishRange(uint64_t begin, uint64_t end);
   // Rewinds or fast-forwards the channel to `offset`.
   void Seek(uint64_t offset);
   // Retention moved the log's start to `start`: skip ahead, counting what was lost.

@@ -26,6 +26,8 @@ struct Engine {
   // Reads served from the tail cache vs. from RocksDB (for tests, stats and benchmarks).
   std::atomic<uint64_t> tail_reads{0};
   std::atomic<uint64_t> rocksdb_reads{0};
+  // Distinct parts of a log found unreadable (a batch failing its checksum, offsets missing).
+  std::atomic<uint64_t> unreadable_ranges{0};
 };
 
 }  // namespace cairn::storage

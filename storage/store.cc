@@ -320,8 +320,23 @@ Status Store::Recover() {
     uint64_t log_end = rec.start_offset;
     if (log->Valid()) {
       auto h = ParseBatchHeader(log->value().ToStringView());
-      if (!h) return tl::unexpected(h.error());
-      log_end = h->base_offset + h->count;
+      if (h) {
+        log_end = h->base_offset + h->count;
+      } else {
+        // A damaged batch is skipped by the channels that reach it (TopicLog::Read); refusing to
+        // open would stop every topic for one unreadable batch.
+        spdlog::error(
+            "storage: topic={} the last batch is unreadable ({}); trusting the log "
+            "state, which ends at {}",
+            meta.name(), h.error().message, rec.next_offset);
+        log_end = rec.next_offset;
+      }
+    } else if (!log->status().ok()) {
+      spdlog::error(
+          "storage: topic={} the end of the log is unreadable ({}); trusting the log "
+          "state, which ends at {}",
+          meta.name(), log->status().ToString(), rec.next_offset);
+      log_end = rec.next_offset;
     }
     if (log_end != rec.next_offset &&
         !(log_end <= rec.start_offset && rec.start_offset == rec.next_offset)) {
@@ -332,13 +347,18 @@ Status Store::Recover() {
     }
     if (rec.start_offset < rec.next_offset) {
       log->Seek(keys::Batch(meta.id(), rec.start_offset));
-      if (!log->Valid() || keys::PairLow(log->key().ToStringView()) != rec.start_offset) {
-        return Fail(Errc::kCorruption, fmt::format("topic {}: no batch at its start offset {}",
-                                                   meta.name(), rec.start_offset));
+      Result<BatchHeader> h = Fail(Errc::kCorruption, "no batch there");
+      if (log->Valid() && keys::PairLow(log->key().ToStringView()) == rec.start_offset) {
+        h = ParseBatchHeader(log->value().ToStringView());
       }
-      auto h = ParseBatchHeader(log->value().ToStringView());
-      if (!h) return tl::unexpected(h.error());
-      rec.first_ts = h->first_ts;
+      if (h) {
+        rec.first_ts = h->first_ts;
+      } else {
+        // As above: readers skip what cannot be read; the first publish time is then unknown.
+        spdlog::error("storage: topic={} the batch at its start offset {} is unreadable: {}",
+                      meta.name(), rec.start_offset,
+                      log->status().ok() ? h.error().message : log->status().ToString());
+      }
     }
     auto topic =
         std::make_shared<TopicLog>(&e, meta.id(), meta.name(), FromProto(meta.settings()), rec);
@@ -471,15 +491,23 @@ std::vector<std::shared_ptr<TopicLog>> Store::Topics() const {
 }
 
 Status Store::ConfigureTopic(std::string_view name, const TopicSettings& settings) {
-  auto topic = FindTopic(name);
-  if (!topic) return Fail(Errc::kNotFound, fmt::format("no topic {}", name));
+  // Under the lock that create and delete take: a configure racing a delete must not write the
+  // topic's record back after the delete removed it (a store whose topic record has no log state
+  // does not open).
+  std::lock_guard lock(mu_);
+  auto it = topics_.find(name);
+  if (it == topics_.end()) return Fail(Errc::kNotFound, fmt::format("no topic {}", name));
+  auto topic = it->second;
   std::string value;
   if (auto st = db_->Get(rocksdb::ReadOptions(), engine_->meta, keys::Topic(name), &value);
       !st.ok()) {
     return tl::unexpected(FromRocks(st, "reading the topic record"));
   }
   pb::TopicMeta meta;
-  meta.ParseFromString(value);
+  if (!meta.ParseFromString(value) || meta.id() != topic->id() || meta.name() != name) {
+    return Fail(Errc::kCorruption,
+                fmt::format("topic {}: its record does not parse; not rewriting it", name));
+  }
   *meta.mutable_settings() = ToProto(settings);
   auto st = CommitMeta([&](rocksdb::WriteBatch& wb) -> Status {
     wb.Put(engine_->meta, keys::Topic(name), meta.SerializeAsString());
@@ -618,9 +646,15 @@ Result<RetentionReport> Store::EnforceRetention(int64_t now_ns) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, engine_->log));
     uint64_t cut = info.start_offset, removed = 0;
     int64_t first_ts = 0;
+    // Bytes of damaged batches just before the current one: their age is unknown, so they go
+    // with the first readable batch after them that is due.
+    uint64_t damaged = 0;
     for (it->Seek(lower); it->Valid(); it->Next()) {
       auto h = ParseBatchHeader(it->value().ToStringView());
-      if (!h) return tl::unexpected(h.error());
+      if (!h) {
+        damaged += it->value().size();
+        continue;
+      }
       const bool expired = h->last_ts < cutoff;
       const bool over = policy.bytes != 0 && info.bytes - removed > policy.bytes;
       if (!expired && !over) {
@@ -628,10 +662,15 @@ Result<RetentionReport> Store::EnforceRetention(int64_t now_ns) {
         break;
       }
       cut = h->base_offset + h->count;
-      removed += it->value().size();
+      removed += damaged + it->value().size();
+      damaged = 0;
     }
-    if (!it->status().ok())
-      return tl::unexpected(FromRocks(it->status(), "scanning for retention"));
+    if (!it->status().ok()) {
+      // A block RocksDB cannot read: trim what was scanned before it, and go on with the other
+      // topics.
+      spdlog::warn("storage: topic={} retention stopped at an unreadable part of the log: {}",
+                   info.name, it->status().ToString());
+    }
     it.reset();
     if (cut == info.start_offset) continue;
     if (auto st = topic->TrimTo(cut, removed, first_ts); !st) {
@@ -690,6 +729,7 @@ StoreStats Store::stats() const {
   if (committer_) s.commits = committer_->stats();
   s.tail_reads = engine_->tail_reads.load();
   s.rocksdb_reads = engine_->rocksdb_reads.load();
+  s.unreadable_ranges = engine_->unreadable_ranges.load();
   s.retention_trims = trims_.load();
   s.retention_trimmed_messages = trimmed_messages_.load();
   if (wal_fs_) {

@@ -48,6 +48,8 @@ struct StoreStats {
   CommitStats commits;
   uint64_t tail_reads = 0;     // reads served from memory
   uint64_t rocksdb_reads = 0;  // reads that went to RocksDB
+  // Parts of a log found unreadable since the store opened (ReadResult::unreadable).
+  uint64_t unreadable_ranges = 0;
   uint64_t retention_trims = 0;
   uint64_t retention_trimmed_messages = 0;
   // WALs started over a prepared spare file, and plain ones (wal_files.h).

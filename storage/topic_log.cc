@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include "storage/cairn_storage.pb.h"
 #include "storage/engine.h"
@@ -255,6 +256,43 @@ Result<ReadResult> TopicLog::Read(uint64_t from, size_t max_count, size_t max_by
 
 Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
                           ReadResult* out) const {
+  auto reset = [&] {
+    *out = ReadResult{};
+    out->next_offset = from;
+  };
+  rocksdb::Status rs = ScanCold(from, end, max_count, max_bytes, /*verify_checksums=*/true, out);
+  if (rs.IsCorruption()) {
+    // RocksDB's checksum failed for a whole block (64 KiB, many batches). Read it again
+    // unchecked: each batch's own CRC-32C then picks out exactly the damaged batches, and the
+    // block's intact ones are still delivered.
+    reset();
+    rs = ScanCold(from, end, max_count, max_bytes, /*verify_checksums=*/false, out);
+    if (rs.IsCorruption()) {
+      // Not even its entries can be parsed: skip to the first batch past the block.
+      const std::string reason = rs.ToString();
+      reset();
+      MarkUnreadable(from, NextReadableBatch(from, end), reason, out);
+      return {};
+    }
+  }
+  if (!rs.ok()) return tl::unexpected(FromRocks(rs, "reading the log"));
+  if (out->unreadable) return {};
+  if (out->messages.empty() || out->messages.front().offset != from) {
+    // Offsets in [start, end) must be there. Read() retries if retention trimmed them meanwhile;
+    // otherwise a hole is damage, reported as unreadable up to the next batch.
+    if (TrimmedBelow() > from) {
+      return Fail(Errc::kNotFound, fmt::format("topic {}: offset {} was trimmed", name_, from));
+    }
+    const uint64_t next =
+        out->messages.empty() ? NextReadableBatch(from, end) : out->messages.front().offset;
+    reset();
+    MarkUnreadable(from, next, "no batch holds these offsets", out);
+  }
+  return {};
+}
+
+rocksdb::Status TopicLog::ScanCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
+                                   bool verify_checksums, ReadResult* out) const {
   uint64_t start;
   {
     std::lock_guard lock(mu_);
@@ -269,31 +307,85 @@ Status TopicLog::ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t 
   ro.iterate_lower_bound = &lower_slice;
   ro.iterate_upper_bound = &upper_slice;
   ro.readahead_size = 1u << 20;
+  ro.verify_checksums = verify_checksums;
+  ro.fill_cache = verify_checksums;  // an unchecked block stays out of the cache checked reads use
   std::unique_ptr<rocksdb::Iterator> it(engine_->db->NewIterator(ro, engine_->log));
   it->SeekForPrev(keys::Batch(id_, from));
-  if (!it->Valid()) it->Seek(keys::Batch(id_, from));
+  if (!it->Valid()) {
+    if (!it->status().ok()) return it->status();
+    it->Seek(keys::Batch(id_, from));
+  }
   size_t bytes = 0;
   for (; it->Valid(); it->Next()) {
     const uint64_t base = keys::PairLow(it->key().ToStringView());
     auto batch = DecodeBatch(it->value().ToStringView(), base);
     if (!batch) {
-      return Fail(batch.error().code, fmt::format("topic {}: {}", name_, batch.error().message));
+      // What comes before the damage is delivered; the next read starts on it and reports it.
+      if (!out->messages.empty()) return rocksdb::Status::OK();
+      if (base > from) {
+        MarkUnreadable(from, base, "no batch holds these offsets", out);
+        return rocksdb::Status::OK();
+      }
+      // The batch holding `from` is damaged: it ends where the next batch begins.
+      std::string reason = batch.error().message;
+      it->Next();
+      if (!it->Valid() && !it->status().ok()) return it->status();
+      uint64_t next = it->Valid() ? keys::PairLow(it->key().ToStringView()) : end;
+      next = std::clamp(next, from + 1, std::max(end, from + 1));
+      MarkUnreadable(from, next, std::move(reason), out);
+      return rocksdb::Status::OK();
     }
     if ((*batch)->end_offset() <= from) continue;
     TakeFromBatch(*batch, from, end, max_count, max_bytes, &bytes, out);
     if (out->next_offset < (*batch)->end_offset()) break;
   }
-  if (!it->status().ok()) return tl::unexpected(FromRocks(it->status(), "reading the log"));
-  if (out->messages.empty() || out->messages.front().offset != from) {
-    // Offsets in [start, end) must be there. Read() retries if retention trimmed them meanwhile;
-    // otherwise a hole is damage, not an empty read.
-    if (TrimmedBelow() > from) {
-      return Fail(Errc::kNotFound, fmt::format("topic {}: offset {} was trimmed", name_, from));
-    }
-    return Fail(Errc::kCorruption,
-                fmt::format("topic {}: offset {} is missing from the log", name_, from));
+  return it->status();
+}
+
+uint64_t TopicLog::NextReadableBatch(uint64_t from, uint64_t end) const {
+  if (from + 1 >= end) return end;
+  const std::string lower = keys::Batch(id_, from + 1);
+  const std::string upper = keys::Batch(id_, end);
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lower_slice;
+  ro.iterate_upper_bound = &upper_slice;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(engine_->db->NewIterator(ro, engine_->log));
+  // Where a seek to `offset` lands: the base of the first batch at or after it (`end` if none),
+  // or nothing if that takes RocksDB into an unreadable block.
+  auto landing = [&](uint64_t offset) -> std::optional<uint64_t> {
+    it->Seek(keys::Batch(id_, offset));
+    if (it->Valid()) return keys::PairLow(it->key().ToStringView());
+    if (it->status().ok()) return end;
+    return std::nullopt;
+  };
+  if (auto base = landing(from + 1)) return *base;
+  // Seeks into the damaged block fail and seeks past it succeed: find the first offset past it.
+  uint64_t bad = from + 1, good = end;
+  while (good - bad > 1) {
+    const uint64_t mid = bad + (good - bad) / 2;
+    (landing(mid) ? good : bad) = mid;
   }
-  return {};
+  return landing(good).value_or(end);
+}
+
+void TopicLog::MarkUnreadable(uint64_t begin, uint64_t end, std::string reason,
+                              ReadResult* out) const {
+  bool first;
+  {
+    std::lock_guard lock(mu_);
+    first = reported_unreadable_.insert(end).second;
+  }
+  if (first) {
+    engine_->unreadable_ranges.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("topic={} offsets {} to {} are unreadable and are skipped ({} messages): {}",
+                  name_, begin, end - 1, end - begin, reason);
+  }
+  out->messages.clear();
+  out->batches.clear();
+  out->next_offset = end;
+  out->unreadable = Unreadable{begin, end, std::move(reason)};
 }
 
 Result<uint64_t> TopicLog::OffsetForTime(int64_t ts_ns) const {

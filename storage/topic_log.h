@@ -13,6 +13,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,8 +25,9 @@
 #include "storage/record_batch.h"
 
 namespace rocksdb {
+class Status;
 class WriteBatch;
-}
+}  // namespace rocksdb
 
 namespace cairn::storage {
 
@@ -38,13 +41,24 @@ struct AppendResult {
   int64_t last_ts = 0;
 };
 
+// A part of the log that cannot be read: a batch that fails its checksum or does not decode,
+// a block RocksDB cannot read even unchecked, or offsets no batch holds.
+struct Unreadable {
+  uint64_t begin = 0, end = 0;  // [begin, end)
+  std::string reason;
+};
+
 struct ReadResult {
   std::vector<StoredMessage> messages;  // in offset order, with no gaps
   // Where the next read should start: one past the last message returned, or where the log
-  // starts if `from` had been trimmed away.
+  // starts if `from` had been trimmed away, or past `unreadable`.
   uint64_t next_offset = 0;
   // Keeps the bodies alive; they point into these batches.
   std::vector<std::shared_ptr<const DecodedBatch>> batches;
+  // Set when the read starts on an unreadable part of the log: it holds no messages then, and
+  // next_offset is the end of that part, where the log can be read again. A read that reaches
+  // an unreadable part after some messages stops before it.
+  std::optional<Unreadable> unreadable;
 };
 
 // Appends to `out` the messages of `batch` in [from, end), while `out` holds fewer than
@@ -91,7 +105,9 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
 
   // Up to `max_count` messages from `from` on, stopping once `max_bytes` of bodies are gathered
   // (at least one message is returned if any is there). A `from` below the log's start reads
-  // from the start. Offsets past the committed end return nothing.
+  // from the start. Offsets past the committed end return nothing. Damage does not fail a read:
+  // an unreadable part of the log is returned as ReadResult::unreadable (and logged once), so
+  // that readers can skip exactly it.
   Result<ReadResult> Read(uint64_t from, size_t max_count, size_t max_bytes) const;
 
   // The first offset whose publish time is at or after `ts_ns`; next_offset() if none is.
@@ -137,6 +153,15 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   // Reads from RocksDB: batches from the one holding `from`, until a budget is spent.
   Status ReadCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
                   ReadResult* out) const;
+  // One scan of ReadCold, with or without RocksDB's block checksums; returns the iterator's
+  // status (a Corruption is a block RocksDB could not read).
+  rocksdb::Status ScanCold(uint64_t from, uint64_t end, size_t max_count, size_t max_bytes,
+                           bool verify_checksums, ReadResult* out) const;
+  // The base offset of the first batch after `from` (and below `end`) that RocksDB can reach;
+  // `end` if there is none.
+  uint64_t NextReadableBatch(uint64_t from, uint64_t end) const;
+  // Makes `out` the report of [begin, end) being unreadable; logs each part once.
+  void MarkUnreadable(uint64_t begin, uint64_t end, std::string reason, ReadResult* out) const;
   // Offsets below this are trimmed or being trimmed.
   uint64_t TrimmedBelow() const;
 
@@ -156,6 +181,9 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
   size_t tail_bytes_ = 0;
   std::map<std::string, std::shared_ptr<ChannelCursor>, std::less<>> channels_;
   std::function<void(uint64_t)> listener_;
+  // Ends of the unreadable parts already logged (every reader finds the same end: where the log
+  // can be read again), so that each is logged once, not once per channel and read.
+  mutable std::set<uint64_t> reported_unreadable_;
 
   // Committer thread only: as of the last prepared request.
   Extent w_;
