@@ -208,10 +208,12 @@ int main(int argc, char** argv) {
       wait_drained();
     });
     io.run();
-  }
-  if (auto st = store->Close(); !st) {
-    spdlog::error("closing the store failed: {}", st.error().ToString());
-    exit_code = 1;
+    // Closed while the broker still exists: closing completes the appends still queued, and each
+    // completion is handed to the broker (whose io loop has stopped, so it goes no further).
+    if (auto st = store->Close(); !st) {
+      spdlog::error("closing the store failed: {}", st.error().ToString());
+      exit_code = 1;
+    }
   }
   spdlog::info("cairnd stopped");
   // Leave without unwinding `signals`: its destructor would restore the default action, and a
