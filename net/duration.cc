@@ -1,6 +1,5 @@
 #include "net/duration.h"
 
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -11,41 +10,58 @@ namespace cairn {
 
 tl::expected<std::chrono::nanoseconds, std::string> ParseDuration(std::string_view text) {
   auto bad = [&] { return tl::unexpected(fmt::format("invalid duration \"{}\"", text)); };
+  constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
   std::string_view s = text;
   if (s == "0") return std::chrono::nanoseconds(0);
   if (s.empty()) return bad();
-  long double total = 0;
+  // Go's rules, in integers: each "<number><unit>" term is at most INT64_MAX ns, and so is the
+  // sum; fraction digits past what 18 decimals hold are dropped, as Go drops them.
+  uint64_t total = 0;
   while (!s.empty()) {
+    uint64_t whole = 0, frac = 0, scale = 1;
+    bool digits = false;
     size_t i = 0;
-    while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
-    if (i == 0) return bad();
-    const std::string number(s.substr(0, i));
-    if (number.find('.') != number.rfind('.') || number == ".") return bad();
-    const long double value = std::stold(number);
+    for (; i < s.size() && digit(s[i]); ++i, digits = true) {
+      if (whole > (kMax - 9) / 10) return bad();
+      whole = whole * 10 + static_cast<uint64_t>(s[i] - '0');
+    }
+    if (i < s.size() && s[i] == '.') {
+      for (++i; i < s.size() && digit(s[i]); ++i, digits = true) {
+        if (scale < 1'000'000'000'000'000'000ull) {
+          frac = frac * 10 + static_cast<uint64_t>(s[i] - '0');
+          scale *= 10;
+        }
+      }
+    }
+    if (!digits) return bad();
     s.remove_prefix(i);
     size_t u = 0;
-    while (u < s.size() && !((s[u] >= '0' && s[u] <= '9') || s[u] == '.')) ++u;
+    while (u < s.size() && !digit(s[u]) && s[u] != '.') ++u;
     const std::string_view unit = s.substr(0, u);
     s.remove_prefix(u);
-    long double scale;
+    uint64_t ns_per_unit;
     if (unit == "ns")
-      scale = 1;
+      ns_per_unit = 1;
     else if (unit == "us" || unit == "\xC2\xB5s" || unit == "\xCE\xBCs")
-      scale = 1e3;
+      ns_per_unit = 1'000;
     else if (unit == "ms")
-      scale = 1e6;
+      ns_per_unit = 1'000'000;
     else if (unit == "s")
-      scale = 1e9;
+      ns_per_unit = 1'000'000'000;
     else if (unit == "m")
-      scale = 60e9;
+      ns_per_unit = 60'000'000'000;
     else if (unit == "h")
-      scale = 3600e9;
+      ns_per_unit = 3'600'000'000'000;
     else
       return bad();
-    total += value * scale;
+    if (whole > kMax / ns_per_unit) return bad();
+    const unsigned __int128 term = static_cast<unsigned __int128>(whole) * ns_per_unit +
+                                   static_cast<unsigned __int128>(frac) * ns_per_unit / scale;
+    if (term > kMax - total) return bad();
+    total += static_cast<uint64_t>(term);
   }
-  if (total > static_cast<long double>(INT64_MAX)) return bad();
-  return std::chrono::nanoseconds(static_cast<int64_t>(std::llround(total)));
+  return std::chrono::nanoseconds(static_cast<int64_t>(total));
 }
 
 std::string FormatDuration(std::chrono::nanoseconds d) {

@@ -13,9 +13,22 @@
 
 namespace cairn {
 
-tl::expected<std::chrono::nanoseconds, std::string> ParseDuration(std::string_view text);
 // The shortest Go-style spelling: "1h0m0s" style is avoided; 3600s prints as "1h", 90s as "1m30s".
 std::string FormatDuration(std::chrono::nanoseconds d);
+tl::expected<std::chrono::nanoseconds, std::string> ParseDuration(std::string_view text);
+// The same, kept in `Duration`'s unit. A value that unit cannot hold exactly is refused, not cut:
+// retention_age=500us kept in milliseconds would become 0, which means "keep forever".
+template <class Duration>
+tl::expected<Duration, std::string> ParseDurationIn(std::string_view text) {
+  auto parsed = ParseDuration(text);
+  if (!parsed) return tl::unexpected(parsed.error());
+  const auto kept = std::chrono::duration_cast<Duration>(*parsed);
+  if (std::chrono::duration_cast<std::chrono::nanoseconds>(kept) != *parsed) {
+    return tl::unexpected("invalid duration \"" + std::string(text) + "\": finer than " +
+                          FormatDuration(Duration(1)));
+  }
+  return kept;
+}
 
 // RFC 3339 times, as positions and the workers' --from/--to take them: "2026-11-25T10:00:00Z",
 // "2026-11-25T10:00:00.5+01:00"; nanoseconds since the epoch.

@@ -18,9 +18,9 @@ void AddDurationFlag(CLI::App& app, const std::string& name, Duration* value,
   app.add_option_function<std::string>(
          name,
          [value, name](const std::string& text) {
-           auto parsed = ParseDuration(text);
+           auto parsed = ParseDurationIn<Duration>(text);
            if (!parsed) throw CLI::ValidationError(name, parsed.error());
-           *value = std::chrono::duration_cast<Duration>(*parsed);
+           *value = *parsed;
          },
          help)
       ->default_str(FormatDuration(*value));

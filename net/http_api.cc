@@ -393,9 +393,9 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
       if (d == nullptr) return respond(Error(http::status::bad_request, "EPHEMERAL_TOPIC"));
       storage::TopicSettings settings = d->topic_log()->Info().settings;
       if (const std::string* v = q.Get("retention_age")) {
-        auto age = ParseDuration(*v);
+        auto age = ParseDurationIn<std::chrono::milliseconds>(*v);
         if (!age) return respond(Error(http::status::bad_request, "INVALID_ARG_RETENTION_AGE"));
-        settings.retention_age = std::chrono::duration_cast<std::chrono::milliseconds>(*age);
+        settings.retention_age = *age;
       }
       if (const std::string* v = q.Get("retention_bytes")) {
         auto bytes = nsq::ParseDecimal(*v);
@@ -405,9 +405,9 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
         settings.retention_bytes = static_cast<uint64_t>(*bytes);
       }
       if (const std::string* v = q.Get("message_ttl")) {
-        auto ttl = ParseDuration(*v);
+        auto ttl = ParseDurationIn<std::chrono::milliseconds>(*v);
         if (!ttl) return respond(Error(http::status::bad_request, "INVALID_ARG_MESSAGE_TTL"));
-        settings.message_ttl = std::chrono::duration_cast<std::chrono::milliseconds>(*ttl);
+        settings.message_ttl = *ttl;
       }
       if (const std::string* v = q.Get("codec")) {
         auto codec = storage::ParseCodec(*v);

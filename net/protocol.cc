@@ -120,12 +120,14 @@ std::string GoQuote(std::string_view s) {
 }
 
 std::optional<int64_t> ParseDecimal(std::string_view text) {
-  uint64_t v = 0;
+  int64_t v = 0;
   for (char c : text) {
     if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+    const int digit = c - '0';
+    if (v > (INT64_MAX - digit) / 10) return std::nullopt;  // past int64: refused, not wrapped
+    v = v * 10 + digit;
   }
-  return static_cast<int64_t>(v);
+  return v;
 }
 
 MessageId EncodeMessageId(uint64_t offset) {

@@ -57,8 +57,9 @@ bool IsEphemeral(std::string_view name);
 
 // Go's %q of a string, as nsqd quotes names in its errors (ASCII escapes; other bytes as is).
 std::string GoQuote(std::string_view s);
-// A number as nsqd reads RDY counts and REQ/DPUB times: digits only, "" is 0, no sign, and no
-// overflow check (a value past 2^63 wraps negative, as in nsqd). nullopt on any other character.
+// A number as nsqd reads RDY counts and REQ/DPUB times: digits only, "" is 0, no sign. nullopt on
+// any other character, and on a value past INT64_MAX (nsqd lets such a value wrap; Cairn refuses
+// what it cannot represent).
 std::optional<int64_t> ParseDecimal(std::string_view text);
 
 // ---- Server side: parsing commands ----

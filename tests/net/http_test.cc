@@ -336,6 +336,40 @@ TEST(Http, MetricsAreWellFormedPrometheusText) {
   EXPECT_GT(samples, 20);
 }
 
+// Every integer and duration parameter refuses what it cannot represent. (defer=2^64-1 used to
+// wrap to -1 and be taken as "now"; retention_age=500us was cut to 0 ms, which means "keep
+// forever"; a duration of 400 digits threw out of the handler.)
+TEST(Http, NumbersAndDurationsOutOfRangeAreRefusedNotWrapped) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  EXPECT_EQ(c.Post("/pub?topic=t&defer=18446744073709551615", "x").body,
+            R"({"message":"INVALID_DEFER"})");
+  EXPECT_EQ(c.Post("/pub?topic=t&defer=9223372036854775808", "x").body,
+            R"({"message":"INVALID_DEFER"})");
+  EXPECT_EQ(c.Post("/topic/config?topic=t&retention_age=500us").body,
+            R"({"message":"INVALID_ARG_RETENTION_AGE"})");
+  EXPECT_EQ(c.Post("/topic/config?topic=t&retention_age=" + std::string(400, '9') + "h").body,
+            R"({"message":"INVALID_ARG_RETENTION_AGE"})");
+  EXPECT_EQ(c.Post("/topic/config?topic=t&retention_age=2562048h").body,  // past int64 ns
+            R"({"message":"INVALID_ARG_RETENTION_AGE"})");
+  EXPECT_EQ(c.Post("/topic/config?topic=t&message_ttl=1.0000001s").body,
+            R"({"message":"INVALID_ARG_MESSAGE_TTL"})");
+  EXPECT_EQ(c.Post("/topic/config?topic=t&retention_bytes=18446744073709551616").body,
+            R"({"message":"INVALID_ARG_RETENTION_BYTES"})");
+  EXPECT_EQ(c.Post("/channel/create?topic=t&channel=c&start=offset:99999999999999999999").body,
+            R"({"message":"INVALID_ARG_START"})");
+  // Nothing was changed by the refused ones; what can be represented is taken.
+  auto log = nlohmann::json::parse(c.Get("/topic/log?topic=t").body);
+  EXPECT_EQ(log["retention_age"], "72h") << log.dump();
+  EXPECT_EQ(c.Post("/topic/config?topic=t&retention_age=1.5s").status, 200);
+  EXPECT_EQ(nlohmann::json::parse(c.Get("/topic/log?topic=t").body)["retention_age"], "1500ms");
+  // Over TCP too: a RDY count past int64 is refused, not wrapped.
+  RawClient sub(broker.port());
+  sub.Subscribe("t", "c");
+  sub.Cmd("RDY 18446744073709551617");
+  sub.ExpectError("E_INVALID RDY could not parse count 18446744073709551617");
+}
+
 }  // namespace
 }  // namespace cairn::testing
 
