@@ -26,31 +26,11 @@ struct Fields {
   std::optional<std::string> client_id, hostname, user_agent;
 };
 
-bool ReadInt(const Json& v, int64_t min, int64_t max, std::optional<int64_t>* out) {
-  if (v.is_null()) return true;
-  if (v.is_number_integer()) {
-    const int64_t x = v.get<int64_t>();
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max)) return false;
-    if (x < min || x > max) return false;
-    *out = x;
-    return true;
-  }
-  return false;
-}
-
-bool ReadBool(const Json& v, std::optional<bool>* out) {
-  if (v.is_null()) return true;
-  if (!v.is_boolean()) return false;
-  *out = v.get<bool>();
-  return true;
-}
-
-bool ReadString(const Json& v, std::optional<std::string>* out) {
-  if (v.is_null()) return true;
-  if (!v.is_string()) return false;
-  *out = v.get<std::string>();
-  return true;
-}
+// Go's encoding/json refuses input nested deeper than this; so does IDENTIFY here.
+constexpr size_t kMaxDepth = 10'000;
+// client_id, hostname and user_agent are kept (and copied into every /stats) up to this many
+// bytes; longer ones are cut, at a UTF-8 character boundary. nsqd keeps them whole.
+constexpr size_t kMaxNameBytes = 256;
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -58,46 +38,134 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-std::optional<Fields> Decode(std::string_view body) {
-  Json doc = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return std::nullopt;
-  Fields f;
-  if (doc.is_null()) return f;
-  if (!doc.is_object()) return std::nullopt;
-  constexpr int64_t kI64Min = std::numeric_limits<int64_t>::min();
-  constexpr int64_t kI64Max = std::numeric_limits<int64_t>::max();
-  constexpr int64_t kI32Min = std::numeric_limits<int32_t>::min();
-  constexpr int64_t kI32Max = std::numeric_limits<int32_t>::max();
-  for (const auto& [key, v] : doc.items()) {
-    const std::string k = Lower(key);
-    bool ok = true;
-    if (k == "heartbeat_interval")
-      ok = ReadInt(v, kI64Min, kI64Max, &f.heartbeat_interval);
-    else if (k == "output_buffer_size")
-      ok = ReadInt(v, kI64Min, kI64Max, &f.output_buffer_size);
-    else if (k == "output_buffer_timeout")
-      ok = ReadInt(v, kI64Min, kI64Max, &f.output_buffer_timeout);
-    else if (k == "msg_timeout")
-      ok = ReadInt(v, kI64Min, kI64Max, &f.msg_timeout);
-    else if (k == "sample_rate")
-      ok = ReadInt(v, kI32Min, kI32Max, &f.sample_rate);
-    else if (k == "feature_negotiation")
-      ok = ReadBool(v, &f.feature_negotiation);
-    else if (k == "tls_v1")
-      ok = ReadBool(v, &f.tls_v1);
-    else if (k == "snappy")
-      ok = ReadBool(v, &f.snappy);
-    else if (k == "deflate")
-      ok = ReadBool(v, &f.deflate);
-    else if (k == "client_id")
-      ok = ReadString(v, &f.client_id);
-    else if (k == "hostname")
-      ok = ReadString(v, &f.hostname);
-    else if (k == "user_agent")
-      ok = ReadString(v, &f.user_agent);
-    if (!ok) return std::nullopt;
+std::string CutAtCharacter(std::string s) {
+  if (s.size() <= kMaxNameBytes) return s;
+  size_t n = kMaxNameBytes;
+  // Back off continuation bytes (10xxxxxx) so that a character is never cut in half.
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  s.resize(n);
+  return s;
+}
+
+// A SAX reader for the IDENTIFY body: it keeps the fields nsqd reads from the top-level object
+// and nothing else, so that time is linear in the body and memory does not grow with it (a DOM of
+// a 5 MiB body of "[[[[..." would cost tens of times its size).
+class IdentifyReader final : public nlohmann::json_sax<Json> {
+ public:
+  Fields fields;
+  bool failed = false;
+
+  bool null() override {
+    if (depth_ == 0) return true;  // a null body changes nothing, as in Go
+    return Scalar([](const std::string&) { return true; });
   }
-  return f;
+  bool boolean(bool v) override {
+    return Scalar([&](const std::string& k) {
+      std::optional<bool>* out = k == "feature_negotiation" ? &fields.feature_negotiation
+                                 : k == "tls_v1"            ? &fields.tls_v1
+                                 : k == "snappy"            ? &fields.snappy
+                                 : k == "deflate"           ? &fields.deflate
+                                                            : nullptr;
+      if (out != nullptr) *out = v;
+      return out != nullptr || !IsKnown(k);
+    });
+  }
+  bool number_integer(number_integer_t v) override {
+    return Integer(v < 0, v, v < 0 ? 0 : static_cast<uint64_t>(v));
+  }
+  bool number_unsigned(number_unsigned_t v) override { return Integer(false, 0, v); }
+  bool number_float(number_float_t, const string_t&) override {
+    return Scalar([&](const std::string& k) { return !IsKnown(k); });
+  }
+  bool string(string_t& v) override {
+    return Scalar([&](const std::string& k) {
+      std::optional<std::string>* out = k == "client_id"    ? &fields.client_id
+                                        : k == "hostname"   ? &fields.hostname
+                                        : k == "user_agent" ? &fields.user_agent
+                                                            : nullptr;
+      if (out != nullptr) *out = CutAtCharacter(std::move(v));
+      return out != nullptr || !IsKnown(k);
+    });
+  }
+  bool binary(binary_t&) override { return Fail(); }
+  bool start_object(std::size_t) override { return Open(); }
+  bool end_object() override { return Close(); }
+  bool start_array(std::size_t) override {
+    if (depth_ == 0) return Fail();  // the body must be an object (or null)
+    return Open();
+  }
+  bool end_array() override { return Close(); }
+  bool key(string_t& k) override {
+    if (depth_ == 1) key_ = Lower(k);
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return Fail();
+  }
+
+ private:
+  static bool IsKnown(const std::string& k) {
+    return k == "heartbeat_interval" || k == "output_buffer_size" || k == "output_buffer_timeout" ||
+           k == "msg_timeout" || k == "sample_rate" || k == "feature_negotiation" ||
+           k == "tls_v1" || k == "snappy" || k == "deflate" || k == "client_id" ||
+           k == "hostname" || k == "user_agent";
+  }
+  bool Fail() {
+    failed = true;
+    return false;
+  }
+  bool Open() {
+    // A known field holding an object or array is the wrong type, as in Go.
+    if (depth_ == 1 && IsKnown(key_)) return Fail();
+    if (++depth_ > kMaxDepth) return Fail();
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    return true;
+  }
+  // A scalar at the top level is a body that is not an object; inside the object it is a
+  // field's value, which `assign` takes (true) if it is a known field of that type. Values nested
+  // deeper belong to fields nsqd does not read.
+  template <class F>
+  bool Scalar(F assign) {
+    if (depth_ == 0) return Fail();
+    if (depth_ > 1) return true;
+    return assign(key_) || Fail();
+  }
+  bool Integer(bool negative, int64_t sv, uint64_t uv) {
+    if (depth_ == 0) return Fail();
+    if (depth_ > 1) return true;
+    const std::string& k = key_;
+    std::optional<int64_t>* out = k == "heartbeat_interval"      ? &fields.heartbeat_interval
+                                  : k == "output_buffer_size"    ? &fields.output_buffer_size
+                                  : k == "output_buffer_timeout" ? &fields.output_buffer_timeout
+                                  : k == "msg_timeout"           ? &fields.msg_timeout
+                                  : k == "sample_rate"           ? &fields.sample_rate
+                                                                 : nullptr;
+    if (out == nullptr) return IsKnown(k) ? Fail() : true;
+    // Go decodes into the field's width: int64, or int32 for sample_rate.
+    const int64_t min = out == &fields.sample_rate ? std::numeric_limits<int32_t>::min()
+                                                   : std::numeric_limits<int64_t>::min();
+    const int64_t max = out == &fields.sample_rate ? std::numeric_limits<int32_t>::max()
+                                                   : std::numeric_limits<int64_t>::max();
+    if (!negative && uv > static_cast<uint64_t>(max)) return Fail();
+    const int64_t v = negative ? sv : static_cast<int64_t>(uv);
+    if (v < min || v > max) return Fail();
+    *out = v;
+    return true;
+  }
+
+  size_t depth_ = 0;
+  std::string key_;
+};
+
+std::optional<Fields> Decode(std::string_view body) {
+  IdentifyReader reader;
+  const bool ok = Json::sax_parse(body, &reader, nlohmann::json::input_format_t::json,
+                                  /*strict=*/true, /*ignore_comments=*/false);
+  if (!ok || reader.failed) return std::nullopt;
+  return std::move(reader.fields);
 }
 
 }  // namespace
