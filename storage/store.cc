@@ -1,6 +1,11 @@
 #include "storage/store.h"
 #include "storage/clock.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <future>
 
@@ -154,6 +159,79 @@ Status CheckFormat(const std::string& path) {
   return {};
 }
 
+// First start is made atomic with this marker: it is written (and synced) into an empty
+// directory before anything else, and removed (and the removal synced) only once the format
+// record is durable. A directory that holds it is the remains of a first start that was killed
+// before it finished; everything in it was made by that start, nothing was acknowledged, and it
+// is cleared and started over. Without it, a kill between RocksDB creating CURRENT and the format
+// record would leave a directory that every later start refuses as foreign.
+constexpr const char* kFirstStartMarker = "CAIRN_FIRST_START";
+
+// What RocksDB or Cairn may have created in a data directory.
+bool IsStoreFileName(std::string_view name) {
+  return name == "CURRENT" || name == "IDENTITY" || name == "LOCK" || name.starts_with("LOG") ||
+         name.starts_with("MANIFEST-") || name.starts_with("OPTIONS-") || name.ends_with(".log") ||
+         name.ends_with(".sst") || name.ends_with(".blob") || name.ends_with(".dbtmp") ||
+         name == kFirstStartMarker || PreparedWalFileSystem::IsSpareName(name);
+}
+
+Status SyncDirectory(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    return Fail(Errc::kIOError, fmt::format("cannot sync {}: {}", path, std::strerror(err)));
+  }
+  ::close(fd);
+  return {};
+}
+
+Status WriteFirstStartMarker(const std::string& path) {
+  const std::string marker = (fs::path(path) / kFirstStartMarker).string();
+  const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    return Fail(Errc::kIOError, fmt::format("cannot create {}: {}", marker, std::strerror(err)));
+  }
+  ::close(fd);
+  return SyncDirectory(path);
+}
+
+Status RemoveFirstStartMarker(const std::string& path) {
+  const std::string marker = (fs::path(path) / kFirstStartMarker).string();
+  if (::unlink(marker.c_str()) != 0) {
+    return Fail(Errc::kIOError, fmt::format("cannot remove {}: {}", marker, std::strerror(errno)));
+  }
+  // Durably gone before anything can be acknowledged: a marker that came back after a crash
+  // would have the store cleared.
+  return SyncDirectory(path);
+}
+
+// Clears what an unfinished first start left, the marker excepted.
+Status ClearUnfinishedFirstStart(const std::string& path) {
+  std::error_code ec;
+  std::vector<fs::path> remove;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name == "lost+found" || name == kFirstStartMarker) continue;
+    if (!IsStoreFileName(name) || !entry.is_regular_file()) {
+      return Fail(Errc::kUnsupportedFormat,
+                  fmt::format("{} holds an unfinished first start of a Cairn store and also {}, "
+                              "which no store makes; refusing to clear it",
+                              path, name));
+    }
+    remove.push_back(entry.path());
+  }
+  if (ec) return Fail(Errc::kIOError, fmt::format("cannot list {}: {}", path, ec.message()));
+  for (const auto& p : remove) {
+    if (!fs::remove(p, ec) || ec) {
+      return Fail(Errc::kIOError, fmt::format("cannot remove {}: {}", p.string(), ec.message()));
+    }
+  }
+  return SyncDirectory(path);
+}
+
 // A data directory is new if it is missing or empty (a fresh volume's lost+found aside).
 Result<bool> IsNewDirectory(const std::string& path) {
   std::error_code ec;
@@ -195,10 +273,23 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   if (options.sync.mode == SyncMode::kInterval && options.sync.interval.count() <= 0) {
     return Fail(Errc::kInvalidArgument, "sync interval must be at least 1 ms");
   }
-  auto is_new = IsNewDirectory(options.path);
-  if (!is_new) return tl::unexpected(is_new.error());
-  if (!*is_new) {
-    if (auto st = CheckFormat(options.path); !st) return tl::unexpected(st.error());
+  Result<bool> is_new = false;
+  std::error_code exists_ec;
+  if (fs::exists(fs::path(options.path) / kFirstStartMarker, exists_ec)) {
+    spdlog::warn(
+        "storage: {} holds the remains of a first start that did not finish; starting "
+        "it over",
+        options.path);
+    if (auto st = ClearUnfinishedFirstStart(options.path); !st) return tl::unexpected(st.error());
+    is_new = true;
+  } else {
+    is_new = IsNewDirectory(options.path);
+    if (!is_new) return tl::unexpected(is_new.error());
+    if (*is_new) {
+      if (auto st = WriteFirstStartMarker(options.path); !st) return tl::unexpected(st.error());
+    } else if (auto st = CheckFormat(options.path); !st) {
+      return tl::unexpected(st.error());
+    }
   }
 
   std::unique_ptr<Store> store(new Store());
@@ -273,6 +364,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     if (auto st = raw->Put(wo, e.meta, keys::kFormat, format.SerializeAsString()); !st.ok()) {
       return tl::unexpected(FromRocks(st, "writing the format record"));
     }
+    if (auto st = RemoveFirstStartMarker(options.path); !st) return tl::unexpected(st.error());
   }
   if (auto st = store->Recover(); !st) return tl::unexpected(st.error());
 
