@@ -76,15 +76,6 @@ std::optional<uint64_t> ResolvePosition(Log& log, const std::string& spec) {
   return std::nullopt;
 }
 
-// Publish time of the first message a channel has not finished; 0 if it has finished all.
-int64_t OldestUnfinishedTs(Log& log, const storage::ChannelCursor& cursor) {
-  const uint64_t next = cursor.NextUnfinished(std::max(cursor.floor(), log.start_offset()));
-  if (next >= log.next_offset()) return 0;
-  auto r = log.Read(next, 1, 1);
-  if (!r || r->messages.empty()) return 0;
-  return r->messages.front().timestamp_ns;
-}
-
 struct ChannelView {
   Channel* channel;
   ChannelStats stats;
@@ -104,7 +95,7 @@ ChannelView ViewOf(Topic& topic, Channel& c, int64_t now_ns) {
   v.lag_messages = end > floor ? end - floor - std::min(end - floor, finished_above) : 0;
   const uint64_t held = v.stats.in_flight + v.stats.deferred;
   v.depth = v.lag_messages > held ? v.lag_messages - held : 0;
-  if (const int64_t ts = OldestUnfinishedTs(log, *c.cursor()); ts > 0 && now_ns > ts) {
+  if (const int64_t ts = c.OldestUnfinishedPublishTime(); ts > 0 && now_ns > ts) {
     v.lag_seconds = static_cast<double>(now_ns - ts) / 1e9;
   }
   v.skipped = c.cursor()->skipped_by_retention();

@@ -1,6 +1,8 @@
 #include "net/tcp_server.h"
 #include "storage/clock.h"
 
+#include <sys/ioctl.h>
+
 #include <chrono>
 #include <deque>
 #include <map>
@@ -31,6 +33,13 @@ namespace {
 
 nsq::ProtocolError Invalid(std::string text) { return {"E_INVALID", std::move(text), true}; }
 
+// Output a client's commands may add (responses, errors, heartbeats) on top of what deliveries
+// may fill (BrokerOptions::max_pending_output) before the session stops reading its commands.
+// Deliveries stop at the lower bound, so a consumer whose output is backed up with messages is
+// still read: its NOPs, FINs and TOUCHes go on working. Only a client that also sends commands
+// with answers and does not read them reaches this one.
+constexpr size_t kResponseRoom = 1u << 20;
+
 }  // namespace
 
 class TcpSession final : public Subscriber,
@@ -59,7 +68,7 @@ class TcpSession final : public Subscriber,
   }
 
   void Start() {
-    last_command_ = std::chrono::steady_clock::now();
+    last_command_ = last_write_progress_ = std::chrono::steady_clock::now();
     ArmHeartbeat();
     asio::co_spawn(
         socket_.get_executor(), [self = shared_from_this()] { return self->Run(); },
@@ -88,7 +97,7 @@ class TcpSession final : public Subscriber,
   // ---- Subscriber ----
   int64_t Credit() const override {
     if (state_ != State::kSubscribed || closed_) return 0;
-    if (out_.size() + writing_bytes_ >= options_.max_pending_output) return 0;
+    if (PendingOutput() >= options_.max_pending_output) return 0;
     return rdy_ - in_flight_;
   }
   std::chrono::milliseconds MsgTimeout() const override { return settings_.msg_timeout; }
@@ -145,7 +154,7 @@ class TcpSession final : public Subscriber,
     for (;;) {
       ProcessInput();
       if (fatal_ || stop_reading_ || closed_) break;
-      while (Backpressured() && !stop_reading_ && !closed_) {
+      while (InputPaused() && !stop_reading_ && !closed_) {
         resume_.expires_at(asio::steady_timer::time_point::max());
         co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         ec.clear();
@@ -166,14 +175,16 @@ class TcpSession final : public Subscriber,
     in_.Commit(n);
   }
 
-  bool Backpressured() const {
-    return slots_.size() >= options_.max_pending_publishes ||
-           out_.size() + writing_bytes_ >= options_.max_pending_output;
+  // Commands are not read while the connection has as many publishes waiting for durability as
+  // it may, or while its output, answers included, is over its bound.
+  bool InputPaused() const {
+    return WaitingForDurability() || PendingOutput() >= options_.max_pending_output + kResponseRoom;
   }
+  bool WaitingForDurability() const { return slots_.size() >= options_.max_pending_publishes; }
 
   void ProcessInput() {
     size_t pos = 0;
-    while (!fatal_ && !closed_ && !Backpressured()) {
+    while (!fatal_ && !closed_ && !InputPaused()) {
       auto outcome = nsq::ParseCommand(in_.data().substr(pos), limits_);
       if (std::holds_alternative<nsq::NeedMore>(outcome)) break;
       if (auto* err = std::get_if<nsq::ProtocolError>(&outcome)) {
@@ -407,38 +418,48 @@ class TcpSession final : public Subscriber,
     }
     if (slots_.empty() && reading_done_) CloseAfterFlush();
     StartWrite();
-    if (!Backpressured()) resume_.cancel();
+    if (!InputPaused()) resume_.cancel();
   }
+
+  // Bytes not yet taken by the socket: queued, and what is left of the write in progress.
+  size_t PendingOutput() const { return out_.size() + (write_buf_.size() - written_); }
 
   void StartWrite() {
     if (writing_ || closed_) return;
-    if (out_.empty()) {
-      if (close_after_flush_) Close();
-      return;
+    if (written_ == write_buf_.size()) {
+      if (out_.empty()) {
+        if (close_after_flush_) Close();
+        return;
+      }
+      write_buf_.clear();
+      // A burst (a backlog delivered at full RDY) must not leave megabytes behind on every idle
+      // connection.
+      if (write_buf_.capacity() > InputBuffer::kKeepBytes) std::string().swap(write_buf_);
+      write_buf_.swap(out_);
+      written_ = 0;
     }
     writing_ = true;
-    write_buf_.swap(out_);
-    out_.clear();
-    writing_bytes_ = write_buf_.size();
-    asio::async_write(
-        socket_, asio::buffer(write_buf_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->OnWritten(ec); });
+    // write_some, not write: each completion is the client taking bytes, which is what keeps a
+    // slow reader alive while its heartbeats wait behind the messages queued before them.
+    socket_.async_write_some(
+        asio::buffer(write_buf_.data() + written_, write_buf_.size() - written_),
+        [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+          self->OnWritten(ec, n);
+        });
   }
 
-  void OnWritten(boost::system::error_code ec) {
+  void OnWritten(boost::system::error_code ec, size_t n) {
     writing_ = false;
-    writing_bytes_ = 0;
-    write_buf_.clear();
-    // A burst (a backlog delivered at full RDY) must not leave megabytes behind on every idle
-    // connection.
-    if (write_buf_.capacity() > InputBuffer::kKeepBytes) std::string().swap(write_buf_);
     if (ec) {
       Close();
       return;
     }
-    // Output drained: the channel may send more, and reading may resume.
+    written_ += n;
+    last_write_progress_ = std::chrono::steady_clock::now();
+    unacked_ = UnacknowledgedBytes();
+    // Output drained some: the channel may send more, and reading may resume.
     if (channel_ != nullptr && Credit() > 0) channel_->Pump();
-    if (!Backpressured()) resume_.cancel();
+    if (!InputPaused()) resume_.cancel();
     StartWrite();
   }
 
@@ -472,9 +493,34 @@ class TcpSession final : public Subscriber,
     ScheduleHeartbeat();
   }
 
+  // When the client must next have shown it is alive: as nsqd, two heartbeat intervals after its
+  // last command; but while its output is backed up it receives our heartbeats only once it has
+  // read what was queued before them, so it cannot answer them yet, and taking bytes counts too.
+  // A client that neither reads nor sends is cut as nsqd would cut it.
+  // Bytes the socket holds that the client's kernel has not acknowledged yet (SIOCOUTQ).
+  int UnacknowledgedBytes() {
+    int n = 0;
+    return ::ioctl(socket_.native_handle(), TIOCOUTQ, &n) == 0 ? n : 0;
+  }
+
+  // The client took bytes since we last looked: written into the socket (OnWritten), or
+  // acknowledged out of it while the socket was too full to take more (which a slow link shows
+  // as acknowledgements long before the socket has room for another write).
+  void NoteAcknowledgements(std::chrono::steady_clock::time_point now) {
+    const int unacked = UnacknowledgedBytes();
+    if (unacked < unacked_) last_write_progress_ = now;
+    unacked_ = unacked;
+  }
+
+  std::chrono::steady_clock::time_point AliveUntil() const {
+    const auto grace = 2 * settings_.heartbeat_interval;
+    auto until = last_command_ + grace;
+    if (PendingOutput() > 0) until = std::max(until, last_write_progress_ + grace);
+    return until;
+  }
+
   void ScheduleHeartbeat() {
-    const auto deadline = last_command_ + 2 * settings_.heartbeat_interval;
-    heartbeat_timer_.expires_at(std::min(next_heartbeat_, deadline));
+    heartbeat_timer_.expires_at(std::min(next_heartbeat_, AliveUntil()));
     heartbeat_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->closed_) return;
@@ -484,11 +530,20 @@ class TcpSession final : public Subscriber,
 
   void OnHeartbeatTimer() {
     const auto now = std::chrono::steady_clock::now();
-    if (now >= last_command_ + 2 * settings_.heartbeat_interval) {
+    // While its publishes wait for the disk, the session reads nothing: the client's silence is
+    // ours, and its NOPs are parsed once reading resumes.
+    if (WaitingForDurability()) last_command_ = now;
+    NoteAcknowledgements(now);
+    if (now >= AliveUntil()) {
       // As nsqd: the read deadline passed; hang up without an error frame.
+      using std::chrono::duration_cast, std::chrono::milliseconds;
       spdlog::info(
-          "client={} missed heartbeats ({} ms without a command), closing", remote_,
-          std::chrono::duration_cast<std::chrono::milliseconds>(now - last_command_).count());
+          "client={} missed heartbeats ({} ms without a command{}), closing", remote_,
+          duration_cast<milliseconds>(now - last_command_).count(),
+          PendingOutput() == 0
+              ? std::string()
+              : fmt::format(" and {} ms without reading",
+                            duration_cast<milliseconds>(now - last_write_progress_).count()));
       Close();
       return;
     }
@@ -520,7 +575,7 @@ class TcpSession final : public Subscriber,
 
   InputBuffer in_;
   std::string out_, write_buf_;
-  size_t writing_bytes_ = 0;
+  size_t written_ = 0;  // bytes of write_buf_ the socket has taken
   bool writing_ = false;
   std::deque<Slot> slots_;
   uint64_t slot_base_ = 0;
@@ -534,6 +589,8 @@ class TcpSession final : public Subscriber,
   asio::steady_timer heartbeat_timer_;
   asio::steady_timer resume_;  // wakes the read loop when backpressure lifts
   std::chrono::steady_clock::time_point last_command_, next_heartbeat_;
+  std::chrono::steady_clock::time_point last_write_progress_;  // the client last took bytes
+  int unacked_ = 0;  // UnacknowledgedBytes() when last looked at
 };
 
 TcpServer::TcpServer(asio::io_context& io, Broker& broker, const tcp::endpoint& endpoint)

@@ -9,7 +9,7 @@
 namespace cairn {
 
 Broker::Broker(boost::asio::io_context& io, storage::Store& store, BrokerOptions options)
-    : io_(io), store_(store), options_(options), timer_(io) {}
+    : io_(io), store_(store), options_(options) {}
 
 Broker::~Broker() { Stop(); }
 
@@ -20,24 +20,13 @@ void Broker::Start() {
     for (auto& cursor : log->Channels()) topic->AttachChannel(cursor);
     topics_.emplace(log->name(), std::move(topic));
   }
-  ArmTimer();
 }
 
 void Broker::Stop() {
   stopped_ = true;
-  timer_.cancel();
-}
-
-void Broker::ArmTimer() {
-  if (stopped_) return;
-  timer_.expires_after(options_.timer_resolution);
-  timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || stopped_) return;
-    const SteadyTime now = std::chrono::steady_clock::now();
-    // Copy: a timer may delete an ephemeral topic (posted, so not during this loop, but cheap).
-    for (auto& [_, topic] : topics_) topic->OnTimer(now);
-    ArmTimer();
-  });
+  for (auto& [_, topic] : topics_) {
+    for (Channel* channel : topic->channels()) channel->StopTimer();
+  }
 }
 
 storage::Result<std::shared_ptr<Topic>> Broker::GetOrCreateTopic(std::string_view name) {

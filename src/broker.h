@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "src/options.h"
 #include "src/topic.h"
@@ -29,12 +29,15 @@ class Broker {
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
-  // Loads the topics and channels the store holds, and starts the timers.
+  // Loads the topics and channels the store holds.
   void Start();
-  // Stops the timers; topics stay until the broker is destroyed.
+  // Stops the channels' timers; topics stay until the broker is destroyed.
   void Stop();
+  bool stopped() const { return stopped_; }
 
   const BrokerOptions& options() const { return options_; }
+  // The io thread's executor: channels arm their timers on it.
+  boost::asio::any_io_executor executor() { return io_.get_executor(); }
   storage::Store& store() { return store_; }
 
   // The topic, created if missing; names ending in "#ephemeral" live in memory only. Names are
@@ -55,14 +58,12 @@ class Broker {
   void Post(std::function<void()> fn);
 
  private:
-  void ArmTimer();
   void DrainPosted();
 
   boost::asio::io_context& io_;
   storage::Store& store_;
   const BrokerOptions options_;
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;
-  boost::asio::steady_timer timer_;
   bool stopped_ = false;
 
   std::mutex posted_mu_;

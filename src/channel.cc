@@ -24,7 +24,8 @@ Channel::Channel(Topic* topic, std::string name, std::shared_ptr<storage::Channe
       name_(std::move(name)),
       ephemeral_(name_.ends_with("#ephemeral")),
       cursor_(std::move(cursor)),
-      options_(options) {
+      options_(options),
+      timer_(topic->executor()) {
   read_pos_ = cursor_->floor();
   check_finished_below_ = topic_->log().next_offset();
 }
@@ -42,8 +43,10 @@ void Channel::RemoveSubscriber(Subscriber* subscriber) {
   }
   std::sort(held.begin(), held.end());
   for (uint64_t offset : held) {
-    ready_.push_back({offset, in_flight_[offset].attempts});
-    in_flight_.erase(offset);
+    auto it = in_flight_.find(offset);
+    const InFlight f = it->second;
+    in_flight_.erase(it);
+    Release(offset, f);
   }
   if (subscribers_.empty() && ephemeral_) {
     topic_->OnEphemeralChannelIdle(name_);
@@ -155,7 +158,7 @@ void Channel::Deliver(Subscriber* to, uint64_t offset, int64_t ts, std::string_v
   const uint16_t attempts = NextAttempts(prior_attempts);
   const uint32_t seq = ++next_seq_;
   const SteadyTime deadline = now + to->MsgTimeout();
-  in_flight_[offset] = InFlight{to, deadline, now, attempts, seq};
+  in_flight_[offset] = InFlight{to, deadline, now, attempts, seq, seek_epoch_};
   timeouts_.push({deadline, offset, seq});
   if (timeouts_.size() > 2 * in_flight_.size() + 1024) CompactTimeouts();
   ++counters_.delivered;
@@ -185,9 +188,11 @@ void Channel::Pump() {
   const int64_t wall_now = WallNowNs();
   std::vector<Subscriber*> touched;
   while (Subscriber* s = NextWithCredit()) {
-    int64_t burst = std::min(s->Credit(), kBurst);
+    int64_t burst = kBurst;
     bool sent = false;
-    while (burst > 0) {
+    // Credit is asked again before every message: it falls to 0 once the subscriber's unsent
+    // output reaches its bound, so that bound holds to within one message, not one burst.
+    while (burst > 0 && s->Credit() > 0) {
       if (!ready_.empty()) {
         const Redelivery r = ready_.front();
         ready_.pop_front();
@@ -212,9 +217,36 @@ void Channel::Pump() {
     // The next message goes to the next subscriber, even when this turn ended because the
     // channel ran dry: under light traffic idle subscribers take turns, as with nsqd.
     next_subscriber_ = (next_subscriber_ + 1) % subscribers_.size();
-    if (burst > 0) break;  // out of messages
+    if (burst > 0 && s->Credit() > 0) break;  // out of messages
   }
   for (Subscriber* s : touched) s->Flush();
+  ArmTimer();
+}
+
+void Channel::ArmTimer() {
+  if (timer_stopped_) return;
+  std::optional<SteadyTime> next;
+  if (!timeouts_.empty()) next = timeouts_.top().at;
+  if (!deferred_.empty() && (!next || deferred_.top().at < *next)) next = deferred_.top().at;
+  if (!next) return;
+  // Coalesced: deadlines a few ms apart (one per message delivered) share one wake-up.
+  next = std::max(*next, std::chrono::steady_clock::now() + options_.timer_resolution);
+  if (timer_at_ && *timer_at_ <= *next) return;
+  timer_at_ = *next;
+  timer_.expires_at(*next);
+  timer_.async_wait(
+      [this, alive = std::weak_ptr<Channel*>(alive_)](const boost::system::error_code& ec) {
+        if (ec || alive.expired()) return;
+        timer_at_.reset();
+        OnTimer(std::chrono::steady_clock::now());
+        ArmTimer();
+      });
+}
+
+void Channel::StopTimer() {
+  timer_stopped_ = true;
+  timer_at_.reset();
+  timer_.cancel();
 }
 
 Channel::InFlight* Channel::Owned(Subscriber* by, uint64_t offset, Settle* result) {
@@ -233,11 +265,19 @@ Channel::InFlight* Channel::Owned(Subscriber* by, uint64_t offset, Settle* resul
 
 Channel::Settle Channel::Finish(Subscriber* by, uint64_t offset) {
   Settle result;
-  if (Owned(by, offset, &result) == nullptr) return result;
+  InFlight* f = Owned(by, offset, &result);
+  if (f == nullptr) return result;
+  const InFlight settled = *f;
   in_flight_.erase(offset);
+  by->Settled();
+  if (settled.epoch != seek_epoch_) {
+    // Delivered before a seek: the seek, not this FIN, decides whether the channel is done with
+    // the offset.
+    Release(offset, settled);
+    return result;
+  }
   cursor_->Finish(offset);
   ++counters_.finished;
-  by->Settled();
   return result;
 }
 
@@ -245,16 +285,30 @@ Channel::Settle Channel::Requeue(Subscriber* by, uint64_t offset, std::chrono::m
   Settle result;
   InFlight* f = Owned(by, offset, &result);
   if (f == nullptr) return result;
-  const uint16_t attempts = f->attempts;
+  const InFlight settled = *f;
   in_flight_.erase(offset);
   ++counters_.requeued;
-  if (delay.count() <= 0) {
-    ready_.push_back({offset, attempts});
-  } else {
-    deferred_.push({std::chrono::steady_clock::now() + delay, offset, attempts});
-  }
   by->Settled();
+  if (delay.count() <= 0 || settled.epoch != seek_epoch_) {
+    Release(offset, settled);
+  } else {
+    deferred_.push({std::chrono::steady_clock::now() + delay, offset, settled.attempts});
+    ArmTimer();
+  }
   return result;
+}
+
+void Channel::Release(uint64_t offset, const InFlight& f) {
+  if (f.epoch != seek_epoch_) {
+    // A seek since: behind the new position it is finished; ahead of the window, the window
+    // delivers it when it gets there.
+    if (cursor_->IsFinished(offset) || offset >= WindowPosition()) return;
+  }
+  ready_.push_back({offset, f.attempts});
+}
+
+uint64_t Channel::WindowPosition() const {
+  return window_.empty() ? read_pos_ : window_.front().messages[window_pos_].offset;
 }
 
 Channel::Settle Channel::Touch(Subscriber* by, uint64_t offset) {
@@ -267,6 +321,7 @@ Channel::Settle Channel::Touch(Subscriber* by, uint64_t offset) {
   f->seq = ++next_seq_;
   timeouts_.push({f->deadline, offset, f->seq});
   if (timeouts_.size() > 2 * in_flight_.size() + 1024) CompactTimeouts();
+  ArmTimer();
   return result;
 }
 
@@ -277,11 +332,11 @@ void Channel::OnTimer(SteadyTime now) {
     timeouts_.pop();
     auto it = in_flight_.find(t.offset);
     if (it == in_flight_.end() || it->second.seq != t.seq_or_attempts) continue;  // stale
-    Subscriber* owner = it->second.owner;
-    ready_.push_back({t.offset, it->second.attempts});
+    const InFlight f = it->second;
     in_flight_.erase(it);
     ++counters_.timed_out;
-    owner->Settled();
+    f.owner->Settled();
+    Release(t.offset, f);
     moved = true;
   }
   while (!deferred_.empty() && deferred_.top().at <= now) {
@@ -301,16 +356,19 @@ void Channel::SetPaused(bool paused) {
 void Channel::Seek(uint64_t offset) {
   Log& log = topic_->log();
   offset = std::clamp(offset, log.start_offset(), log.next_offset());
-  for (auto& [_, f] : in_flight_) f.owner->Settled();
-  in_flight_.clear();
-  timeouts_ = {};
+  ++seek_epoch_;
   deferred_ = {};
   ready_.clear();
   window_.clear();
   window_pos_ = 0;
   cursor_->Seek(offset);
   read_pos_ = offset;
-  check_finished_below_ = offset;  // the cursor holds nothing finished at or past `offset`
+  // The cursor holds nothing finished at or past `offset`, but what is still in flight must not
+  // be read into the window a second time: check offsets up to the highest of those.
+  check_finished_below_ = offset;
+  for (const auto& [in_flight, _] : in_flight_) {
+    check_finished_below_ = std::max(check_finished_below_, in_flight + 1);
+  }
   Pump();
 }
 
@@ -331,6 +389,17 @@ void Channel::CompactTimeouts() {
   live.reserve(in_flight_.size());
   for (const auto& [offset, f] : in_flight_) live.push_back({f.deadline, offset, f.seq});
   timeouts_ = MinHeap<Timed>(std::greater<Timed>(), std::move(live));
+}
+
+int64_t Channel::OldestUnfinishedPublishTime() {
+  Log& log = topic_->log();
+  const uint64_t next = cursor_->NextUnfinished(std::max(cursor_->floor(), log.start_offset()));
+  if (next >= log.next_offset()) return 0;
+  if (next != oldest_offset_) {
+    oldest_offset_ = next;
+    oldest_ts_ = log.PublishTimeOf(next);
+  }
+  return oldest_ts_;
 }
 
 ChannelStats Channel::stats() const {

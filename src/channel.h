@@ -26,8 +26,11 @@
 #include <string>
 #include <string_view>
 
-#include <boost/unordered/unordered_flat_map.hpp>
+#include <optional>
 #include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "src/options.h"
 #include "storage/cursor.h"
@@ -124,17 +127,29 @@ class Channel {
   void SetPaused(bool paused);
   bool paused() const { return paused_; }
   // Moves the channel to `offset`, clamped to the retained log: everything before it counts as
-  // finished, nothing after it does. Messages in flight, requeued or deferred are dropped (a FIN
-  // for one of them gets E_FIN_FAILED); subscribers keep their connections and receive from the
-  // new position. Emptying a channel is a seek to the end of the log.
+  // finished, nothing after it does. Subscribers keep their connections and receive from the new
+  // position. Requeued and deferred messages are dropped (the new position decides what comes
+  // again); a message in flight stays in flight to its subscriber until FIN, REQ or its timeout,
+  // which settle it without finishing it, and if it is at or past the new position it is then
+  // delivered again. So no offset is ever in flight twice on a channel, and a FIN the client sent
+  // for a delivery from before the seek can never finish the delivery the seek asked for
+  // (message IDs are offsets: the broker could not tell the two apart). Emptying a channel is a
+  // seek to the end of the log.
   void Seek(uint64_t offset);
   // Closes every subscriber's connection (the channel or its topic is being deleted).
   void KickSubscribers();
   std::vector<ClientStats> client_stats() const;
-  // Moves timed-out and due deferred messages back to delivery.
+  // Moves timed-out and due deferred messages back to delivery. The channel's own timer calls it
+  // when something is due; public for tests.
   void OnTimer(SteadyTime now);
+  // The broker is stopping: no more timers.
+  void StopTimer();
 
   ChannelStats stats() const;
+  // Publish time of the oldest message the channel has not finished (0 if it finished all): what
+  // its lag in seconds is measured from. Remembered for as long as that message stays the oldest,
+  // so /stats and /metrics scrapes read the log only for channels that moved.
+  int64_t OldestUnfinishedPublishTime();
 
  private:
   struct InFlight {
@@ -142,7 +157,8 @@ class Channel {
     SteadyTime deadline;
     SteadyTime delivered_at;
     uint16_t attempts;
-    uint32_t seq;  // matches the live entry in timeouts_
+    uint32_t seq;    // matches the live entry in timeouts_
+    uint32_t epoch;  // the channel's seek_epoch_ when it was delivered
   };
   struct Timed {
     SteadyTime at;
@@ -172,12 +188,22 @@ class Channel {
   // Sends one requeued message to `to`; false if it no longer exists in the log.
   bool DeliverRedelivery(Subscriber* to, const Redelivery& r, SteadyTime now);
   bool SampledOut(Subscriber* to, uint64_t offset);
+  // A message left flight without being finished (REQ, timeout, its subscriber gone, or any
+  // settling of a delivery from before a seek): it is delivered again, unless a seek since its
+  // delivery put it behind the channel, or the window has yet to reach it.
+  void Release(uint64_t offset, const InFlight& f);
+  // The offset the window delivers next.
+  uint64_t WindowPosition() const;
   // True (and the message finished and counted) if it is older than the topic's message TTL.
   bool Expired(uint64_t offset, int64_t timestamp_ns, int64_t wall_now);
   // Settled messages leave their entry in timeouts_ until its deadline; rebuild the heap from
   // what is in flight once stale entries outnumber live ones, so its size stays proportional to
   // the messages in flight, not to the message rate times msg_timeout.
   void CompactTimeouts();
+  // Sets the timer for the earliest deadline in flight or deferred, if it is not already set
+  // that early: a channel with nothing in flight or deferred has no timer, and a busy one wakes
+  // at most once per timer_resolution.
+  void ArmTimer();
 
   Topic* const topic_;
   const std::string name_;
@@ -202,10 +228,21 @@ class Channel {
   uint32_t next_seq_ = 0;
   MinHeap<Timed> deferred_;       // seq_or_attempts holds the attempts so far
   std::deque<Redelivery> ready_;  // requeued or due: delivered before the window
+  uint32_t seek_epoch_ = 0;       // seeks so far
 
   bool paused_ = false;
   std::minstd_rand sampler_{12345};
   ChannelStats counters_;
+  // OldestUnfinishedPublishTime()'s last answer, for the offset it was for.
+  uint64_t oldest_offset_ = UINT64_MAX;
+  int64_t oldest_ts_ = 0;
+
+  boost::asio::steady_timer timer_;
+  std::optional<SteadyTime> timer_at_;  // when the armed timer fires; unset if none is armed
+  bool timer_stopped_ = false;
+  // Held only by the channel: a timer handler already queued when the channel goes away sees it
+  // expired (asio runs such a handler with success, not operation_aborted).
+  std::shared_ptr<Channel*> alive_ = std::make_shared<Channel*>(this);
 };
 
 }  // namespace cairn

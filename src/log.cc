@@ -71,6 +71,15 @@ storage::Result<uint64_t> MemoryLog::OffsetForTime(int64_t ts_ns) const {
   return next_;
 }
 
+int64_t MemoryLog::PublishTimeOf(uint64_t offset) const {
+  std::lock_guard lock(mu_);
+  if (offset < start_ || offset >= next_) return 0;
+  auto it = std::upper_bound(batches_.begin(), batches_.end(), offset,
+                             [](uint64_t off, const auto& b) { return off < b->end_offset(); });
+  if (it == batches_.end()) return 0;
+  return (*it)->messages()[offset - (*it)->base_offset()].timestamp_ns;
+}
+
 void MemoryLog::SetAppendListener(std::function<void(uint64_t)> listener) {
   std::lock_guard lock(mu_);
   listener_ = std::move(listener);

@@ -27,6 +27,9 @@ class Log {
   virtual uint64_t next_offset() const = 0;
   // The first offset published at or after `ts_ns`; next_offset() if none was.
   virtual storage::Result<uint64_t> OffsetForTime(int64_t ts_ns) const = 0;
+  // When `offset` was published (to within its batch: a batch's messages share their publish
+  // time); 0 if it is not in the log or cannot be read. Cheap: no batch is decoded.
+  virtual int64_t PublishTimeOf(uint64_t offset) const = 0;
   // Called after each append with the new end of the log, on any thread.
   virtual void SetAppendListener(std::function<void(uint64_t next_offset)> listener) = 0;
   virtual bool durable() const = 0;
@@ -48,6 +51,7 @@ class DurableLog final : public Log {
   storage::Result<uint64_t> OffsetForTime(int64_t ts_ns) const override {
     return log_->OffsetForTime(ts_ns);
   }
+  int64_t PublishTimeOf(uint64_t offset) const override { return log_->PublishTimeOf(offset); }
   void SetAppendListener(std::function<void(uint64_t)> listener) override {
     log_->SetAppendListener(std::move(listener));
   }
@@ -69,6 +73,7 @@ class MemoryLog final : public Log {
   uint64_t start_offset() const override;
   uint64_t next_offset() const override;
   storage::Result<uint64_t> OffsetForTime(int64_t ts_ns) const override;
+  int64_t PublishTimeOf(uint64_t offset) const override;
   void SetAppendListener(std::function<void(uint64_t)> listener) override;
   bool durable() const override { return false; }
 

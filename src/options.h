@@ -44,14 +44,17 @@ struct BrokerOptions {
   size_t window_messages = 4096;
   size_t window_bytes = 4u << 20;
 
-  // Bytes a client's unsent output may reach before the broker stops sending it messages and
-  // stops reading its commands (a slow reader costs memory up to this, not more).
+  // Bytes a client's unsent output may reach before the broker stops sending it messages,
+  // checked before every message (a slow reader costs memory up to this plus one message). Its
+  // commands are still read, so its NOPs and FINs keep working; only once answers it does not
+  // read add another MiB is reading paused too.
   size_t max_pending_output = 4u << 20;
 
   // Appends a connection may have waiting for durability at once (pipelined PUB/MPUB).
   size_t max_pending_publishes = 64;
 
-  // Timeouts and deferred messages are checked this often.
+  // A channel with messages in flight or deferred checks their deadlines this often at most (a
+  // channel with none has no timer at all, so idle channels cost nothing).
   ms timer_resolution{10};
 };
 

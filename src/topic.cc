@@ -43,6 +43,8 @@ void Topic::Publish(std::span<const storage::MessageIn> messages, PublishCallbac
   });
 }
 
+boost::asio::any_io_executor Topic::executor() { return broker_->executor(); }
+
 void Topic::OnAppended() {
   wake_posted_.store(false);
   Pump();
@@ -141,10 +143,6 @@ void Topic::SetPaused(bool paused) {
 
 void Topic::KickAll() {
   for (auto& [_, channel] : channels_) channel->KickSubscribers();
-}
-
-void Topic::OnTimer(SteadyTime now) {
-  for (auto& [_, channel] : channels_) channel->OnTimer(now);
 }
 
 TopicStats Topic::stats() const {

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "src/channel.h"
 #include "src/log.h"
 
@@ -43,6 +45,8 @@ class Topic : public std::enable_shared_from_this<Topic> {
 
   const std::string& name() const { return name_; }
   bool ephemeral() const { return ephemeral_; }
+  // The broker's io thread, where the topic's channels run their timers.
+  boost::asio::any_io_executor executor();
   Log& log() { return *log_; }
 
   // Appends the messages as one batch; `done` runs on the io thread once they are durable under
@@ -77,7 +81,6 @@ class Topic : public std::enable_shared_from_this<Topic> {
   // An ephemeral channel lost its last subscriber: it is deleted (after the current call).
   void OnEphemeralChannelIdle(const std::string& name);
 
-  void OnTimer(SteadyTime now);
   // Lets every channel send what it can.
   void Pump();
   TopicStats stats() const;

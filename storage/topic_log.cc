@@ -446,6 +446,36 @@ Result<uint64_t> TopicLog::OffsetForTime(int64_t ts_ns) const {
   return lo;
 }
 
+int64_t TopicLog::PublishTimeOf(uint64_t offset) const {
+  uint64_t start;
+  {
+    std::lock_guard lock(mu_);
+    start = std::max(committed_.start_offset, trimming_to_);
+    if (offset < start || offset >= committed_.next_offset) return 0;
+    if (!tail_.empty() && offset >= tail_.front()->base_offset()) {
+      auto it = std::upper_bound(
+          tail_.begin(), tail_.end(), offset,
+          [](uint64_t off, const auto& batch) { return off < batch->end_offset(); });
+      if (it != tail_.end()) {
+        return (*it)->messages()[offset - (*it)->base_offset()].timestamp_ns;
+      }
+    }
+  }
+  engine_->rocksdb_reads.fetch_add(1, std::memory_order_relaxed);
+  // Bounded to the live log, clear of retention's tombstones below it.
+  const std::string lower = keys::Batch(id_, start);
+  const std::string upper = keys::Batch(id_, offset + 1);
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lower_slice;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(engine_->db->NewIterator(ro, engine_->log));
+  it->SeekForPrev(keys::Batch(id_, offset));
+  if (!it->Valid()) return 0;
+  auto h = ParseBatchHeader(it->value().ToStringView());
+  return h && offset < h->base_offset + h->count ? h->first_ts : 0;
+}
+
 LogInfo TopicLog::Info() const {
   std::lock_guard lock(mu_);
   LogInfo info;

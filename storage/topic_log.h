@@ -112,6 +112,10 @@ class TopicLog : public std::enable_shared_from_this<TopicLog> {
 
   // The first offset whose publish time is at or after `ts_ns`; next_offset() if none is.
   Result<uint64_t> OffsetForTime(int64_t ts_ns) const;
+  // When `offset` was published: exactly if its batch is in the tail cache, else its batch's first
+  // publish time, read from the batch's header alone (nothing is decoded or decompressed). 0 if
+  // the offset is not in the log or its batch cannot be read.
+  int64_t PublishTimeOf(uint64_t offset) const;
 
   LogInfo Info() const;
   uint64_t start_offset() const;

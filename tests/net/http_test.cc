@@ -370,6 +370,37 @@ TEST(Http, NumbersAndDurationsOutOfRangeAreRefusedNotWrapped) {
   sub.ExpectError("E_INVALID RDY could not parse count 18446744073709551617");
 }
 
+// /stats and /metrics read no batch for a channel whose oldest unfinished message did not move
+// since the last scrape. (Each scrape used to decode a batch from RocksDB, on the event loop, for
+// every lagging channel.)
+TEST(Http, ScrapesReadTheLogOnlyForChannelsThatMoved) {
+  BrokerHarness broker;
+  {
+    HttpClient c(broker.http_port());
+    ASSERT_EQ(c.Post("/topic/create?topic=t").status, 200);
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_EQ(c.Post(fmt::format("/channel/create?topic=t&channel=c{}", i)).status, 200);
+    }
+    std::string lines;
+    for (int i = 0; i < 1000; ++i) lines += fmt::format("message {}\n", i);
+    EXPECT_EQ(c.Post("/mpub?topic=t", lines).status, 200);
+  }
+  broker.Restart();  // nothing in memory: every lag comes from the log on disk
+  HttpClient c(broker.http_port());
+  const uint64_t before = broker.store().stats().rocksdb_reads;
+  ASSERT_EQ(c.Get("/metrics").status, 200);
+  const uint64_t first = broker.store().stats().rocksdb_reads - before;
+  EXPECT_LE(first, 50u) << "one header read per lagging channel at most";
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(c.Get("/metrics").status, 200);
+    ASSERT_EQ(c.Get("/stats?format=json").status, 200);
+  }
+  EXPECT_EQ(broker.store().stats().rocksdb_reads - before, first)
+      << "scrapes of channels that did not move read the log again";
+  auto j = nlohmann::json::parse(c.Get("/stats?format=json&topic=t&channel=c7").body);
+  EXPECT_GT(j["topics"][0]["channels"][0]["lag_seconds"].get<double>(), 0.0);
+}
+
 }  // namespace
 }  // namespace cairn::testing
 
