@@ -10,7 +10,7 @@
 //                 "INFO [checkout]: ..."; the rest are its own access lines), the rest from the
 //                 apps' pods in their stacks' formats (Rails, Python, zap's and pino's JSON):
 //                 requests, jobs, events, slow queries, stack traces one record a line. Records
-//                 are 490 B to 2.2 KB, 660 B on average.
+//                 are 485 B to 2.2 KB, 666 B on average.
 //   RouterPoints  one line of InfluxDB line protocol a call, for the topic `metrics`: each router
 //                 request becomes deis_router_request_time_ms (float), then
 //                 deis_router_response_time_ms (float), then deis_router_bytes_sent (integer,
