@@ -216,14 +216,15 @@ struct RequestKind {
 constexpr int kStatuses[12] = {200, 201, 204, 301, 302, 304, 400, 401, 404, 422, 500, 502};
 
 enum Kind { kHealthz, kStatic, kPage, kApiRead, kApiWrite, kReport };
+// In the order of Kind. Status weights, in the order of kStatuses:
+//   200, 201, 204, 301, 302, 304, 400, 401, 404, 422, 500, 502
 constexpr RequestKind kKinds[] = {
-    //                           200  201  204 301 302  304 400 401 404 422 500 502
-    {12, 800, 2, {995, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}},
-    {18, 2'000, 35'000, {700, 0, 0, 0, 0, 280, 0, 0, 20, 0, 0, 0}},
-    {15, 45'000, 14'000, {880, 0, 0, 30, 30, 0, 0, 0, 40, 0, 15, 5}},
-    {40, 12'000, 1'800, {860, 0, 0, 0, 0, 50, 10, 25, 40, 0, 10, 5}},
-    {13, 35'000, 600, {350, 300, 150, 0, 0, 0, 80, 40, 20, 40, 15, 5}},
-    {2, 600'000, 250'000, {950, 0, 0, 0, 0, 0, 0, 0, 30, 0, 10, 10}},
+    {12, 800, 2, {995, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}},                // healthz
+    {18, 2'000, 35'000, {700, 0, 0, 0, 0, 280, 0, 0, 20, 0, 0, 0}},      // static
+    {15, 45'000, 14'000, {880, 0, 0, 30, 30, 0, 0, 0, 40, 0, 15, 5}},    // page
+    {40, 12'000, 1'800, {860, 0, 0, 0, 0, 50, 10, 25, 40, 0, 10, 5}},    // API read
+    {13, 35'000, 600, {350, 300, 150, 0, 0, 0, 80, 40, 20, 40, 15, 5}},  // API write
+    {2, 600'000, 250'000, {950, 0, 0, 0, 0, 0, 0, 0, 30, 0, 10, 10}},    // report
 };
 constexpr std::array<uint32_t, std::size(kKinds)> KindWeights() {
   std::array<uint32_t, std::size(kKinds)> out{};
@@ -403,28 +404,56 @@ struct Pod {
   std::string tail;
 };
 
-Pod MakePod(Rng& rng, const App* app, std::string_view component, bool worker, int node) {
-  Pod p;
-  p.app = app;
-  p.worker = worker;
-  std::string ns, container, image, labels;
-  if (app != nullptr) {
+// What every pod of one Deployment shares: the image and labels of its release, and its
+// ReplicaSet's hash in their names.
+struct Deployment {
+  const App* app = nullptr;  // null: a Deis component
+  bool worker = false;
+  std::string name;  // <app>-<type>, or the component; also its pods' container
+  std::string ns;
+  std::string image;
+  std::string labels;  // a JSON object
+  int64_t replica_set = 0;
+};
+
+// An app's release (all its process types run the same build) as Deployments per process type.
+std::vector<Deployment> AppDeployments(Rng& rng, const App& app) {
+  const int64_t version = rng.Between(2, 60);
+  const std::string image = fmt::format("127.0.0.1:5555/{}:git-{}", app.name, Hex(rng, 8));
+  std::vector<Deployment> out;
+  for (const bool worker : {false, true}) {
+    if (worker && app.workers == 0) break;
+    Deployment d;
+    d.app = &app;
+    d.worker = worker;
     const std::string_view type = worker ? "worker" : "web";
-    ns = std::string(app->name);
-    container = fmt::format("{}-{}", app->name, type);
-    const int64_t hash = rng.Between(1'000'000'000, 4'294'967'295);
-    p.name = fmt::format("{}-{}-{}-{}", app->name, type, hash, K8sSuffix(rng, 5));
-    image = fmt::format("127.0.0.1:5555/{}:git-{}", app->name, Hex(rng, 8));
-    labels = fmt::format(R"({{"app":"{}","heritage":"deis","type":"{}","version":"v{}"}})",
-                         app->name, type, rng.Between(2, 60));
-  } else {
-    ns = "deis";
-    container = std::string(component);
-    const int64_t hash = rng.Between(1'000'000'000, 4'294'967'295);
-    p.name = fmt::format("{}-{}-{}", component, hash, K8sSuffix(rng, 5));
-    image = fmt::format("quay.io/deis/{}:v2.{}.0", component.substr(5), rng.Between(10, 22));
-    labels = fmt::format(R"({{"app":"{}","heritage":"deis"}})", component);
+    d.name = fmt::format("{}-{}", app.name, type);
+    d.ns = std::string(app.name);
+    d.image = image;
+    d.labels = fmt::format(R"({{"app":"{}","heritage":"deis","type":"{}","version":"v{}"}})",
+                           app.name, type, version);
+    d.replica_set = rng.Between(1'000'000'000, 4'294'967'295);
+    out.push_back(std::move(d));
   }
+  return out;
+}
+
+Deployment DeisDeployment(Rng& rng, std::string_view component) {
+  Deployment d;
+  d.name = std::string(component);
+  d.ns = "deis";
+  d.image = fmt::format("quay.io/deis/{}:v2.{}.0", component.substr(5), rng.Between(10, 22));
+  d.labels = fmt::format(R"({{"app":"{}","heritage":"deis"}})", component);
+  d.replica_set = rng.Between(1'000'000'000, 4'294'967'295);
+  return d;
+}
+
+// One pod of `d`, scheduled on node-<node>.
+Pod MakePod(Rng& rng, const Deployment& d, int node) {
+  Pod p;
+  p.app = d.app;
+  p.worker = d.worker;
+  p.name = fmt::format("{}-{}-{}", d.name, d.replica_set, K8sSuffix(rng, 5));
   p.ip = fmt::format("10.244.{}.{}", node, rng.Between(2, 250));
   p.pid = static_cast<int>(rng.Between(7, 64));
   const std::string container_id = Hex(rng, 64);
@@ -433,7 +462,7 @@ Pod MakePod(Rng& rng, const App* app, std::string_view component, bool worker, i
       fmt::format(R"(,"docker":{{"container_id":"{}"}},"kubernetes":{{"container_name":"{}",)"
                   R"("namespace_name":"{}","pod_name":"{}","container_image":"{}","pod_id":"{}",)"
                   R"("host":"node-{}","labels":{}}}}})",
-                  container_id, container, ns, p.name, image, pod_id, node, labels);
+                  container_id, d.name, d.ns, p.name, d.image, pod_id, node, d.labels);
   return p;
 }
 
@@ -687,23 +716,25 @@ uint64_t Rng::LogNormalPermille() {
 struct LogRecords::State {
   explicit State(uint64_t seed) : rng(seed), ns(kStartNs) {
     // Nodes are drawn per pod, so apps spread over the cluster as a scheduler spreads them.
-    for (size_t a = 0; a < kAppCount; ++a) {
-      const App& app = kApps[a];
-      std::vector<size_t> mine;
-      for (int i = 0; i < app.web + app.workers; ++i) {
-        mine.push_back(pods.size());
-        pods.push_back(MakePod(rng, &app, "", i >= app.web, static_cast<int>(rng.Between(1, 12))));
+    auto node = [this] { return static_cast<int>(rng.Between(1, 12)); };
+    for (const App& app : kApps) {
+      std::vector<size_t> mine;  // web pods first, then workers
+      for (const Deployment& d : AppDeployments(rng, app)) {
+        for (int i = 0; i < (d.worker ? app.workers : app.web); ++i) {
+          mine.push_back(pods.size());
+          pods.push_back(MakePod(rng, d, node()));
+        }
       }
       pods_of_app.push_back(std::move(mine));
     }
+    const Deployment router = DeisDeployment(rng, "deis-router");
     for (int i = 0; i < 2; ++i) {
       routers.push_back(pods.size());
-      pods.push_back(
-          MakePod(rng, nullptr, "deis-router", false, static_cast<int>(rng.Between(1, 12))));
+      pods.push_back(MakePod(rng, router, node()));
     }
+    const Deployment controller_deployment = DeisDeployment(rng, "deis-controller");
     controller = pods.size();
-    pods.push_back(
-        MakePod(rng, nullptr, "deis-controller", false, static_cast<int>(rng.Between(1, 12))));
+    pods.push_back(MakePod(rng, controller_deployment, node()));
   }
 
   std::string Next() {

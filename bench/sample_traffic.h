@@ -10,7 +10,7 @@
 //                 "INFO [checkout]: ..."; the rest are its own access lines), the rest from the
 //                 apps' pods in their stacks' formats (Rails, Python, zap's and pino's JSON):
 //                 requests, jobs, events, slow queries, stack traces one record a line. Records
-//                 are 485 B to 2.2 KB, 666 B on average.
+//                 are 485 B to 2.2 KB, 667 B on average.
 //   RouterPoints  one line of InfluxDB line protocol a call, for the topic `metrics`: each router
 //                 request becomes deis_router_request_time_ms (float), then
 //                 deis_router_response_time_ms (float), then deis_router_bytes_sent (integer,
@@ -27,7 +27,9 @@
 // standard library. The generator is our own (xoshiro256** seeded by splitmix64) and so is every
 // draw from it (integer arithmetic only: no std:: distributions, whose output the standard leaves
 // to the library, and no floating point); the first n records of a seed do not depend on how
-// many follow. tests/bench/sample_traffic_test.cc pins a digest of the default seed's records.
+// many follow. In sample_traffic.cc no call takes two arguments that both draw: C++ leaves their
+// order unspecified, and GCC and Clang evaluate them in opposite orders (braced lists are
+// ordered). tests/bench/sample_traffic_test.cc pins a digest of the default seed's records.
 #pragma once
 
 #include <array>

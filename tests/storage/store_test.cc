@@ -507,7 +507,7 @@ TEST(Store, CorruptBatchOnDiskIsAnErrorNotData) {
 // The shape of what the `logs` topic carries (bench/sample_traffic.h): it reads back byte for
 // byte, and what it costs on disk (SST files after compaction, keys and indexes included) stays
 // within the budget per raw byte: 0.26 with lz4, 0.17 with zstd (measured on these 20,000
-// records: 0.245 and 0.162; the records are the same on every run).
+// records: 0.241 and 0.159; the records are the same on every run).
 TEST(Store, SampleLogsRoundTripWithinTheirDiskBudget) {
   const auto lines = testing::SampleLines("logs", 20000);
   ASSERT_EQ(lines.size(), 20000u);
