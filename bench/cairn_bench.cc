@@ -4,8 +4,9 @@
 // one JSON line: publish and delivery rates, and latency percentiles of the publish
 // acknowledgement and of publish-to-delivery.
 //
-// Message bodies are sample log records (../shared/data/gen_sample.py) cut or repeated to S
-// bytes; their first 8 bytes carry the send time, so delivery latency is measured end to end.
+// Message bodies are sample log records (bench/sample_traffic.h, as `cairn-sample logs` prints
+// them) cut or repeated to S bytes; their first 8 bytes carry the send time, so delivery latency
+// is measured end to end. They are made in-process: the image has no Python, and needs none.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -26,6 +27,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/sample_traffic.h"
 #include "net/address.h"
 #include "net/client.h"
 
@@ -86,22 +88,9 @@ class Histogram {
   uint64_t total_ = 0;
 };
 
-std::vector<std::string> SampleBodies(const std::string& source_dir, size_t size, size_t n) {
-  std::vector<std::string> lines;
-  const std::string cmd =
-      fmt::format("/usr/bin/python3 {}/../shared/data/gen_sample.py logs {}", source_dir, n);
-  if (FILE* f = popen(cmd.c_str(), "r")) {
-    char buf[65536];
-    while (fgets(buf, sizeof buf, f) != nullptr) {
-      std::string line(buf);
-      if (!line.empty() && line.back() == '\n') line.pop_back();
-      lines.push_back(std::move(line));
-    }
-    pclose(f);
-  }
-  if (lines.empty()) lines.push_back("{\"log\":\"sample\"}");  // generator missing
+std::vector<std::string> SampleBodies(size_t size, size_t n) {
   std::vector<std::string> bodies;
-  for (const auto& l : lines) {
+  for (const auto& l : sample::Logs(n)) {
     std::string b;
     while (b.size() < size) b += l;
     b.resize(std::max<size_t>(size, 8));
@@ -125,7 +114,6 @@ struct Config {
   double rate = 0;        // total messages/s; 0: as fast as it goes
   double drain_seconds = 30;
   uint64_t expect = 0;  // with no publishers: messages each channel must receive (a backlog)
-  std::string source_dir = CAIRN_SOURCE_DIR;
 };
 
 class Bench {
@@ -136,7 +124,7 @@ class Bench {
         ep_(ep),
         timer_(io),
         con_work_(asio::make_work_guard(con_io_)) {
-    bodies_ = SampleBodies(cfg_.source_dir, cfg_.size, 200);
+    bodies_ = SampleBodies(cfg_.size, 200);
   }
 
   nlohmann::json Run() {

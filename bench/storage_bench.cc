@@ -8,7 +8,8 @@
 //   BM_OffsetForTime              a seek by publish time in a cold 1,000,000-message log
 //   BM_EncodeBatch/<codec>        encoding one batch of 100 log records on the caller's thread
 //   BM_StoredRatio/<codec>        bytes on disk (SST files after compaction, keys and indexes
-//       included) per raw byte of `gen_sample.py logs` records, in batches of 100
+//       included) per raw byte of sample log records (bench/sample_traffic.h, the default seed,
+//       as `cairn-sample logs` prints them), in batches of 100
 #include <benchmark/benchmark.h>
 #include <rocksdb/db.h>
 #include <rocksdb/metadata.h>
@@ -16,13 +17,13 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "bench/sample_traffic.h"
 #include "storage/clock.h"
 #include "storage/engine.h"
 #include "storage/group_commit.h"
@@ -301,32 +302,8 @@ void BM_OffsetForTime(benchmark::State& state) {
 }
 BENCHMARK(BM_OffsetForTime)->UseRealTime();
 
-std::vector<std::string> SampleLogs(int n) {
-  std::vector<std::string> lines;
-  const std::string cmd = std::string("/usr/bin/python3 ") + CAIRN_SOURCE_DIR +
-                          "/../shared/data/gen_sample.py logs " + std::to_string(n);
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return lines;
-  std::string line;
-  char buf[65536];
-  while (fgets(buf, sizeof buf, p)) {
-    line += buf;
-    if (line.back() == '\n') {
-      line.pop_back();
-      lines.push_back(std::move(line));
-      line.clear();
-    }
-  }
-  pclose(p);
-  return lines;
-}
-
 void BM_StoredRatio(benchmark::State& state) {
-  static const std::vector<std::string> lines = SampleLogs(200'000);
-  if (lines.empty()) {
-    state.SkipWithError("../shared/data/gen_sample.py is not there");
-    return;
-  }
+  static const std::vector<std::string> lines = sample::Logs(200'000);
   const Codec codec = static_cast<Codec>(state.range(0));
   double ratio = 0;
   uint64_t raw = 0;
@@ -368,15 +345,11 @@ void BM_StoredRatio(benchmark::State& state) {
 BENCHMARK(BM_StoredRatio)->Arg(0)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // What an append costs its caller's thread (cairnd's event loop): encoding, compressing and
-// checksumming one batch of 100 `gen_sample.py logs` records cut to 100 bytes, as cairn-bench
-// publishes them.
+// checksumming one batch of 100 sample log records cut to 100 bytes, as cairn-bench publishes
+// them.
 //   BM_EncodeBatch/<codec>   0 none, 1 lz4, 2 zstd
 void BM_EncodeBatch(benchmark::State& state) {
-  static const std::vector<std::string> lines = SampleLogs(1000);
-  if (lines.size() < 100) {
-    state.SkipWithError("../shared/data/gen_sample.py is not there");
-    return;
-  }
+  static const std::vector<std::string> lines = sample::Logs(100);
   const Codec codec = static_cast<Codec>(state.range(0));
   std::vector<MessageIn> msgs;
   for (size_t i = 0; i < 100; ++i) {

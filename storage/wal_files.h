@@ -3,9 +3,9 @@
 // Under sync=always every group commit ends in an fdatasync of RocksDB's WAL. When the write
 // lands past the end of the file, or in blocks that are allocated but never written (fallocate),
 // the file's size or extent map changes too, and fdatasync must commit the file system's journal
-// as well as the data: on this machine's ext4 disk, 4 KiB appends to a fresh file reach ~2,950
-// fdatasync/s, overwrites of written blocks ~4,900/s (fio, ../shared/MEASURED.md's disk). That
-// rate caps how many groups, so how many messages, a second the store commits.
+// as well as the data: on the development machine's ext4 disk, 4 KiB appends to a fresh file
+// reach ~2,950 fdatasync/s, overwrites of written blocks ~4,900/s (fio). That rate caps how many
+// groups, so how many messages, a second the store commits.
 //
 // PostgreSQL (wal_init_zero) and RocksDB itself (recycle_log_file_num) solve this by writing WAL
 // segments over blocks written before. RocksDB 7.8's recycling is switched off under the

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 
 CAIRND = os.environ.get("CAIRND", "")
-GEN_SAMPLE = os.environ.get("GEN_SAMPLE", "")
+CAIRN_SAMPLE = os.environ.get("CAIRN_SAMPLE", "")
 
 
 def wait_until(predicate, what, timeout=20):
@@ -47,13 +47,13 @@ def http_exchange(method, host, port, path, body=None, headers=None, timeout=10)
         conn.close()
 
 
-# The measurements of gen_sample.py's metrics.
+# The measurements of the sample router points (cairn-sample metrics).
 MEASUREMENTS = ("deis_router_request_time_ms", "deis_router_response_time_ms",
                 "deis_router_bytes_sent")
 
 
 def expected_totals(lines):
-    """{measurement: (count, sum of value)} of line-protocol lines from gen_sample."""
+    """{measurement: (count, sum of value)} of line-protocol lines from cairn-sample."""
     out = {}
     for line in lines:
         measurement = line.split(",", 1)[0]
@@ -63,11 +63,13 @@ def expected_totals(lines):
     return out
 
 
-def gen_sample(kind, n):
-    out = subprocess.run(["/usr/bin/python3", GEN_SAMPLE, kind, str(n)], check=True,
-                         capture_output=True, text=True, timeout=60).stdout
+def sample_traffic(kind, n):
+    """`n` records of cairn-sample's `kind` (logs: JSON log records; metrics: router points in
+    line protocol), the default seed: the same lines on every run."""
+    out = subprocess.run([CAIRN_SAMPLE, kind, str(n)], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
     lines = out.splitlines()
-    assert len(lines) == n, f"gen_sample {kind} {n} gave {len(lines)} lines"
+    assert len(lines) == n, f"cairn-sample {kind} {n} gave {len(lines)} lines"
     return lines
 
 

@@ -1,18 +1,14 @@
 // The InfluxDB 1.x line-protocol codec: every field type and its malformed forms, every escape in
 // every position, the reasons a line is rejected, FormatLine round trips (hand-picked and
-// random), the sample traffic of gen_sample.py, and a bounded random-mutation run that must never
-// crash or misread.
+// random), and a bounded random-mutation run that must never crash or misread. The sample
+// traffic's lines are parsed in tests/bench/sample_traffic_test.cc.
 #include "consumers/common/line_protocol.h"
 
-#include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <ostream>
 #include <random>
-#include <set>
 
 #include <gtest/gtest.h>
 
@@ -729,57 +725,6 @@ TEST(LineProtocol, AppendForWriteAddsTheDefaultTimestampOnlyWhenMissing) {
   std::vector<std::optional<int64_t>> stamps;
   ForEachLine(out, [&](std::string_view line) { stamps.push_back(ParseOk(line).timestamp); });
   EXPECT_EQ(stamps, (std::vector<std::optional<int64_t>>{123, 1764000000000000000, -42}));
-}
-
-// ---- Sample traffic ----
-
-TEST(LineProtocol, ParsesSampleMetrics) {
-  const std::string command =
-      "/usr/bin/python3 " CAIRN_SOURCE_DIR "/../shared/data/gen_sample.py metrics 2000";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr) << command;
-  std::string body;
-  char buf[65536];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, pipe)) > 0;) body.append(buf, n);
-  ASSERT_EQ(pclose(pipe), 0) << command;
-
-  const std::set<std::string> measurements = {
-      "deis_router_request_time_ms", "deis_router_response_time_ms", "deis_router_bytes_sent"};
-  std::map<std::string, int> seen;
-  int lines = 0;
-  int64_t previous = kInt64Min;
-  ForEachLine(body, [&](std::string_view line) {
-    ++lines;
-    auto parsed = ParseLine(line);
-    ASSERT_TRUE(parsed.has_value()) << line << ": " << parsed.error();
-    const Point& p = *parsed;
-    EXPECT_TRUE(measurements.count(p.measurement)) << line;
-    ++seen[p.measurement];
-    ASSERT_EQ(p.tags.size(), 3u) << line;
-    EXPECT_EQ(p.tags[0].first, "app");
-    EXPECT_EQ(p.tags[1].first, "status_code");
-    EXPECT_EQ(p.tags[2].first, "host");
-    EXPECT_EQ(p.tags[2].second, p.tags[0].second + ".example.com") << line;
-    EXPECT_EQ(p.tags[1].second.size(), 3u) << line;
-    ASSERT_EQ(p.fields.size(), 1u) << line;
-    EXPECT_EQ(p.fields[0].first, "value");
-    const FieldValue& v = p.fields[0].second;
-    if (p.measurement == "deis_router_bytes_sent") {
-      EXPECT_EQ(v.type, Type::kInteger) << line;
-      EXPECT_GE(v.i, 120) << line;
-      EXPECT_LE(v.i, 48000) << line;
-    } else {
-      EXPECT_EQ(v.type, Type::kFloat) << line;
-      EXPECT_GT(v.f, 0) << line;
-    }
-    ASSERT_TRUE(p.timestamp.has_value()) << line;
-    EXPECT_GT(*p.timestamp, previous) << line;  // the generator's clock only moves forward
-    previous = *p.timestamp;
-    EXPECT_EQ(ParseLine(FormatLine(p)), p) << line;
-  });
-  EXPECT_EQ(lines, 2000);
-  EXPECT_EQ(seen.size(), 3u);
-  EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 2000);
 }
 
 // ---- Robustness ----

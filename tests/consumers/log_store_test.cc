@@ -147,32 +147,6 @@ TEST(FileRecord, AppRecordWithoutPodOrLog) {
   EXPECT_EQ(r.line, "p -- " + no_log);
 }
 
-TEST(FileRecord, SampleTrafficFilesUnderItsLabels) {
-  const std::string cmd = std::string("/usr/bin/python3 ") + CAIRN_SOURCE_DIR +
-                          "/../shared/data/gen_sample.py logs 2000";
-  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
-  ASSERT_TRUE(p);
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p.get())) > 0) out.append(buf, n);
-  size_t count = 0;
-  for (size_t pos = 0; pos < out.size();) {
-    const size_t nl = out.find('\n', pos);
-    const std::string_view body(out.data() + pos, nl - pos);
-    pos = nl + 1;
-    const Json j = Json::parse(body);
-    std::string log = j["log"];
-    log.pop_back();
-    const auto r = FileRecord(body);
-    ASSERT_EQ(r.kind, Kind::kApp) << body;
-    EXPECT_EQ(r.app, j["kubernetes"]["labels"]["app"].get<std::string>());
-    EXPECT_EQ(r.line, j["kubernetes"]["pod_name"].get<std::string>() + " -- " + log);
-    ++count;
-  }
-  EXPECT_EQ(count, 2000u);
-}
-
 // ---- LogStore ----
 
 LogStoreOptions Options(size_t lines_per_app, size_t max_bytes = size_t{1} << 40) {

@@ -1,10 +1,10 @@
 """cairn-logger end to end: a real cairnd on loopback ports it picks, the logger consuming from it,
-traffic from gen_sample.py published over cairnd's /mpub, and the logger's HTTP API checked
+traffic from cairn-sample published over cairnd's /mpub, and the logger's HTTP API checked
 against the filing rules: every line for the right app in order, the last N, 204 for an unknown
 app, DELETE, follow, the warm start after a restart (the same lines, none twice), SIGTERM, and a
 cairnd restarted under the logger. Standard library only; every wait is bounded.
 
-Environment: CAIRND, CAIRN_LOGGER (the binaries), GEN_SAMPLE (shared/data/gen_sample.py)."""
+Environment: CAIRND, CAIRN_LOGGER, CAIRN_SAMPLE (the binaries)."""
 
 import http.client
 import json
@@ -19,8 +19,8 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (CAIRND, GEN_SAMPLE, Cairnd, Process, gen_sample,  # noqa: E402
-                     http_exchange, http_request, metric_total, wait_until)
+from harness import (CAIRN_SAMPLE, CAIRND, Cairnd, Process, http_exchange,  # noqa: E402
+                     http_request, metric_total, sample_traffic, wait_until)
 
 CAIRN_LOGGER = os.environ.get("CAIRN_LOGGER", "")
 WAIT = 20  # seconds, the most any single wait may take
@@ -89,7 +89,7 @@ def app_record(app, text, pod=None):
 class LoggerE2E(unittest.TestCase):
     def setUp(self):
         for var, path in (("CAIRND", CAIRND), ("CAIRN_LOGGER", CAIRN_LOGGER),
-                          ("GEN_SAMPLE", GEN_SAMPLE)):
+                          ("CAIRN_SAMPLE", CAIRN_SAMPLE)):
             self.assertTrue(path and os.path.exists(path), f"{var}={path!r} does not exist")
         self.tmp = tempfile.mkdtemp(prefix="cairn-logger-e2e-")
         self.processes = []
@@ -148,7 +148,7 @@ class LoggerE2E(unittest.TestCase):
 
     def traffic(self, n):
         """The sample plus controller lines and plain text, interleaved."""
-        bodies = gen_sample("logs", n)
+        bodies = sample_traffic("logs", n)
         extra = [controller_record("checkout", "admin deployed 2fd9226"),
                  controller_record("brand-new-app", "admin created   "),
                  "a plain text line from somewhere", "another one\r",
@@ -316,7 +316,9 @@ class LoggerE2E(unittest.TestCase):
 
     def test_warm_start_serves_the_same_lines_after_a_restart(self):
         self.start_logger()
-        bodies = self.traffic(3000)
+        bodies = self.traffic(4000)
+        # An app over the 1000 lines kept, so that the rewind below redelivers lines it dropped.
+        self.assertGreater(max(len(v) for v in expected_by_app(bodies).values()), 1000)
         self.publish(bodies)
         self.wait_stored(len(bodies))
         apps = sorted(expected_by_app(bodies))

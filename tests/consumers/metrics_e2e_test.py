@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (MEASUREMENTS, Cairnd, Influx, NsqReader, Process,  # noqa: E402
-                     expected_totals, gen_sample, http_request, metrics_text, wait_until)
+                     expected_totals, http_request, metrics_text, sample_traffic, wait_until)
 
 CAIRN_METRICS = os.environ["CAIRN_METRICS"]
 CAIRN_REPLAY = os.environ["CAIRN_REPLAY"]
@@ -82,7 +82,7 @@ class Pipeline(unittest.TestCase):
     # ---- cairn-metrics ----
 
     def test_every_point_arrives_with_its_values_and_its_publish_time(self):
-        lines = gen_sample("metrics", 3000)
+        lines = sample_traffic("metrics", 3000)
         w = self.start_metrics("--flush-interval=200ms")
         # Deis publishes one router request as three points without timestamps; Telegraf
         # publishes lines with them. Both shapes: 1500 timestamped lines, three to a message,
@@ -112,7 +112,7 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(self.cairnd.channel_stats("metrics", "influxdb")["depth"], 0)
 
     def test_rewinding_the_channel_writes_the_same_points_again_not_new_ones(self):
-        lines = gen_sample("metrics", 1000)
+        lines = sample_traffic("metrics", 1000)
         w = self.start_metrics("--flush-interval=200ms")
         self.cairnd.mpub("metrics", [strip_timestamp(l) for l in lines[:500]] + lines[500:])
         expected = expected_totals(lines)
@@ -125,7 +125,7 @@ class Pipeline(unittest.TestCase):
         self.assert_values(expected)  # the same counts: idempotent
 
     def test_influxdb_down_for_seconds_loses_nothing_and_finishes_nothing_early(self):
-        lines = gen_sample("metrics", 2000)
+        lines = sample_traffic("metrics", 2000)
         w = self.start_metrics("--flush-interval=100ms", "--batch-size=100")
         self.cairnd.mpub("metrics", lines[:1000])
         self.wait_counts(expected_totals(lines[:1000]))
@@ -144,7 +144,7 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(self.worker_metric(w, "cairn_metrics_messages_total"), 2000)
 
     def test_sigkill_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice(self):
-        lines = gen_sample("metrics", 1300)
+        lines = sample_traffic("metrics", 1300)
         # Batches of 500 and a flush interval too long to matter: 1000 points are written,
         # 300 wait in a partial batch when the worker dies.
         w = self.start_metrics("--batch-size=500", "--flush-interval=10m")
@@ -159,7 +159,7 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(sum(self.counts().values()), 1300)
 
     def test_bad_lines_go_to_the_rejected_topic_with_their_reason_and_the_rest_flows(self):
-        lines = gen_sample("metrics", 300)
+        lines = sample_traffic("metrics", 300)
         w = self.start_metrics("--flush-interval=100ms")
         # Integers first, so that a float for the same field is a type conflict in InfluxDB.
         self.cairnd.mpub("metrics", lines)
@@ -196,7 +196,7 @@ class Pipeline(unittest.TestCase):
                          1)
 
     def test_cairnd_restart_under_load_the_worker_reconnects_and_carries_on(self):
-        lines = gen_sample("metrics", 2000)
+        lines = sample_traffic("metrics", 2000)
         w = self.start_metrics("--flush-interval=100ms")
         self.cairnd.mpub("metrics", lines[:1000])
         self.cairnd = self.cairnd.restart_same_ports(self.data)
@@ -205,7 +205,7 @@ class Pipeline(unittest.TestCase):
         wait_until(lambda: self.worker_metric(w, "cairn_metrics_nsqd_connections") == 1, "reconnected", 10)
 
     def test_sigterm_writes_what_it_holds_and_exits_zero(self):
-        lines = gen_sample("metrics", 700)
+        lines = sample_traffic("metrics", 700)
         w = self.start_metrics("--batch-size=1000", "--flush-interval=10m")
         self.cairnd.mpub("metrics", lines)
         wait_until(lambda: self.worker_metric(w, "cairn_metrics_messages_in_flight") == 700, "700 held in a partial batch", 10)
@@ -216,7 +216,7 @@ class Pipeline(unittest.TestCase):
         self.assertEqual((stats["depth"], stats["in_flight_count"]), (0, 0))
 
     def test_sigterm_with_influxdb_down_hands_messages_back(self):
-        lines = gen_sample("metrics", 200)
+        lines = sample_traffic("metrics", 200)
         w = self.start_metrics("--flush-interval=50ms", "--shutdown-timeout=1s")
         self.assertEqual(self.influx.stop(), 0)
         self.cairnd.mpub("metrics", lines)
@@ -279,7 +279,7 @@ class Pipeline(unittest.TestCase):
         return fmt(t1), fmt(t2), lines[third:2 * third]
 
     def test_replay_backfills_exactly_the_range_and_twice_is_once(self):
-        lines = gen_sample("metrics", 1500)
+        lines = sample_traffic("metrics", 1500)
         frm, to, middle = self.publish_in_three_periods(lines)
         r = self.replay("--from", frm, "--to", to, "--json", "--flush-interval=100ms")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -301,14 +301,14 @@ class Pipeline(unittest.TestCase):
         self.assertEqual(channels, [])
 
     def test_replay_of_an_empty_range_says_so(self):
-        self.cairnd.mpub("metrics", gen_sample("metrics", 10))
+        self.cairnd.mpub("metrics", sample_traffic("metrics", 10))
         r = self.replay("--from", "2001-01-01T00:00:00Z", "--to", "2001-01-02T00:00:00Z")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("no messages in the range", r.stdout)
         self.assertEqual(sum(self.counts().values()), 0)
 
     def test_replay_dry_run_counts_and_writes_nothing(self):
-        lines = gen_sample("metrics", 300)
+        lines = sample_traffic("metrics", 300)
         self.cairnd.mpub("metrics", lines[:200] + ["garbage line"])
         r = self.replay("--from", "-1h", "--dry-run", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -319,7 +319,7 @@ class Pipeline(unittest.TestCase):
                          ["values"].count([self.db]), 0)
 
     def test_replay_failure_exits_nonzero_and_says_where_to_resume(self):
-        lines = gen_sample("metrics", 100)
+        lines = sample_traffic("metrics", 100)
         self.cairnd.mpub("metrics", lines)
         self.assertEqual(self.influx.stop(), 0)
         code, _, shown = self.replay_on_a_terminal("--from", "-1h", "--give-up-after=2s",

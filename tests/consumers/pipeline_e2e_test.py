@@ -4,8 +4,7 @@ log line is served by the logger for the right app, in order. A real cairnd, cai
 cairn-metrics and InfluxDB (Debian's influxd), all on loopback ports they pick. Standard library
 only; every wait is bounded.
 
-Environment: CAIRND, CAIRN_LOGGER, CAIRN_METRICS (the binaries), GEN_SAMPLE
-(shared/data/gen_sample.py)."""
+Environment: CAIRND, CAIRN_LOGGER, CAIRN_METRICS, CAIRN_SAMPLE (the binaries)."""
 
 import os
 import sys
@@ -15,8 +14,8 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (CAIRND, GEN_SAMPLE, Cairnd, Influx, Process,  # noqa: E402
-                     expected_totals, gen_sample, http_request, metric_total, wait_until)
+from harness import (CAIRN_SAMPLE, CAIRND, Cairnd, Influx, Process,  # noqa: E402
+                     expected_totals, http_request, metric_total, sample_traffic, wait_until)
 from logger_e2e_test import expected_by_app  # noqa: E402
 
 CAIRN_LOGGER = os.environ.get("CAIRN_LOGGER", "")
@@ -29,7 +28,7 @@ class MixedStream(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         for var, path in (("CAIRND", CAIRND), ("CAIRN_LOGGER", CAIRN_LOGGER),
-                          ("CAIRN_METRICS", CAIRN_METRICS), ("GEN_SAMPLE", GEN_SAMPLE)):
+                          ("CAIRN_METRICS", CAIRN_METRICS), ("CAIRN_SAMPLE", CAIRN_SAMPLE)):
             assert path and os.path.exists(path), f"{var}={path!r} does not exist"
         cls.influx = Influx().start()
 
@@ -93,8 +92,8 @@ class MixedStream(unittest.TestCase):
                 for m in measurements}
 
     def test_mixed_stream_every_point_in_influxdb_every_line_at_the_logger(self):
-        logs = gen_sample("logs", 2000)
-        points = gen_sample("metrics", 3000)
+        logs = sample_traffic("logs", 2000)
+        points = sample_traffic("metrics", 3000)
         logger = self.worker(CAIRN_LOGGER, "cairn-logger", "--lines-per-app=100000")
         metrics = self.worker(CAIRN_METRICS, "cairn-metrics", f"--influxdb-url={self.influx.url}",
                               f"--database={self.db}", "--flush-interval=200ms")

@@ -7,14 +7,14 @@
   variables) must be a sample name one of their /metrics pages shows (a histogram only as its
   _bucket, _sum or _count series), and every label a selector matches on, groups by or puts in a
   legend must exist on those metrics (or be one Prometheus adds, such as `instance`).
-- influxdb.json (InfluxQL): when influxd is installed, cairn-metrics writes gen_sample's router
+- influxdb.json (InfluxQL): when influxd is installed, cairn-metrics writes cairn-sample's router
   points through cairnd into a real InfluxDB and every panel's query, its variables filled in,
   must run without error and return data.
 - telegraf.conf parses as TOML with the option names Telegraf's plugins read.
 
 Standard library only, run by /usr/bin/python3. Env: CAIRN_BIN (directory of the binaries,
-default /work/main/build/release/bin), CAIRN_SOURCE (the repository, default: two levels up),
-GEN_SAMPLE (default $CAIRN_SOURCE/../shared/data/gen_sample.py). Every wait is bounded; every
+default /work/main/build/release/bin; cairn-sample is taken from there too), CAIRN_SOURCE (the
+repository, default: two levels up). Every wait is bounded; every
 process started is killed (SIGKILL) at the end of its test, by cleanups registered as it starts,
 so a setUp that fails half-way leaves nothing behind."""
 
@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +31,6 @@ import unittest
 SOURCE = os.environ.get("CAIRN_SOURCE") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("CAIRN_BIN") or "/work/main/build/release/bin"
-GEN_SAMPLE = os.environ.get("GEN_SAMPLE") or os.path.join(SOURCE, "..", "shared", "data",
-                                                          "gen_sample.py")
 CAIRN_JSON = os.path.join(SOURCE, "deploy", "grafana", "cairn.json")
 INFLUX_JSON = os.path.join(SOURCE, "deploy", "grafana", "influxdb.json")
 TELEGRAF_CONF = os.path.join(SOURCE, "deploy", "k8s", "collectors", "telegraf.conf")
@@ -42,6 +39,7 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "consumers"))
 import harness  # noqa: E402  (tests/consumers/harness.py: processes, InfluxDB, bounded waits)
 
 harness.CAIRND = os.path.join(BIN, "cairnd")
+harness.CAIRN_SAMPLE = os.path.join(BIN, "cairn-sample")
 
 # Labels Prometheus attaches to every scraped series (target labels, and the usual Kubernetes
 # service-discovery relabelling), so a dashboard may group by them without the binary having them.
@@ -51,7 +49,7 @@ TARGET_LABELS = {"instance", "job", "namespace", "pod", "container", "service", 
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
                 "or", "unless", "offset", "inf", "nan"}
 
-# What the Deis output (and gen_sample.py metrics) writes: the InfluxDB dashboard may name only these.
+# What the Deis output (and cairn-sample metrics) writes: the InfluxDB dashboard may name only these.
 ROUTER_MEASUREMENTS = {"deis_router_request_time_ms", "deis_router_response_time_ms",
                        "deis_router_bytes_sent"}
 ROUTER_TAGS = {"app", "status_code", "host"}
@@ -190,21 +188,8 @@ def influx_queries(dashboard):
 
 
 def router_lines(n):
-    """Router points: gen_sample.py's when it is there, else the same shape made here."""
-    if os.path.exists(GEN_SAMPLE):
-        out = subprocess.run(["/usr/bin/python3", GEN_SAMPLE, "metrics", str(n)], check=True,
-                             capture_output=True, text=True, timeout=60).stdout.splitlines()
-        assert len(out) == n, (len(out), n)
-        return out
-    apps = ["catalog", "checkout", "gateway"]
-    lines = []
-    for i in range(n):
-        app = apps[i % 3]
-        m = sorted(ROUTER_MEASUREMENTS)[i % 3]
-        value = f"{1000 + i}i" if m == "deis_router_bytes_sent" else f"{10 + i % 50}.5"
-        lines.append(f"{m},app={app},status_code={200 + (i % 2) * 304},host={app}.example.com "
-                     f"value={value} {1764000000000000000 + i * 1000000}")
-    return lines
+    """`n` router points in line protocol, as the Deis output writes them (cairn-sample)."""
+    return harness.sample_traffic("metrics", n)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 # dynamic loader at the same paths, the user, the data directory, /tmp, and the few files glibc
 # reads to resolve localhost), then runs the binaries inside it with chroot: `--help` for each, and
 # cairnd started with the Dockerfile's own CMD (its addresses moved to loopback port 0), a message
-# published over HTTP from outside, consumed by cairn-bench from inside, and a SIGTERM that must
-# end cairnd with exit 0. A library missing from the tree fails here.
+# published over HTTP from outside, consumed by cairn-bench from inside, cairn-bench's own sample
+# messages published and consumed inside, and a SIGTERM that must end cairnd with exit 0. A
+# library missing from the tree fails here.
 #
 # It also reads the Dockerfile: the runtime stage must copy exactly these binaries, and its
 # apt-get line must install exactly the Debian packages (dpkg -S) owning the libraries the tree
@@ -277,6 +278,16 @@ out=$(timeout 60 "${enter[@]}" "${as_user[@]}" "$tree" /usr/local/bin/cairn-benc
 grep -Eq '"delivered":1[,}]' <<<"$out" && grep -q '"delivered_all":true' <<<"$out" ||
   fail "cairn-bench did not receive the published message: $out"
 
+# And publish from inside, as deploy/IMAGE.md runs it: its bodies are sample log records made
+# in-process (the tree has no Python and no shell), which a channel of its own receives.
+out=$(timeout 60 "${enter[@]}" "${as_user[@]}" "$tree" /usr/local/bin/cairn-bench \
+  --nsqd-tcp-address="$tcp" --topic="${topic}_bench" --publishers=1 --batch=10 --messages=100 \
+  --size=300 --channels=1 --consumers=1 --drain-seconds=20 2>&1) ||
+  fail "cairn-bench failed to publish inside the tree (exit $?): $out"
+grep -Eq '"published":100[,}]' <<<"$out" && grep -Eq '"delivered":100[,}]' <<<"$out" &&
+  grep -q '"errors":\[\]' <<<"$out" ||
+  fail "cairn-bench did not publish and receive 100 messages inside the tree: $out"
+
 # SIGTERM ends cairnd cleanly (exit 0), within its 8 s drain bound and some. (timeout passes the
 # signal to cairnd and exits with cairnd's status.)
 kill -TERM "$pid"
@@ -292,4 +303,4 @@ if [ ${#as_user[@]} -gt 0 ]; then
   [ "$owner" = "$uid" ] || fail "the store was written by uid $owner, not $uid"
 fi
 echo "deploy image: ${#binaries[@]} binaries ran from a tree of ${#libs[@]} libraries; publish over HTTP, consume" \
-  "with cairn-bench, SIGTERM exit 0: passed"
+  "with cairn-bench, publish and consume with cairn-bench, SIGTERM exit 0: passed"

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "bench/sample_traffic.h"
 #include "storage/clock.h"
 #include "storage/store.h"
 
@@ -78,27 +79,11 @@ inline std::unique_ptr<Store> OpenOrDie(const StoreOptions& o) {
   return std::move(*store);
 }
 
-// Lines from ../shared/data/gen_sample.py (the shape of what the `logs` and `metrics` topics
-// carry), made at test time. Empty if the generator is not there.
+// Sample traffic (bench/sample_traffic.h, the default seed): `n` records of what the `logs`
+// topic carries (kind "logs") or lines of what `metrics` carries ("metrics").
 inline std::vector<std::string> SampleLines(const std::string& kind, int n) {
-  std::vector<std::string> lines;
-  const char* root = CAIRN_SOURCE_DIR;
-  const std::string cmd = std::string("/usr/bin/python3 ") + root +
-                          "/../shared/data/gen_sample.py " + kind + " " + std::to_string(n);
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) return lines;
-  std::string line;
-  char buf[65536];
-  while (fgets(buf, sizeof buf, f) != nullptr) {
-    line += buf;
-    if (!line.empty() && line.back() == '\n') {
-      line.pop_back();
-      lines.push_back(std::move(line));
-      line.clear();
-    }
-  }
-  pclose(f);
-  return lines;
+  const auto count = static_cast<size_t>(n);
+  return kind == "logs" ? sample::Logs(count) : sample::Metrics(count);
 }
 
 inline std::vector<MessageIn> AsMessages(const std::vector<std::string>& bodies, int64_t ts0,

@@ -13,8 +13,8 @@ const nsq = require('nsqjs')
 
 const REPO = path.resolve(__dirname, '..', '..', '..')
 const CAIRND = process.env.CAIRND || path.join(REPO, 'build', 'release', 'bin', 'cairnd')
-const GEN_SAMPLE = process.env.GEN_SAMPLE || '/work/shared/data/gen_sample.py'
-const PYTHON = process.env.PYTHON || '/usr/bin/python3'
+// The project's sample-traffic generator, built beside cairnd.
+const CAIRN_SAMPLE = process.env.CAIRN_SAMPLE || path.join(path.dirname(CAIRND), 'cairn-sample')
 
 // Default bound for "this should happen soon" waits.
 const WAIT_MS = 5000
@@ -268,9 +268,9 @@ function readerConnection(reader) {
 
 /** `n` deterministic JSON log records from the project's sample generator, one string each. */
 function sampleLogs(n) {
-  const out = execFileSync(PYTHON, [GEN_SAMPLE, 'logs', String(n)], {encoding: 'utf8', maxBuffer: 64 << 20})
+  const out = execFileSync(CAIRN_SAMPLE, ['logs', String(n)], {encoding: 'utf8', maxBuffer: 64 << 20})
   const lines = out.split('\n').filter((l) => l.length > 0)
-  if (lines.length !== n) throw new Error(`gen_sample.py logs ${n} printed ${lines.length} lines`)
+  if (lines.length !== n) throw new Error(`cairn-sample logs ${n} printed ${lines.length} lines`)
   return lines
 }
 
