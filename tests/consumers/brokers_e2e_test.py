@@ -1,4 +1,4 @@
-"""cairn-metrics consuming from two brokers at once: two real cairnd processes on
+"""cairn-metrics and cairn-replay consuming from two brokers at once: two real cairnd processes on
 loopback, each holding its own `metrics` topic, and a real InfluxDB (Debian's influxd). Message
 ids are topic offsets and both brokers count from 0, so every message of one broker has a twin
 of the same id on the other; the workers must tell them apart by the broker they came from.
@@ -9,6 +9,7 @@ wait is bounded."""
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -164,6 +165,69 @@ class TwoBrokers(unittest.TestCase):
                          ("not line protocol", "0000000000000000", self.tcp("b")))
         wait_until(lambda: self.channel_settled("b", "influxdb") == (0, 0, 1),
                    "the message finished on broker b", WAIT)
+
+    # ---- cairn-replay ----
+
+    def replay(self, *args, brokers=("a", "b")):
+        cmd = [CAIRN_REPLAY, f"--influxdb-url={self.influx.url}", f"--database={self.db}",
+               "--flush-interval=100ms"]
+        cmd += [f"--nsqd-tcp-address={self.tcp(b)}" for b in brokers]
+        cmd += [f"--nsqd-http-address={self.http(b)}" for b in brokers]
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
+
+    def test_replay_backfills_the_range_of_every_broker(self):
+        self.publish_both()
+        r = self.replay("--from", "-1h", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((summary["messages"], summary["points"]), (2 * N, 2 * N))
+        self.assertEqual([(b["nsqd_tcp_address"], b["first_offset"], b["end_offset"])
+                          for b in summary["brokers"]],
+                         [(self.tcp("a"), 0, N), (self.tcp("b"), 0, N)])
+        self.wait_points(EXPECTED)
+        # The replay channel is gone from both brokers.
+        self.assertEqual((self.channels("a"), self.channels("b")), ([], []))
+        # And in text: the brokers added up.
+        r = self.replay("--from", "-1h")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn(f"messages={2 * N} points={2 * N}", r.stdout)
+        self.wait_points(EXPECTED)
+
+    def test_replay_a_broker_without_the_topic_adds_an_empty_range(self):
+        self.brokers["a"].mpub("metrics", bodies("a"))
+        r = self.replay("--from", "-1h", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((summary["messages"], summary["points"]), (N, N))
+        self.wait_points({"a": EXPECTED["a"]})
+        # Nothing was consumed from b, so nothing was created there either.
+        self.assertIsNone(self.channels("b"))
+        self.assertEqual(self.channels("a"), [])
+
+    def test_replay_refuses_unpaired_addresses(self):
+        r = subprocess.run([CAIRN_REPLAY, f"--influxdb-url={self.influx.url}", "--from", "-1h",
+                            f"--nsqd-tcp-address={self.tcp('a')}",
+                            f"--nsqd-tcp-address={self.tcp('b')}",
+                            f"--nsqd-http-address={self.http('a')}"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("one --nsqd-http-address per --nsqd-tcp-address", r.stderr)
+        self.assertEqual(self.channels("a"), None)
+
+    def test_replay_failure_names_the_brokers_not_finished_and_where_to_resume(self):
+        self.publish_both()
+        self.assertEqual(self.influx.stop(), 0)
+        r = self.replay("--from", "-1h", "--give-up-after=2s")
+        self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+        self.assertIn(f"0 of {2 * N} messages", r.stderr)
+        for name in ("a", "b"):
+            self.assertRegex(r.stderr, rf"not finished:.*{self.tcp(name)} \(0 of {N} messages")
+        self.assertEqual((self.channels("a"), self.channels("b")), ([], []))
+        self.influx.start()
+        resume = r.stderr.split("resume with: --from ", 1)[1].split()[0]
+        r = self.replay("--from", resume)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.wait_points(EXPECTED)
 
 
 if __name__ == "__main__":
