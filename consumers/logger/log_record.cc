@@ -1,7 +1,6 @@
 #include "consumers/logger/log_record.h"
 
-#include <regex>
-
+#include <re2/re2.h>
 #include <nlohmann/json.hpp>
 
 namespace cairn::consumers {
@@ -40,24 +39,37 @@ std::string_view Trimmed(std::string_view s) {
   return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
 }
 
-std::string Prefixed(const std::string* pod, std::string_view text) {
+// "<pod> -- " (when there is a pod), then the parts.
+std::string Prefixed(const std::string* pod, std::string_view a, std::string_view b = {},
+                     std::string_view c = {}) {
+  const bool with_pod = pod != nullptr && !pod->empty();
   std::string line;
-  if (pod != nullptr && !pod->empty()) {
-    line.reserve(pod->size() + 4 + text.size());
+  line.reserve((with_pod ? pod->size() + 4 : 0) + a.size() + b.size() + c.size());
+  if (with_pod) {
     line += *pod;
     line += " -- ";
   }
-  line += text;
+  line += a;
+  line += b;
+  line += c;
   return line;
 }
 
-// Deis' controller regex, ^(INFO|WARN|DEBUG|ERROR)\s+(\[(\S+)\])+:(.*), spelled with RE2's
-// classes: its \s is [\t\n\f\r ] (no \v) and its '.' stops only at "\n" (ECMAScript's stops at
-// "\r" too). Both engines pick the submatches a backtracking engine would, so group 3 is what
-// the Go logger takes.
-const std::regex& ControllerRegex() {
-  static const std::regex re(
-      R"(^(INFO|WARN|DEBUG|ERROR)[\t\n\f\r ]+(\[([^\t\n\f\r ]+)\])+:([^\n]*))");
+// Deis' controller regex, ^(INFO|WARN|DEBUG|ERROR)\s+(\[(\S+)\])+:(.*), spelled with Go's classes:
+// its \s is [\t\n\f\r ] (no \v) and its '.' stops only at "\n". RE2 runs it in time linear in the
+// line, with no recursion that grows with it (a backtracking engine, libstdc++'s std::regex,
+// took minutes on a few dozen "[a]" with no colon, and overflowed its stack on a line of 500 KB),
+// and picks the submatches a backtracking engine would (leftmost-first, the last repetition of a
+// group), as Go's regexp does, so group 3 is what the Go logger takes. Latin-1: the line is
+// matched byte by byte, as before, so bytes that are not UTF-8 match the negated classes.
+const re2::RE2& ControllerRegex() {
+  static const re2::RE2 re(R"(^(INFO|WARN|DEBUG|ERROR)[\t\n\f\r ]+(\[([^\t\n\f\r ]+)\])+:([^\n]*))",
+                           [] {
+                             re2::RE2::Options o;
+                             o.set_encoding(re2::RE2::Options::EncodingLatin1);
+                             o.set_log_errors(false);
+                             return o;
+                           }());
   return re;
 }
 
@@ -78,13 +90,12 @@ FiledRecord FileRecord(std::string_view body) {
 
   if (container != nullptr && log != nullptr &&
       container->find("deis-controller") != std::string::npos) {
-    std::smatch m;
-    if (std::regex_search(*log, m, ControllerRegex())) {
+    re2::StringPiece m[5];
+    if (ControllerRegex().Match(*log, 0, log->size(), re2::RE2::ANCHOR_START, m, 5)) {
       r.kind = FiledRecord::Kind::kController;
-      r.app = m[3].str();
-      const std::string level = m[1].str();
-      const std::string rest = m[4].str();
-      r.line = Prefixed(pod, level + " " + std::string(Trimmed(rest)));
+      r.app = std::string(m[3].data(), m[3].size());
+      const std::string_view level(m[1].data(), m[1].size());
+      r.line = Prefixed(pod, level, " ", Trimmed(std::string_view(m[4].data(), m[4].size())));
       return r;
     }
   }
