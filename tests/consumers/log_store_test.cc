@@ -158,6 +158,38 @@ TEST(FileRecord, AppRecordWithoutPodOrLog) {
   EXPECT_EQ(r.line, "p -- " + no_log);
 }
 
+// The fields are read as a DOM holds them: a key given twice counts with its last value, whatever
+// its type, and a field counts only where it belongs.
+TEST(FileRecord, KeysGivenTwiceAndFieldsOutOfPlace) {
+  auto r = FileRecord(R"({"log":"a","log":"b","kubernetes":{"labels":{"app":"x"}}})");
+  EXPECT_EQ(r.app, "x");
+  EXPECT_EQ(r.line, "b");
+  const std::string not_a_string = R"({"log":"a","log":5,"kubernetes":{"labels":{"app":"x"}}})";
+  EXPECT_EQ(FileRecord(not_a_string).line, not_a_string);
+  r = FileRecord(
+      R"({"kubernetes":{"pod_name":"p","labels":{"app":"x"}},"kubernetes":{"labels":{"app":"y"}},)"
+      R"("log":"l"})");
+  EXPECT_EQ(r.app, "y");
+  EXPECT_EQ(r.line, "l");
+  r = FileRecord(R"({"kubernetes":{"labels":{"app":"x"},"labels":5},"log":"l"})");
+  EXPECT_EQ(r.app, kUnfiledApp);
+  r = FileRecord(R"({"kubernetes":{"pod_name":"p","pod_name":{"a":"q"}},"log":"l"})");
+  EXPECT_EQ(r.line, "l");
+  for (const char* misplaced : {R"({"x":{"kubernetes":{"labels":{"app":"no"}}},"log":"l"})",
+                                R"({"kubernetes":[{"labels":{"app":"no"}}],"log":"l"})",
+                                R"({"kubernetes":{"x":{"labels":{"app":"no"}}},"log":"l"})",
+                                R"({"kubernetes":{"labels":{"x":{"app":"no"}}},"log":"l"})",
+                                R"({"kubernetes":{"labels":[{"app":"no"}]},"log":"l"})",
+                                R"({"a":[{"log":"no"}],"log":"l"})"}) {
+    r = FileRecord(misplaced);
+    EXPECT_EQ(r.app, kUnfiledApp) << misplaced;
+    EXPECT_EQ(r.line, "l") << misplaced;
+  }
+  // A record and then more: not JSON.
+  EXPECT_EQ(FileRecord(R"({"log":"l"} {"log":"m"})").kind, Kind::kUnfiled);
+  EXPECT_EQ(FileRecord(R"({"log":"l"} {"log":"m"})").line, R"({"log":"l"} {"log":"m"})");
+}
+
 TEST(FileRecord, SampleTrafficFilesUnderItsLabels) {
   const std::string cmd = std::string("/usr/bin/python3 ") + CAIRN_SOURCE_DIR +
                           "/../shared/data/gen_sample.py logs 2000";
@@ -383,6 +415,23 @@ TEST(FileRecordHostile, ControllerRecordsOfMaxMsgSize) {
       return Files(body, Kind::kApp, "deis-controller", "ctl -- " + log, Linear(body.size()));
     })) << Head(log);
   }
+}
+
+TEST(FileRecordHostile, DeeplyNestedJsonIsParsedInLinearMemory) {
+  // A DOM of "[[[[..." is a million nested arrays, tens of bytes each; the fields FileRecord needs
+  // take nothing of the kind.
+  const std::string brackets(kMaxMsgSize, '[');
+  EXPECT_TRUE(InChild([&] {
+    return Files(brackets, Kind::kUnfiled, kUnfiledApp, brackets, Linear(brackets.size()));
+  }));
+  std::string objects = Repeat(R"({"a":)", kMaxMsgSize / 5);
+  EXPECT_TRUE(InChild([&] {
+    return Files(objects, Kind::kUnfiled, kUnfiledApp, objects, Linear(objects.size()));
+  }));
+  // Valid, deep, and a record all the same: filed by its fields.
+  const std::string deep = R"({"log":"deep\n","kubernetes":{"labels":{"app":"foo"}},"x":)" +
+                           std::string(200'000, '[') + std::string(200'000, ']') + "}";
+  EXPECT_TRUE(InChild([&] { return Files(deep, Kind::kApp, "foo", "deep", Linear(deep.size())); }));
 }
 
 // ---- LogStore ----
