@@ -381,8 +381,11 @@ void Consumer::Dial(size_t i) {
   if (closed_ || !receiving_) return;
   auto conn = std::make_shared<Connection>(ex_, links_[i].endpoint, options_);
   links_[i].conn = conn;
-  conn->SetMessageHandler(
-      [this](Connection& c, const Delivered& d) { handler_(d, MessageRef(c.weak(), d.id)); });
+  conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
+    Delivered from = d;
+    from.broker = i;
+    handler_(from, MessageRef(c.weak(), d.id, i));
+  });
   conn->SetCloseHandler([this, i](const std::string&) {
     links_[i].conn.reset();
     links_[i].subscribed = false;

@@ -58,6 +58,11 @@ class Connection;
 // settle the message later.
 struct Delivered {
   MessageId id;
+  // The broker it came from: its index in the list given to the Consumer (0 on a Connection of
+  // one's own). An id is unique only on its broker (cairnd's are topic offsets, and every broker
+  // counts from 0), so (broker, id) is what names a message. The index is the broker's, not the
+  // connection's: a redelivery after a reconnect comes with the same one.
+  size_t broker = 0;
   uint16_t attempts = 0;
   int64_t timestamp_ns = 0;
   std::string_view body;
@@ -68,16 +73,18 @@ struct Delivered {
 class MessageRef {
  public:
   MessageRef() = default;
-  MessageRef(std::weak_ptr<Connection> conn, const MessageId& id)
-      : conn_(std::move(conn)), id_(id) {}
+  MessageRef(std::weak_ptr<Connection> conn, const MessageId& id, size_t broker = 0)
+      : conn_(std::move(conn)), id_(id), broker_(broker) {}
   void Finish() const;
   void Requeue(std::chrono::milliseconds delay) const;
   void Touch() const;
   const MessageId& id() const { return id_; }
+  size_t broker() const { return broker_; }  // as Delivered::broker
 
  private:
   std::weak_ptr<Connection> conn_;
   MessageId id_{};
+  size_t broker_ = 0;
 };
 
 // One TCP connection: magic, IDENTIFY, heartbeats, ordered command responses.
@@ -171,7 +178,8 @@ class Producer {
 class Consumer {
  public:
   // The handler settles each message: ref.Finish(), ref.Requeue(delay), or later through the
-  // MessageRef it keeps.
+  // MessageRef it keeps. Delivered::broker and MessageRef::broker() are the index in `brokers`
+  // of the broker the message came from.
   using Handler = std::function<void(const Delivered&, const MessageRef&)>;
 
   Consumer(boost::asio::any_io_executor ex, std::vector<boost::asio::ip::tcp::endpoint> brokers,

@@ -21,12 +21,14 @@ MetricsMessage PrepareMetricsMessage(std::string_view body, int64_t publish_time
 }
 
 std::string RejectedRecord(const RejectedLine& r, std::string_view topic, std::string_view channel,
-                           std::string_view message_id, int64_t publish_time_ns) {
+                           std::string_view broker, std::string_view message_id,
+                           int64_t publish_time_ns) {
   nlohmann::ordered_json j;
   j["reason"] = r.reason;
   j["line"] = r.line;
   j["topic"] = topic;
   j["channel"] = channel;
+  j["nsqd_tcp_address"] = broker;
   j["message_id"] = message_id;
   j["publish_time_ns"] = publish_time_ns;
   // Invalid UTF-8 in a line is replaced rather than failing the record.

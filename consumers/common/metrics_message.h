@@ -22,8 +22,10 @@ struct MetricsMessage {
 MetricsMessage PrepareMetricsMessage(std::string_view body, int64_t publish_time_ns);
 
 // The body published to the rejected topic for one refused line: a JSON object with the line,
-// the reason, and where it came from (topic, channel, message id, publish time).
+// the reason, and where it came from (topic, channel, the broker's --nsqd-tcp-address, message
+// id, publish time). A message id alone is ambiguous: every broker numbers from 0.
 std::string RejectedRecord(const RejectedLine& r, std::string_view topic, std::string_view channel,
-                           std::string_view message_id, int64_t publish_time_ns);
+                           std::string_view broker, std::string_view message_id,
+                           int64_t publish_time_ns);
 
 }  // namespace cairn::consumers

@@ -20,7 +20,7 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--nsqd-tcp-address", flags.nsqd_tcp_addresses,
                  "cairnd (or nsqd) TCP address to consume from; repeat for several brokers")
       ->capture_default_str();
-  app.add_option("--nsqd-http-address", flags.nsqd_http_address,
+  app.add_option("--nsqd-http-address", flags.nsqd_http_addresses,
                  "cairnd HTTP address, for channel positions and seeks")
       ->capture_default_str();
   app.add_option("--topic", flags.topic, "topic to consume")->capture_default_str();
@@ -74,10 +74,9 @@ tl::expected<std::vector<tcp::endpoint>, std::string> BrokerEndpoints(const Work
 }
 
 tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(asio::io_context& io,
-                                                                       const WorkerFlags& flags) {
-  auto ep = net::ParseAddress(flags.nsqd_http_address);
-  if (!ep)
-    return tl::unexpected("--nsqd-http-address " + flags.nsqd_http_address + ": " + ep.error());
+                                                                       const std::string& address) {
+  auto ep = net::ParseAddress(address);
+  if (!ep) return tl::unexpected("--nsqd-http-address " + address + ": " + ep.error());
   return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(), ep->port(),
                                            std::chrono::seconds(10));
 }

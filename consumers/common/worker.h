@@ -27,7 +27,9 @@ namespace cairn::consumers {
 
 struct WorkerFlags {
   std::vector<std::string> nsqd_tcp_addresses{"127.0.0.1:4150"};
-  std::string nsqd_http_address = "127.0.0.1:4151";
+  // cairn-replay takes one per broker, paired in order with nsqd_tcp_addresses; cairn-logger
+  // takes one.
+  std::vector<std::string> nsqd_http_addresses{"127.0.0.1:4151"};
   std::string topic;
   std::string channel;
   int64_t max_in_flight = 200;
@@ -45,7 +47,7 @@ struct WorkerFlags {
   }
 };
 
-// Adds --nsqd-tcp-address (repeatable), --nsqd-http-address, --topic, --channel,
+// Adds --nsqd-tcp-address and --nsqd-http-address (both repeatable), --topic, --channel,
 // --max-in-flight, --http-address and --log-level, showing the defaults already in `flags`.
 void AddWorkerFlags(CLI::App& app, WorkerFlags& flags);
 // The InfluxDB writer's flags, shared by cairn-metrics and cairn-replay: --influxdb-url,
@@ -56,9 +58,9 @@ void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options);
 void SetUpLogging(const WorkerFlags& flags);
 tl::expected<std::vector<boost::asio::ip::tcp::endpoint>, std::string> BrokerEndpoints(
     const WorkerFlags& flags);
-// An HttpClient for --nsqd-http-address.
+// An HttpClient for one --nsqd-http-address.
 tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(boost::asio::io_context& io,
-                                                                       const WorkerFlags& flags);
+                                                                       const std::string& address);
 
 // The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
 // returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers

@@ -11,6 +11,10 @@
 //  3. unfiled: anything else (not JSON, or JSON without an app). App: kUnfiledApp. Line: the
 //     JSON's `log` if it is a string, else the whole body, trailing newline removed as in 2.
 //
+// Any tenant can publish a record naming the controller's container, so neither step may cost
+// more than linear time and memory: the regex runs on RE2, the JSON is read by a SAX handler
+// that keeps only these fields (log_record.cc).
+//
 // In every kind the "<pod_name> -- " prefix is there only when the record names a pod
 // (a non-empty string kubernetes.pod_name); in 2 a record whose `log` is not a string keeps its
 // whole body as its log. Newlines inside a log are kept: a record is one entry however many

@@ -303,6 +303,8 @@ class LoggerWorker {
       spdlog::warn("message id {} is not an offset; dropped",
                    std::string_view(d.id.data(), d.id.size()));
     } else {
+      // The offset alone names the message: the logger reads one broker (main refuses more).
+      // Reading several would need the store keyed by (d.broker, offset).
       FiledRecord r = FileRecord(d.body);
       ++by_kind_[static_cast<size_t>(r.kind)];
       auto f = followers_.find(r.app);
@@ -431,13 +433,15 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", brokers.error());
     return 2;
   }
-  if (brokers->size() != 1) {
+  if (brokers->size() != 1 || s.worker.nsqd_http_addresses.size() != 1) {
     // Offsets order and deduplicate the lines, and the warm start seeks one broker's channel.
-    spdlog::critical("cairn-logger consumes from one cairnd: give one --nsqd-tcp-address");
+    spdlog::critical(
+        "cairn-logger consumes from one cairnd: give one --nsqd-tcp-address and one "
+        "--nsqd-http-address");
     return 2;
   }
   asio::io_context io(1);
-  auto broker_http = BrokerHttp(io, s.worker);
+  auto broker_http = BrokerHttp(io, s.worker.nsqd_http_addresses.front());
   if (!broker_http) {
     spdlog::critical("{}", broker_http.error());
     return 2;

@@ -4,7 +4,10 @@
 // loses nothing. Lines the parser or InfluxDB refuse go, with the reason, to --rejected-topic, and
 // their message is FINished, so one bad line never blocks the stream.
 #include <chrono>
+#include <functional>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -29,6 +32,24 @@ struct Settings {
   std::chrono::milliseconds touch_interval{15'000};
   std::chrono::milliseconds shutdown_timeout{20'000};
 };
+
+// A message among all the consumer receives: the broker it came from (its index among
+// --nsqd-tcp-address) and its id there. Ids alone collide: cairnd's are topic offsets, and every
+// broker counts from 0. A redelivery, after a timeout or a reconnect, has the same key.
+using MessageKey = std::pair<size_t, nsq::MessageId>;
+
+struct MessageKeyHash {
+  size_t operator()(const MessageKey& k) const {
+    const size_t h =
+        std::hash<std::string_view>()(std::string_view(k.second.data(), k.second.size()));
+    return h ^ (k.first * 0x9e3779b97f4a7c15ULL);
+  }
+};
+
+std::string Describe(const MessageKey& k) {
+  return fmt::format("broker={} id={}", k.first,
+                     std::string_view(k.second.data(), k.second.size()));
+}
 
 class MetricsWorker {
  public:
@@ -94,13 +115,14 @@ class MetricsWorker {
     nsq::MessageRef ref;
     int64_t timestamp_ns = 0;
   };
+  using HeldMap = std::unordered_map<MessageKey, Held, MessageKeyHash>;
 
   void OnMessage(const nsq::Delivered& d, const nsq::MessageRef& ref) {
-    const auto offset = nsq::DecodeMessageId(std::string_view(d.id.data(), d.id.size()));
-    const uint64_t key = offset.value_or(0);
+    const MessageKey key{d.broker, d.id};
     if (auto it = held_.find(key); it != held_.end()) {
-      // Delivered again while we still hold it (it timed out at the broker): its points are
-      // already on their way; settle through the newer delivery.
+      // Delivered again while we still hold it (it timed out at the broker, or the connection
+      // dropped and came back): its points are already on their way; settle through the newer
+      // delivery.
       it->second.ref = ref;
       return;
     }
@@ -114,23 +136,23 @@ class MetricsWorker {
     });
   }
 
-  void Settle(uint64_t key, std::vector<RejectedLine> rejected) {
+  void Settle(const MessageKey& key, std::vector<RejectedLine> rejected) {
     auto it = held_.find(key);
     if (it == held_.end()) return;
     if (rejected.empty()) return Finish(it);
     std::vector<std::string> records;
     const auto id = it->second.ref.id();
     for (const auto& r : rejected) {
-      spdlog::warn("line rejected offset={} reason=\"{}\"", key, r.reason);
-      records.push_back(RejectedRecord(r, s_.worker.topic, s_.worker.channel,
-                                       std::string_view(id.data(), id.size()),
-                                       it->second.timestamp_ns));
+      spdlog::warn("line rejected {} reason=\"{}\"", Describe(key), r.reason);
+      records.push_back(RejectedRecord(
+          r, s_.worker.topic, s_.worker.channel, s_.worker.nsqd_tcp_addresses.at(key.first),
+          std::string_view(id.data(), id.size()), it->second.timestamp_ns));
     }
     PublishRejected(key, std::move(records));
   }
 
   // The message is FINished once its refused lines are safely in the rejected topic.
-  void PublishRejected(uint64_t key, std::vector<std::string> records) {
+  void PublishRejected(const MessageKey& key, std::vector<std::string> records) {
     ++publishing_;
     std::vector<std::string> copy = records;
     producer_.MultiPublish(
@@ -152,7 +174,7 @@ class MetricsWorker {
         });
   }
 
-  void Finish(std::unordered_map<uint64_t, Held>::iterator it) {
+  void Finish(HeldMap::iterator it) {
     it->second.ref.Finish();
     held_.erase(it);
     ++finished_;
@@ -198,7 +220,7 @@ class MetricsWorker {
   nsq::Consumer consumer_;
   nsq::Producer producer_;
   asio::steady_timer touch_timer_, stop_timer_;
-  std::unordered_map<uint64_t, Held> held_;
+  HeldMap held_;
   uint64_t finished_ = 0, parser_rejected_ = 0, publish_failures_ = 0;
   int publishing_ = 0;
   bool stopping_ = false;

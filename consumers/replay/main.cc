@@ -4,13 +4,20 @@
 // Replaying twice leaves InfluxDB as replaying once: points keep their timestamps (a point
 // without one gets its message's publish time). On failure it exits non-zero and prints the
 // --from to resume with.
+//
+// Several brokers (--nsqd-tcp-address and --nsqd-http-address given in pairs): each broker has
+// a range of its own, from its own /topic/offset, and its own replay channel. Offsets are each
+// broker's (all number from 0), so every message is known by (broker, offset).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -62,15 +69,40 @@ std::string Encode(std::string_view s) {
   return boost::urls::encode(s, boost::urls::unreserved_chars);
 }
 
+// One broker of the replay and its part of the range. Offsets are the broker's own (every broker
+// numbers its topic from 0), so everything that names a message is kept per broker.
+struct Source {
+  std::string tcp_address, http_address;  // as given: --nsqd-tcp-address, --nsqd-http-address
+  asio::ip::tcp::endpoint tcp;
+  std::unique_ptr<net::HttpClient> http;
+  bool resolved = false;        // its range is known
+  bool has_topic = false;       // the topic exists there (else its range is empty)
+  bool channel = false;         // the replay channel was created there: delete it at the end
+  uint64_t start = 0, end = 0;  // [start, end): the range's offsets on this broker
+  std::vector<bool> done_bits;  // per offset of the range: written
+  std::map<uint64_t, int64_t> pending;  // offset -> publish time, received and not written
+  uint64_t received = 0, done = 0;
+  int64_t last_done_ts = 0;
+
+  uint64_t size() const { return end - start; }
+  bool finished() const { return resolved && done == size(); }
+  // Every message of this broker published before it is written (messages arrive in offset
+  // order, so the lowest one held, or else the one after the last written, is the first not
+  // yet written).
+  int64_t ResumeFrom(int64_t from_ns) const {
+    if (!pending.empty()) return pending.begin()->second;
+    if (done > 0) return last_done_ts + 1;
+    return from_ns;
+  }
+};
+
 class Replay {
  public:
-  Replay(asio::io_context& io, const Settings& s, std::vector<asio::ip::tcp::endpoint> brokers,
-         std::unique_ptr<net::HttpClient> broker_http, std::unique_ptr<InfluxWriter> writer,
-         int64_t from_ns, int64_t to_ns)
+  Replay(asio::io_context& io, const Settings& s, std::vector<Source> sources,
+         std::unique_ptr<InfluxWriter> writer, int64_t from_ns, int64_t to_ns)
       : io_(io),
         s_(s),
-        brokers_(std::move(brokers)),
-        broker_http_(std::move(broker_http)),
+        sources_(std::move(sources)),
         writer_(std::move(writer)),
         from_ns_(from_ns),
         to_ns_(to_ns),
@@ -79,11 +111,15 @@ class Replay {
   // Runs the replay; the exit code lands in `exit_code` and the io_context is stopped.
   asio::awaitable<void> Run(int* exit_code) {
     *exit_code = co_await Execute();
-    if (!channel_.empty()) {
-      auto r =
-          co_await Call(http::verb::post, fmt::format("/channel/delete?topic={}&channel={}",
-                                                      Encode(s_.worker.topic), Encode(channel_)));
-      if (!r.ok()) spdlog::warn("could not delete channel {}: {}", channel_, r.Describe());
+    for (auto& src : sources_) {
+      if (!src.channel) continue;
+      auto r = co_await Call(src, http::verb::post,
+                             fmt::format("/channel/delete?topic={}&channel={}",
+                                         Encode(s_.worker.topic), Encode(channel_)));
+      if (!r.ok()) {
+        spdlog::warn("could not delete channel {} on {}: {}", channel_, src.http_address,
+                     r.Describe());
+      }
     }
     io_.stop();
   }
@@ -98,86 +134,126 @@ class Replay {
     e.Family("cairn_replay_messages_total", "counter", "Messages of the range replayed.");
     e.Sample("cairn_replay_messages_total", "", static_cast<double>(done_));
     e.Family("cairn_replay_messages_in_flight", "gauge", "Messages received, not yet written.");
-    e.Sample("cairn_replay_messages_in_flight", "", static_cast<double>(pending_.size()));
-    e.Family("cairn_replay_range_messages", "gauge", "Messages in the range.");
-    e.Sample("cairn_replay_range_messages", "", static_cast<double>(end_ - start_));
+    e.Sample("cairn_replay_messages_in_flight", "", static_cast<double>(in_flight_));
+    e.Family("cairn_replay_range_messages", "gauge", "Messages in the range, all brokers.");
+    e.Sample("cairn_replay_range_messages", "", static_cast<double>(total_));
     if (writer_) writer_->Expose(e, "cairn_replay");
   }
 
  private:
-  asio::awaitable<net::HttpResult> Call(http::verb method, std::string target) {
-    co_return co_await broker_http_->AsyncRequest(method, std::move(target), "", "",
-                                                  asio::use_awaitable);
+  asio::awaitable<net::HttpResult> Call(Source& src, http::verb method, std::string target) {
+    co_return co_await src.http->AsyncRequest(method, std::move(target), "", "",
+                                              asio::use_awaitable);
   }
 
-  asio::awaitable<std::optional<uint64_t>> OffsetAt(int64_t ns) {
-    auto r = co_await Call(http::verb::get,
+  // The offset `ns` resolves to on `src`. nullopt with error_ empty: the topic is not there;
+  // with error_ set: the broker could not tell.
+  asio::awaitable<std::optional<uint64_t>> OffsetAt(Source& src, int64_t ns) {
+    auto r = co_await Call(src, http::verb::get,
                            fmt::format("/topic/offset?topic={}&at=time:{}", Encode(s_.worker.topic),
                                        Encode(FormatRfc3339(ns))));
+    if (r.answered() && r.status == 404 && r.body.find("TOPIC_NOT_FOUND") != std::string::npos) {
+      co_return std::nullopt;
+    }
     if (!r.ok()) {
-      error_ = r.status == 404 ? fmt::format("topic {} not found", s_.worker.topic)
-                               : "cairnd: " + r.Describe();
+      error_ = fmt::format("cairnd {}: {}", src.http_address, r.Describe());
       co_return std::nullopt;
     }
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (!j.is_object() || !j["offset"].is_number_unsigned()) {
-      error_ = "cairnd: unexpected answer to /topic/offset: " + r.body;
+      error_ = fmt::format("cairnd {}: unexpected answer to /topic/offset: {}", src.http_address,
+                           r.body);
       co_return std::nullopt;
     }
     co_return j["offset"].get<uint64_t>();
   }
 
+  // Each broker's range, from its own /topic/offset. A broker without the topic has an empty
+  // one; only when no broker has the topic is that an error.
+  asio::awaitable<bool> ResolveRanges() {
+    size_t with_topic = 0;
+    for (auto& src : sources_) {
+      auto start = co_await OffsetAt(src, from_ns_);
+      if (!error_.empty()) co_return false;
+      std::optional<uint64_t> end;
+      if (start) end = co_await OffsetAt(src, to_ns_ + 1);  // the first published after --to
+      if (!error_.empty()) co_return false;
+      src.resolved = true;
+      src.has_topic = start && end;  // deleted between the two calls: not there either
+      if (!src.has_topic) {
+        spdlog::info("no topic {} on {}: nothing to replay there", s_.worker.topic,
+                     src.http_address);
+        continue;
+      }
+      ++with_topic;
+      src.start = *start;
+      src.end = std::max(*start, *end);
+      src.done_bits.assign(src.size(), false);
+      total_ += src.size();
+    }
+    if (with_topic == 0) {
+      error_ = sources_.size() == 1 ? fmt::format("topic {} not found", s_.worker.topic)
+                                    : fmt::format("topic {} not found on any of the {} brokers",
+                                                  s_.worker.topic, sources_.size());
+      co_return false;
+    }
+    co_return true;
+  }
+
   asio::awaitable<int> Execute() {
     started_ = std::chrono::steady_clock::now();
-    auto start = co_await OffsetAt(from_ns_);
-    if (!start) co_return Fail();
-    auto end = co_await OffsetAt(to_ns_ + 1);  // the first message published after --to
-    if (!end) co_return Fail();
-    start_ = *start;
-    end_ = std::max(*start, *end);
-    done_bits_.assign(end_ - start_, false);
-    if (start_ == end_) {
+    if (!co_await ResolveRanges()) co_return Fail();
+    if (total_ == 0) {
       Summary("no messages in the range");
       co_return 0;
     }
     channel_ = s_.worker.channel.empty()
                    ? fmt::format("cairn-replay-{}-{}", getpid(), storage::WallNowNs() / 1'000'000)
                    : s_.worker.channel;
-    auto r = co_await Call(http::verb::post,
-                           fmt::format("/channel/create?topic={}&channel={}&start=offset:{}",
-                                       Encode(s_.worker.topic), Encode(channel_), start_));
-    if (!r.ok()) {
-      error_ = "cairnd: creating the replay channel: " + r.Describe();
-      channel_.clear();
-      co_return Fail();
+    // The channel is made only where there is something to read: subscribing elsewhere would
+    // create the topic and a channel there.
+    std::vector<asio::ip::tcp::endpoint> endpoints;
+    for (size_t i = 0; i < sources_.size(); ++i) {
+      Source& src = sources_[i];
+      if (src.size() == 0) continue;
+      auto r = co_await Call(src, http::verb::post,
+                             fmt::format("/channel/create?topic={}&channel={}&start=offset:{}",
+                                         Encode(s_.worker.topic), Encode(channel_), src.start));
+      if (!r.ok()) {
+        error_ = fmt::format("cairnd {}: creating the replay channel: {}", src.http_address,
+                             r.Describe());
+        co_return Fail();
+      }
+      src.channel = true;
+      consumed_.push_back(i);
+      endpoints.push_back(src.tcp);
+      spdlog::info("replaying topic={} offsets [{}, {}) from {} channel={}{}", s_.worker.topic,
+                   src.start, src.end, src.tcp_address, channel_, s_.dry_run ? " (dry run)" : "");
     }
-    spdlog::info("replaying topic={} offsets [{}, {}) channel={}{}", s_.worker.topic, start_, end_,
-                 channel_, s_.dry_run ? " (dry run)" : "");
-    consumer_ = std::make_unique<nsq::Consumer>(io_.get_executor(), brokers_, s_.worker.topic,
-                                                channel_, s_.worker.max_in_flight);
+    consumer_ = std::make_unique<nsq::Consumer>(io_.get_executor(), std::move(endpoints),
+                                                s_.worker.topic, channel_, s_.worker.max_in_flight);
     consumer_->Start(
         [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
     last_progress_ = std::chrono::steady_clock::now();
     const bool tty = isatty(STDERR_FILENO) == 1 && !s_.json;
-    while (done_ < end_ - start_ && !interrupted_) {
+    while (done_ < total_ && !interrupted_) {
       tick_.expires_after(std::chrono::milliseconds(250));
       boost::system::error_code ec;
       co_await tick_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (tty) Progress();
       const auto quiet = std::chrono::steady_clock::now() - last_progress_;
-      if (!pending_.empty() && quiet > s_.give_up_after) {
+      if (in_flight_ > 0 && quiet > s_.give_up_after) {
         error_ = fmt::format("no progress for {}: {}", FormatDuration(s_.give_up_after),
                              writer_ && !writer_->stats().last_error.empty()
                                  ? "influxdb: " + writer_->stats().last_error
                                  : "nothing written");
         break;
       }
-      if (pending_.empty() && quiet > (received_ == 0 ? s_.give_up_after : s_.idle_timeout)) {
+      if (in_flight_ == 0 && quiet > (received_ == 0 ? s_.give_up_after : s_.idle_timeout)) {
         error_ = fmt::format(
             "{} of {} messages arrived; nothing more for {} (trimmed by "
             "retention, or cairnd unreachable?)",
-            received_, end_ - start_,
-            FormatDuration(received_ == 0 ? s_.give_up_after : s_.idle_timeout));
+            received_, total_, FormatDuration(received_ == 0 ? s_.give_up_after : s_.idle_timeout));
         break;
       }
     }
@@ -190,52 +266,63 @@ class Replay {
   }
 
   void OnMessage(const nsq::Delivered& d, const nsq::MessageRef& ref) {
+    if (d.broker >= consumed_.size()) return;
+    const size_t i = consumed_[d.broker];
+    Source& src = sources_[i];
     const auto offset = nsq::DecodeMessageId(std::string_view(d.id.data(), d.id.size()));
-    if (!offset || *offset < start_ || *offset >= end_) return;  // outside: the channel goes
-    if (done_bits_[*offset - start_]) return ref.Finish();       // FIN lost in a cairnd restart
-    if (pending_.contains(*offset)) return;                      // delivered again while written
+    if (!offset || *offset < src.start || *offset >= src.end) return;  // outside: the channel goes
+    if (src.done_bits[*offset - src.start]) return ref.Finish();  // FIN lost in a cairnd restart
+    if (src.pending.contains(*offset)) return;                    // delivered again while written
+    ++src.received;
     ++received_;
     last_progress_ = std::chrono::steady_clock::now();
-    pending_.emplace(*offset, d.timestamp_ns);
+    src.pending.emplace(*offset, d.timestamp_ns);
+    ++in_flight_;
     MetricsMessage m = PrepareMetricsMessage(d.body, d.timestamp_ns);
     parser_rejected_ += m.rejected.size();
-    for (const auto& r : m.rejected) spdlog::warn("offset={} {}", *offset, r.reason);
+    for (const auto& r : m.rejected) {
+      spdlog::warn("broker={} offset={} {}", src.tcp_address, *offset, r.reason);
+    }
     if (s_.dry_run) {
       points_ += m.points;
-      return Settle(*offset, ref);
+      return Settle(i, *offset, ref);
     }
     const size_t n = m.points;
-    writer_->Add(m.lines, [this, off = *offset, ref, n](std::vector<RejectedLine> r) {
-      for (const auto& x : r) spdlog::warn("offset={} {}", off, x.reason);
+    writer_->Add(m.lines, [this, i, off = *offset, ref, n](std::vector<RejectedLine> r) {
+      for (const auto& x : r) {
+        spdlog::warn("broker={} offset={} {}", sources_[i].tcp_address, off, x.reason);
+      }
       influx_rejected_ += r.size();
       points_ += n - r.size();
-      Settle(off, ref);
+      Settle(i, off, ref);
     });
-    if (received_ == end_ - start_) writer_->Flush();  // the last one: no need to wait
+    if (received_ == total_) writer_->Flush();  // the last one: no need to wait
   }
 
-  void Settle(uint64_t offset, const nsq::MessageRef& ref) {
+  void Settle(size_t i, uint64_t offset, const nsq::MessageRef& ref) {
     ref.Finish();
-    auto it = pending_.find(offset);
-    if (it == pending_.end()) return;
-    last_done_ts_ = std::max(last_done_ts_, it->second);
-    done_bits_[offset - start_] = true;
-    pending_.erase(it);
+    Source& src = sources_[i];
+    auto it = src.pending.find(offset);
+    if (it == src.pending.end()) return;
+    src.last_done_ts = std::max(src.last_done_ts, it->second);
+    src.done_bits[offset - src.start] = true;
+    src.pending.erase(it);
+    --in_flight_;
+    ++src.done;
     ++done_;
     last_progress_ = std::chrono::steady_clock::now();
-    if (done_ == end_ - start_) tick_.cancel();  // the last one: end now, not at the next tick
+    if (done_ == total_) tick_.cancel();  // the last one: end now, not at the next tick
   }
 
   void Progress() {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    const uint64_t total = end_ - start_;
     const double rate = secs > 0 ? static_cast<double>(done_) / secs : 0;
     const std::string eta = rate > 0 ? FormatDuration(std::chrono::seconds(static_cast<int64_t>(
-                                           static_cast<double>(total - done_) / rate)))
+                                           static_cast<double>(total_ - done_) / rate)))
                                      : "?";
     std::fprintf(stderr, "\r\033[K%llu/%llu messages  %llu points  %.0f points/s  ETA %s",
-                 static_cast<unsigned long long>(done_), static_cast<unsigned long long>(total),
+                 static_cast<unsigned long long>(done_), static_cast<unsigned long long>(total_),
                  static_cast<unsigned long long>(points_),
                  secs > 0 ? static_cast<double>(points_) / secs : 0.0, eta.c_str());
     std::fflush(stderr);
@@ -248,8 +335,20 @@ class Replay {
     j["topic"] = s_.worker.topic;
     j["from"] = FormatRfc3339(from_ns_);
     j["to"] = FormatRfc3339(to_ns_);
-    j["first_offset"] = start_;
-    j["end_offset"] = end_;
+    if (sources_.size() == 1) {  // as before there could be several
+      j["first_offset"] = sources_[0].start;
+      j["end_offset"] = sources_[0].end;
+    }
+    j["brokers"] = nlohmann::ordered_json::array();
+    for (const auto& src : sources_) {
+      nlohmann::ordered_json b;
+      b["nsqd_tcp_address"] = src.tcp_address;
+      b["nsqd_http_address"] = src.http_address;
+      b["first_offset"] = src.has_topic ? nlohmann::ordered_json(src.start) : nullptr;
+      b["end_offset"] = src.has_topic ? nlohmann::ordered_json(src.end) : nullptr;
+      b["messages"] = src.done;
+      j["brokers"].push_back(std::move(b));
+    }
     j["messages"] = done_;
     j["points"] = points_;
     j["rejected_by_parser"] = parser_rejected_;
@@ -258,64 +357,85 @@ class Replay {
     j["points_per_second"] = secs > 0 ? static_cast<double>(points_) / secs : 0;
     j["dry_run"] = s_.dry_run;
     if (!note.empty()) j["note"] = note;
+    const std::string brokers =
+        sources_.size() > 1 ? fmt::format(" brokers={}", sources_.size()) : "";
     if (s_.json) {
       std::printf("%s\n", j.dump().c_str());
     } else if (!note.empty()) {
-      std::printf("replay topic=%s from=%s to=%s: %s\n", s_.worker.topic.c_str(),
-                  FormatRfc3339(from_ns_).c_str(), FormatRfc3339(to_ns_).c_str(), note.c_str());
+      std::printf("replay topic=%s from=%s to=%s%s: %s\n", s_.worker.topic.c_str(),
+                  FormatRfc3339(from_ns_).c_str(), FormatRfc3339(to_ns_).c_str(), brokers.c_str(),
+                  note.c_str());
     } else {
       std::printf(
           "replay topic=%s from=%s to=%s messages=%llu points=%llu rejected=%llu seconds=%.2f "
-          "points_per_second=%.0f%s\n",
+          "points_per_second=%.0f%s%s\n",
           s_.worker.topic.c_str(), FormatRfc3339(from_ns_).c_str(), FormatRfc3339(to_ns_).c_str(),
           static_cast<unsigned long long>(done_), static_cast<unsigned long long>(points_),
           static_cast<unsigned long long>(parser_rejected_ + influx_rejected_), secs,
-          j["points_per_second"].get<double>(), s_.dry_run ? " (dry run: nothing written)" : "");
+          j["points_per_second"].get<double>(), brokers.c_str(),
+          s_.dry_run ? " (dry run: nothing written)" : "");
     }
     std::fflush(stdout);
   }
 
-  // Says how far it got: every message before the resume point is written.
+  // Says how far it got: which brokers are not finished, and a --from before which every
+  // message of every broker is written (the earliest of theirs: replaying what is already
+  // written again changes nothing).
   int Fail() {
-    int64_t resume = from_ns_;
-    if (!pending_.empty()) {
-      resume = pending_.begin()->second;
-    } else if (done_ > 0) {
-      resume = last_done_ts_ + 1;
+    int64_t resume = std::numeric_limits<int64_t>::max();
+    std::vector<std::string> unfinished;
+    nlohmann::ordered_json not_finished = nlohmann::ordered_json::array();
+    for (const auto& src : sources_) {
+      if (src.finished()) continue;
+      const int64_t at = src.ResumeFrom(from_ns_);
+      resume = std::min(resume, at);
+      nlohmann::ordered_json b;
+      b["nsqd_tcp_address"] = src.tcp_address;
+      if (src.resolved) {
+        unfinished.push_back(fmt::format("{} ({} of {} messages, from {})", src.tcp_address,
+                                         src.done, src.size(), FormatRfc3339(at)));
+        b["messages"] = src.done;
+        b["range_messages"] = src.size();
+      } else {
+        unfinished.push_back(fmt::format("{} (range not known)", src.tcp_address));
+      }
+      b["resume_from"] = FormatRfc3339(at);
+      not_finished.push_back(std::move(b));
     }
+    if (unfinished.empty()) resume = from_ns_;
     const std::string from = FormatRfc3339(resume);
     if (s_.json) {
       nlohmann::ordered_json j;
       j["error"] = error_;
       j["messages"] = done_;
       j["points"] = points_;
+      j["not_finished"] = std::move(not_finished);
       j["resume_from"] = from;
       std::printf("%s\n", j.dump().c_str());
       std::fflush(stdout);
     }
-    std::fprintf(stderr,
-                 "cairn-replay failed after %llu of %llu messages (%llu points): %s\n"
-                 "resume with: --from %s\n",
-                 static_cast<unsigned long long>(done_),
-                 static_cast<unsigned long long>(end_ - start_),
-                 static_cast<unsigned long long>(points_), error_.c_str(), from.c_str());
+    std::fprintf(stderr, "cairn-replay failed after %llu of %llu messages (%llu points): %s\n",
+                 static_cast<unsigned long long>(done_), static_cast<unsigned long long>(total_),
+                 static_cast<unsigned long long>(points_), error_.c_str());
+    if (!unfinished.empty()) {
+      std::fputs(fmt::format("not finished: {}\n", fmt::join(unfinished, ", ")).c_str(), stderr);
+    }
+    std::fprintf(stderr, "resume with: --from %s\n", from.c_str());
     return 1;
   }
 
   asio::io_context& io_;
   const Settings& s_;
-  std::vector<asio::ip::tcp::endpoint> brokers_;
-  std::unique_ptr<net::HttpClient> broker_http_;
+  std::vector<Source> sources_;
+  std::vector<size_t> consumed_;  // the consumer's broker index -> index in sources_
   std::unique_ptr<InfluxWriter> writer_;
   std::unique_ptr<nsq::Consumer> consumer_;
   const int64_t from_ns_, to_ns_;
   asio::steady_timer tick_;
   std::string channel_, error_;
-  uint64_t start_ = 0, end_ = 0;
-  std::map<uint64_t, int64_t> pending_;  // offset -> publish time, received and not written
-  std::vector<bool> done_bits_;          // per offset of the range: written
-  uint64_t received_ = 0, done_ = 0, points_ = 0, parser_rejected_ = 0, influx_rejected_ = 0;
-  int64_t last_done_ts_ = 0;
+  // All brokers added up.
+  uint64_t total_ = 0, received_ = 0, done_ = 0, in_flight_ = 0;
+  uint64_t points_ = 0, parser_rejected_ = 0, influx_rejected_ = 0;
   bool interrupted_ = false;
   std::chrono::steady_clock::time_point started_, last_progress_;
 };
@@ -335,6 +455,10 @@ int main(int argc, char** argv) {
           "cairn-replay-<pid>-<ms>)");
   app.get_option("--http-address")
       ->description("<addr>:<port> for /healthz and /metrics while it runs (default: none)");
+  app.get_option("--nsqd-http-address")
+      ->description(
+          "cairnd HTTP address, for the range's offsets and the replay channel; with several "
+          "brokers, one per --nsqd-tcp-address, in the same order");
   app.add_option("--from", s.from, "start of the range: RFC 3339, \"now\" or \"-2h\" (ago)")
       ->required();
   app.add_option("--to", s.to, "end of the range, inclusive: RFC 3339, \"now\" or \"-10m\"")
@@ -363,11 +487,28 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", brokers.error());
     return 2;
   }
-  asio::io_context io(1);
-  auto broker_http = BrokerHttp(io, s.worker);
-  if (!broker_http) {
-    spdlog::critical("{}", broker_http.error());
+  const auto& tcp = s.worker.nsqd_tcp_addresses;
+  const auto& http_addresses = s.worker.nsqd_http_addresses;
+  if (tcp.size() != http_addresses.size() && std::max(tcp.size(), http_addresses.size()) > 1) {
+    // Each broker's range comes from its own API: a broker must be named by both.
+    spdlog::critical(
+        "give one --nsqd-http-address per --nsqd-tcp-address, in the same order (got {} TCP and "
+        "{} HTTP addresses)",
+        tcp.size(), http_addresses.size());
     return 2;
+  }
+  asio::io_context io(1);
+  std::vector<Source> sources(tcp.size());
+  for (size_t i = 0; i < tcp.size(); ++i) {
+    auto client = BrokerHttp(io, http_addresses[i]);
+    if (!client) {
+      spdlog::critical("{}", client.error());
+      return 2;
+    }
+    sources[i].tcp_address = tcp[i];
+    sources[i].http_address = http_addresses[i];
+    sources[i].tcp = (*brokers)[i];
+    sources[i].http = std::move(*client);
   }
   std::unique_ptr<InfluxWriter> writer;
   if (!s.dry_run) {
@@ -378,7 +519,7 @@ int main(int argc, char** argv) {
     }
     writer = std::move(*w);
   }
-  Replay replay(io, s, *brokers, std::move(*broker_http), std::move(writer), *from, *to);
+  Replay replay(io, s, std::move(sources), std::move(writer), *from, *to);
   std::unique_ptr<WorkerHttp> http;
   if (!s.worker.http_address.empty()) {
     http = WorkerHttp::Start(

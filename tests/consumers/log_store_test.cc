@@ -1,16 +1,27 @@
 // cairn-logger's parts: FileRecord (which app a record goes to, and its line, for each kind of
-// message the `logs` topic carries) and LogStore (last N in order, unknown apps, redeliveries,
+// message the `logs` topic carries, and that hostile records cost time and memory linear in their
+// size) and LogStore (last N in order, unknown apps, redeliveries,
 // the per-app cap, the memory bound with many apps, delete, and the memory estimate against
 // what malloc really holds). Both live here as the logger's unit tests.
 #include "consumers/logger/log_store.h"
 
 #include <malloc.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -145,6 +156,256 @@ TEST(FileRecord, AppRecordWithoutPodOrLog) {
   r = FileRecord(no_log);
   EXPECT_EQ(r.app, "foo");
   EXPECT_EQ(r.line, "p -- " + no_log);
+}
+
+// The fields are read as a DOM holds them: a key given twice counts with its last value, whatever
+// its type, and a field counts only where it belongs.
+TEST(FileRecord, KeysGivenTwiceAndFieldsOutOfPlace) {
+  auto r = FileRecord(R"({"log":"a","log":"b","kubernetes":{"labels":{"app":"x"}}})");
+  EXPECT_EQ(r.app, "x");
+  EXPECT_EQ(r.line, "b");
+  const std::string not_a_string = R"({"log":"a","log":5,"kubernetes":{"labels":{"app":"x"}}})";
+  EXPECT_EQ(FileRecord(not_a_string).line, not_a_string);
+  r = FileRecord(
+      R"({"kubernetes":{"pod_name":"p","labels":{"app":"x"}},"kubernetes":{"labels":{"app":"y"}},)"
+      R"("log":"l"})");
+  EXPECT_EQ(r.app, "y");
+  EXPECT_EQ(r.line, "l");
+  r = FileRecord(R"({"kubernetes":{"labels":{"app":"x"},"labels":5},"log":"l"})");
+  EXPECT_EQ(r.app, kUnfiledApp);
+  r = FileRecord(R"({"kubernetes":{"pod_name":"p","pod_name":{"a":"q"}},"log":"l"})");
+  EXPECT_EQ(r.line, "l");
+  for (const char* misplaced : {R"({"x":{"kubernetes":{"labels":{"app":"no"}}},"log":"l"})",
+                                R"({"kubernetes":[{"labels":{"app":"no"}}],"log":"l"})",
+                                R"({"kubernetes":{"x":{"labels":{"app":"no"}}},"log":"l"})",
+                                R"({"kubernetes":{"labels":{"x":{"app":"no"}}},"log":"l"})",
+                                R"({"kubernetes":{"labels":[{"app":"no"}]},"log":"l"})",
+                                R"({"a":[{"log":"no"}],"log":"l"})"}) {
+    r = FileRecord(misplaced);
+    EXPECT_EQ(r.app, kUnfiledApp) << misplaced;
+    EXPECT_EQ(r.line, "l") << misplaced;
+  }
+  // A record and then more: not JSON.
+  EXPECT_EQ(FileRecord(R"({"log":"l"} {"log":"m"})").kind, Kind::kUnfiled);
+  EXPECT_EQ(FileRecord(R"({"log":"l"} {"log":"m"})").line, R"({"log":"l"} {"log":"m"})");
+}
+
+// ---- FileRecord on hostile records ----
+//
+// Any tenant can publish a record that names the controller's container, so the controller regex
+// and the JSON parse see whatever a log line holds. Each case runs in a child process, so that a
+// regex that backtracks for minutes, or a parse or match that recurses until the stack overflows,
+// fails here as an assertion instead of hanging or killing the test binary.
+
+constexpr auto kChildLimit = std::chrono::seconds(60);
+constexpr size_t kMaxMsgSize = size_t{1} << 20;  // cairnd's --max-msg-size default
+
+// The heap the process holds through operator new (what nlohmann, RE2 and std::string use),
+// and the most it held since HeapPeakReset(). Not under the sanitizers, which bring their own
+// operator new.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define CAIRN_COUNT_HEAP 1
+std::atomic<size_t> heap_live{0}, heap_peak{0};
+
+void* CountedNew(size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  const size_t live =
+      heap_live.fetch_add(malloc_usable_size(p), std::memory_order_relaxed) + malloc_usable_size(p);
+  size_t peak = heap_peak.load(std::memory_order_relaxed);
+  while (live > peak && !heap_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
+  return p;
+}
+
+void CountedDelete(void* p) {
+  if (p == nullptr) return;
+  heap_live.fetch_sub(malloc_usable_size(p), std::memory_order_relaxed);
+  std::free(p);
+}
+#endif
+
+// Resets the peak to what is held now, and returns that.
+size_t HeapPeakReset() {
+#ifdef CAIRN_COUNT_HEAP
+  heap_peak = heap_live.load();
+  return heap_live.load();
+#else
+  return 0;
+#endif
+}
+
+size_t HeapPeak() {
+#ifdef CAIRN_COUNT_HEAP
+  return heap_peak.load();
+#else
+  return 0;
+#endif
+}
+
+// Runs `check` in a child process ("" if all held, else what did not) and waits for it, at most
+// kChildLimit. That bounds a hang; it is not a measure of speed (FileRecord takes milliseconds
+// on these records).
+::testing::AssertionResult InChild(const std::function<std::string()>& check) {
+  int fds[2];
+  if (pipe(fds) != 0) return ::testing::AssertionFailure() << "pipe: " << std::strerror(errno);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
+  if (pid == 0) {
+    close(fds[0]);
+    const std::string error = check().substr(0, 4000);
+    [[maybe_unused]] const ssize_t w = write(fds[1], error.data(), error.size());
+    _exit(error.empty() ? 0 : 1);
+  }
+  close(fds[1]);
+  const auto deadline = std::chrono::steady_clock::now() + kChildLimit;
+  int status = 0;
+  pid_t done = 0;
+  while ((done = waitpid(pid, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (done == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    return ::testing::AssertionFailure() << "FileRecord still running after " << kChildLimit.count()
+                                         << " s: its time is not linear in the record";
+  }
+  std::string message;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) message.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  if (WIFSIGNALED(status)) {
+    return ::testing::AssertionFailure()
+           << "FileRecord killed by signal " << WTERMSIG(status) << " ("
+           << strsignal(WTERMSIG(status)) << "; SIGSEGV: a stack overflow)";
+  }
+  if (WEXITSTATUS(status) != 0) return ::testing::AssertionFailure() << message;
+  return ::testing::AssertionSuccess();
+}
+
+std::string Head(std::string_view s) {
+  return std::string(s.substr(0, 60)) +
+         (s.size() > 60 ? "... (" + std::to_string(s.size()) + " bytes)" : "");
+}
+
+// FileRecord(body) against what it should give, and its heap at most `max_heap` beyond what the
+// process held before: "" or what differs.
+std::string Files(std::string_view body, Kind kind, std::string_view app, std::string_view line,
+                  size_t max_heap) {
+  const size_t before = HeapPeakReset();
+  const FiledRecord r = FileRecord(body);
+  const size_t heap = HeapPeak() - before;
+  std::printf("body %zu bytes: heap %zu bytes\n", body.size(), heap);
+  std::fflush(stdout);
+  std::string out;
+  if (r.kind != kind)
+    out += "kind " + std::string(KindName(r.kind)) + ", not " + std::string(KindName(kind)) + "; ";
+  if (r.app != app) out += "app " + Head(r.app) + ", not " + Head(app) + "; ";
+  if (r.line != line) out += "line " + Head(r.line) + ", not " + Head(line) + "; ";
+  if (heap > max_heap) {
+    out += "heap " + std::to_string(heap) + " bytes for a body of " + std::to_string(body.size()) +
+           " (at most " + std::to_string(max_heap) + "); ";
+  }
+  return out;
+}
+
+std::string Repeat(std::string_view unit, size_t n) {
+  std::string out;
+  out.reserve(unit.size() * n);
+  for (size_t i = 0; i < n; ++i) out += unit;
+  return out;
+}
+
+// A controller record ("deis-controller" container, pod "ctl") of exactly `size` bytes: its log
+// is `log` followed by as many `pad` bytes as it takes (none of them escaped in JSON).
+std::string ControllerRecordOfSize(const std::string& log, char pad, size_t size) {
+  const size_t base = Record("deis-controller", "ctl", "deis-controller", log).size();
+  EXPECT_LE(base, size);
+  std::string body =
+      Record("deis-controller", "ctl", "deis-controller", log + std::string(size - base, pad));
+  EXPECT_EQ(body.size(), size);
+  return body;
+}
+
+std::string LogOf(const std::string& body) { return Json::parse(body)["log"]; }
+
+// Heap allowed for filing a record of `n` bytes: a few copies of it (the parser's token and its
+// raw text, the log, the line) and a fixed part for the regex.
+size_t Linear(size_t n) { return 6 * n + (size_t{1} << 20); }
+
+TEST(FileRecordHostile, ManyBracketGroupsAndNoColonIsAnAppLine) {
+  // A backtracking engine tries every way to split the groups between (\[(\S+)\])+ and its \S+:
+  // the cost quadruples every two groups, and 30 take minutes.
+  for (size_t groups : {30, 40, 1000}) {
+    for (const std::string& tail : {std::string(" and no colon"), std::string()}) {
+      const std::string log = "INFO " + Repeat("[a]", groups) + tail;
+      const std::string body = Record("deis-controller", "ctl", "deis-controller", log);
+      EXPECT_TRUE(InChild([&] {
+        return Files(body, Kind::kApp, "deis-controller", "ctl -- " + log, Linear(body.size()));
+      })) << groups
+          << " groups";
+    }
+  }
+}
+
+TEST(FileRecordHostile, ControllerLineOf500KB) {
+  // libstdc++'s std::regex recurses once per character it matches: 500 KB overflows the stack.
+  const std::string text(500'000, 'x');
+  std::string body =
+      Record("deis-controller", "ctl", "deis-controller", "INFO [big]: " + text + "\n");
+  EXPECT_TRUE(InChild([&] {
+    return Files(body, Kind::kController, "big", "ctl -- INFO " + text, Linear(body.size()));
+  }));
+  // And 500 KB that does not match, in three ways: groups and no colon, one bracket never closed,
+  // spaces where the group should be.
+  for (const std::string& log :
+       {"WARN " + Repeat("[a]", 170'000), "WARN [" + std::string(500'000, 'a'),
+        "WARN" + std::string(500'000, ' ') + "x"}) {
+    body = Record("deis-controller", "ctl", "deis-controller", log);
+    EXPECT_TRUE(InChild([&] {
+      return Files(body, Kind::kApp, "deis-controller", "ctl -- " + log, Linear(body.size()));
+    })) << Head(log);
+  }
+}
+
+TEST(FileRecordHostile, ControllerRecordsOfMaxMsgSize) {
+  // The largest message cairnd accepts by default, matching...
+  std::string body = ControllerRecordOfSize("ERROR [big]: ", 'x', kMaxMsgSize);
+  const std::string rest = LogOf(body).substr(13);
+  EXPECT_TRUE(InChild([&] {
+    return Files(body, Kind::kController, "big", "ctl -- ERROR " + rest, Linear(body.size()));
+  }));
+  // ... and not: groups up to the end with no colon, and one group that never closes.
+  for (const auto& [start, pad] :
+       {std::pair<std::string, char>{"INFO " + Repeat("[a]", 340'000), 'b'},
+        std::pair<std::string, char>{"INFO [a", 'a'}}) {
+    body = ControllerRecordOfSize(start, pad, kMaxMsgSize);
+    const std::string log = LogOf(body);
+    EXPECT_TRUE(InChild([&] {
+      return Files(body, Kind::kApp, "deis-controller", "ctl -- " + log, Linear(body.size()));
+    })) << Head(log);
+  }
+}
+
+TEST(FileRecordHostile, DeeplyNestedJsonIsParsedInLinearMemory) {
+  // A DOM of "[[[[..." is a million nested arrays, tens of bytes each; the fields FileRecord needs
+  // take nothing of the kind.
+  const std::string brackets(kMaxMsgSize, '[');
+  EXPECT_TRUE(InChild([&] {
+    return Files(brackets, Kind::kUnfiled, kUnfiledApp, brackets, Linear(brackets.size()));
+  }));
+  std::string objects = Repeat(R"({"a":)", kMaxMsgSize / 5);
+  EXPECT_TRUE(InChild([&] {
+    return Files(objects, Kind::kUnfiled, kUnfiledApp, objects, Linear(objects.size()));
+  }));
+  // Valid, deep, and a record all the same: filed by its fields.
+  const std::string deep = R"({"log":"deep\n","kubernetes":{"labels":{"app":"foo"}},"x":)" +
+                           std::string(200'000, '[') + std::string(200'000, ']') + "}";
+  EXPECT_TRUE(InChild([&] { return Files(deep, Kind::kApp, "foo", "deep", Linear(deep.size())); }));
 }
 
 // ---- LogStore ----
@@ -379,3 +640,13 @@ TEST(LogStore, ParseByteSize) {
 
 }  // namespace
 }  // namespace cairn::consumers
+
+#ifdef CAIRN_COUNT_HEAP
+// Counts the heap for FileRecordHostile (see HeapPeak).
+void* operator new(size_t n) { return cairn::consumers::CountedNew(n); }
+void* operator new[](size_t n) { return cairn::consumers::CountedNew(n); }
+void operator delete(void* p) noexcept { cairn::consumers::CountedDelete(p); }
+void operator delete[](void* p) noexcept { cairn::consumers::CountedDelete(p); }
+void operator delete(void* p, size_t) noexcept { cairn::consumers::CountedDelete(p); }
+void operator delete[](void* p, size_t) noexcept { cairn::consumers::CountedDelete(p); }
+#endif

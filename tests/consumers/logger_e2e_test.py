@@ -86,6 +86,25 @@ def app_record(app, text, pod=None):
                        "time": "2016-10-18T20:29:38.123456+00:00"})
 
 
+def controller_log(log, pod="ctl"):
+    """A record of the controller's container whose log is `log`, as is (any tenant can publish
+    one that names the controller)."""
+    return json.dumps({"log": log, "stream": "stderr",
+                       "kubernetes": {"pod_name": pod, "container_name": "deis-controller",
+                                      "labels": {"app": "deis-controller"}}})
+
+
+MAX_MSG_SIZE = 1 << 20  # cairnd's --max-msg-size default
+
+
+def controller_log_of_size(start, pad, size=MAX_MSG_SIZE):
+    """controller_log(start + pad...) of exactly `size` bytes."""
+    base = len(controller_log(start))
+    body = controller_log(start + pad * (size - base))
+    assert len(body) == size
+    return body
+
+
 class LoggerE2E(unittest.TestCase):
     def setUp(self):
         for var, path in (("CAIRND", CAIRND), ("CAIRN_LOGGER", CAIRN_LOGGER),
@@ -355,6 +374,49 @@ class LoggerE2E(unittest.TestCase):
         self.publish([app_record("catalog", "after the restart")])
         wait_until(lambda: self.get("catalog", "log_lines=1")[1] ==
                    "catalog-web-1-x7k2p -- after the restart\n", "the live line")
+
+    def alive(self):
+        """The logger runs and answers /healthz within 5 s; fails at once if it died."""
+        self.assertTrue(self.logger.running(),
+                        f"cairn-logger exited {self.logger.proc.returncode}:\n" +
+                        self.logger.log()[-3000:])
+        try:
+            return http_request("GET", "127.0.0.1", self.port, "/healthz", timeout=5) == (200, "OK")
+        except OSError:  # timed out: the logger's thread is busy
+            return False
+
+    def test_hostile_controller_lines_do_not_stop_the_logger(self):
+        # Records naming the controller's container, whose logs made a backtracking regex run
+        # for minutes (groups and no colon) or overflow its stack (500 KB, 1 MiB), and a body of
+        # a million "[": each is filed like any other line, and the logger keeps answering.
+        many_groups = "INFO " + "[a]" * 30 + " and no colon"
+        big = "x" * 500_000
+        hostile = [controller_log(many_groups),
+                   controller_log(f"INFO [big]: {big}\n"),
+                   controller_log_of_size("WARN " + "[a]" * 340_000, "b"),
+                   "[" * MAX_MSG_SIZE]
+        no_match = json.loads(hostile[2])["log"]
+        expected = {
+            "deis-controller": f"ctl -- {many_groups}\nctl -- {no_match}\n",
+            "big": f"ctl -- INFO {big}\n",
+            "_unfiled": "[" * MAX_MSG_SIZE + "\n",
+            "after": "after-web-1-x7k2p -- the hostile lines\n",
+        }
+        self.start_logger()
+        for body in hostile + [app_record("after", "the hostile lines")]:
+            self.cairnd.pub("logs", body)
+        wait_until(lambda: self.alive() and self.get("after")[0] == 200,
+                   "the line published after the hostile ones, with /healthz answering")
+        self.assertEqual(self.bodies_of(expected), expected)
+        self.assertEqual(self.metric("cairn_logger_messages_total"), len(hostile) + 1)
+
+        # A restart: the warm start delivers them all again, and the logger stays up.
+        self.assertEqual(self.logger.stop(), 0, self.logger.log()[-3000:])
+        self.start_logger()
+        wait_until(lambda: self.alive() and self.get("after")[0] == 200,
+                   "the lines again after a restart, with /healthz answering")
+        self.assertEqual(self.bodies_of(expected), expected)
+        self.assertTrue(self.alive())
 
     def test_warm_start_zero_resumes_without_refill(self):
         self.start_logger()

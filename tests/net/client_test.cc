@@ -224,5 +224,79 @@ TEST(Client, ConsumerReconnectsAfterARestartAndGetsWhatWasUnfinished) {
   });
 }
 
+TEST(Client, ConsumerSaysWhichBrokerEachMessageCameFromAlsoAfterAReconnect) {
+  // Two brokers, each with one message: both are offset 0, so both have the same id.
+  BrokerHarness first, second;
+  ClientLoop loop;
+  nsq::ClientOptions options;
+  options.backoff_min = 50ms;
+  options.backoff_max = 200ms;
+  auto producers = loop.Run([&] {
+    std::vector<std::unique_ptr<nsq::Producer>> p;
+    p.push_back(std::make_unique<nsq::Producer>(loop.executor(), Loopback(first.port())));
+    p.push_back(std::make_unique<nsq::Producer>(loop.executor(), Loopback(second.port())));
+    return p;
+  });
+  EXPECT_EQ(PublishSync(loop, *producers[0], "t", "from the first"), "");
+  EXPECT_EQ(PublishSync(loop, *producers[1], "t", "from the second"), "");
+  struct Seen {
+    std::string body;
+    nsq::MessageId id;
+    size_t broker, ref_broker;
+  };
+  std::mutex mu;
+  std::vector<Seen> seen;
+  std::atomic<bool> finish{false};
+  auto consumer = loop.Run([&] {
+    auto c = std::make_unique<nsq::Consumer>(
+        loop.executor(), std::vector{Loopback(first.port()), Loopback(second.port())}, "t", "c", 10,
+        options);
+    c->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
+      std::lock_guard lock(mu);
+      seen.push_back({std::string(d.body), d.id, d.broker, ref.broker()});
+      if (finish.load()) ref.Finish();  // before the restart: leave them unfinished
+    });
+    return c;
+  });
+  auto count = [&] {
+    std::lock_guard lock(mu);
+    return seen.size();
+  };
+  auto wait_for = [&](size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (count() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    return count() >= n;
+  };
+  ASSERT_TRUE(wait_for(2));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(seen[0].id, seen[1].id) << "both brokers number from 0";
+    for (const auto& s : seen) {
+      const size_t want = s.body == "from the first" ? 0 : 1;
+      EXPECT_EQ(s.broker, want) << s.body;
+      EXPECT_EQ(s.ref_broker, want) << s.body;
+    }
+  }
+  finish = true;
+  // The second broker goes away and comes back: its message arrives again on a new connection,
+  // still as the second broker's.
+  second.Restart();
+  ASSERT_TRUE(wait_for(3)) << "no redelivery after the restart";
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(seen[2].body, "from the second");
+    EXPECT_EQ(seen[2].id, seen[1].id);
+    EXPECT_EQ(seen[2].broker, 1u);
+    EXPECT_EQ(seen[2].ref_broker, 1u);
+  }
+  loop.Run([&] {
+    consumer.reset();
+    producers.clear();
+    return 0;
+  });
+}
+
 }  // namespace
 }  // namespace cairn::testing
