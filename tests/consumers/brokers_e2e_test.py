@@ -15,7 +15,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cairnd, Influx, NsqReader, Process, metrics_text, wait_until  # noqa: E402
+from harness import (Cairnd, NsqReader, Process, WithInflux, metrics_text,  # noqa: E402
+                     wait_until)
 
 CAIRN_METRICS = os.environ.get("CAIRN_METRICS", "")
 CAIRN_REPLAY = os.environ.get("CAIRN_REPLAY", "")
@@ -33,16 +34,8 @@ def bodies(broker):
 EXPECTED = {"a": (N, N * (N + 1) // 2), "b": (N, N * (N + 1) // 2)}
 
 
-class TwoBrokers(unittest.TestCase):
+class TwoBrokers(WithInflux):
     """One InfluxDB for the class; two fresh cairnd and a fresh database for each test."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.influx = Influx().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.influx.cleanup()
 
     def setUp(self):
         for var, path in (("CAIRND", os.environ.get("CAIRND", "")),

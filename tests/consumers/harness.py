@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 
 CAIRND = os.environ.get("CAIRND", "")
@@ -286,6 +287,18 @@ bind-address = "127.0.0.1:0"
     def cleanup(self):
         self.stop()
         subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+class WithInflux(unittest.TestCase):
+    """A test class with one InfluxDB for all its tests (each test makes its own database)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.influx = Influx().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.influx.cleanup()
 
 
 class NsqReader:

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (MEASUREMENTS, Cairnd, Influx, NsqReader, Process,  # noqa: E402
+from harness import (MEASUREMENTS, Cairnd, NsqReader, Process, WithInflux,  # noqa: E402
                      expected_totals, http_request, metrics_text, sample_traffic, wait_until)
 
 CAIRN_METRICS = os.environ["CAIRN_METRICS"]
@@ -23,16 +23,8 @@ def strip_timestamp(line):
     return line.rsplit(" ", 1)[0]
 
 
-class Pipeline(unittest.TestCase):
+class Pipeline(WithInflux):
     """One InfluxDB for the class; a fresh cairnd, worker and database for each test."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.influx = Influx().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.influx.cleanup()
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="cairn-metrics-e2e-")

@@ -14,7 +14,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (CAIRN_SAMPLE, CAIRND, Cairnd, Influx, Process,  # noqa: E402
+from harness import (CAIRN_SAMPLE, CAIRND, Cairnd, Process, WithInflux,  # noqa: E402
                      expected_totals, http_request, metric_total, sample_traffic, wait_until)
 from logger_e2e_test import expected_by_app  # noqa: E402
 
@@ -24,17 +24,13 @@ CHUNKS = 8  # MPUBs per topic, the two publishers taking turns
 WAIT = 60   # seconds, the most the pipeline may take to drain
 
 
-class MixedStream(unittest.TestCase):
+class MixedStream(WithInflux):
     @classmethod
     def setUpClass(cls):
         for var, path in (("CAIRND", CAIRND), ("CAIRN_LOGGER", CAIRN_LOGGER),
                           ("CAIRN_METRICS", CAIRN_METRICS), ("CAIRN_SAMPLE", CAIRN_SAMPLE)):
             assert path and os.path.exists(path), f"{var}={path!r} does not exist"
-        cls.influx = Influx().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.influx.cleanup()
+        super().setUpClass()
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="cairn-pipeline-e2e-")

@@ -120,12 +120,14 @@ class BrokerHarness {
     work_.reset();
     io_->stop();
     thread_.join();
+    // As cairnd's main: the store is closed while the broker exists, since closing completes the
+    // appends still queued and each completion is handed to the broker.
+    (void)store_->Close();
     server_.reset();
     http_.reset();
     api_.reset();
     broker_.reset();
     io_.reset();
-    (void)store_->Close();
     store_.reset();
   }
 
