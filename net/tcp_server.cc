@@ -456,7 +456,6 @@ class TcpSession final : public Subscriber,
     }
     written_ += n;
     last_write_progress_ = std::chrono::steady_clock::now();
-    unacked_ = UnacknowledgedBytes();
     // Output drained some: the channel may send more, and reading may resume.
     if (channel_ != nullptr && Credit() > 0) channel_->Pump();
     if (!InputPaused()) resume_.cancel();
@@ -503,9 +502,10 @@ class TcpSession final : public Subscriber,
     return ::ioctl(socket_.native_handle(), TIOCOUTQ, &n) == 0 ? n : 0;
   }
 
-  // The client took bytes since we last looked: written into the socket (OnWritten), or
-  // acknowledged out of it while the socket was too full to take more (which a slow link shows
-  // as acknowledgements long before the socket has room for another write).
+  // The client took bytes since we last looked: written into the socket (OnWritten counts
+  // those), or acknowledged out of it while the socket was too full to take more (which a slow
+  // link shows as acknowledgements long before the socket has room for another write). Looked at
+  // once a heartbeat interval, not per write: writes since the last look only raise the count.
   void NoteAcknowledgements(std::chrono::steady_clock::time_point now) {
     const int unacked = UnacknowledgedBytes();
     if (unacked < unacked_) last_write_progress_ = now;
