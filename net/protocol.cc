@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace cairn::nsq {
 namespace {
@@ -456,6 +457,17 @@ std::optional<Message> ParseMessage(std::string_view data) {
   m.id = data.substr(10, kMessageIdSize);
   m.body = data.substr(kMessageHeaderSize);
   return m;
+}
+
+Negotiated ParseNegotiated(std::string_view json) {
+  Negotiated n;
+  auto j = nlohmann::json::parse(json, nullptr, false);
+  if (j.is_object()) {
+    n.max_rdy_count = j.value("max_rdy_count", int64_t{2500});
+    n.msg_timeout_ms = j.value("msg_timeout", int64_t{60'000});
+    n.version = j.value("version", std::string());
+  }
+  return n;
 }
 
 }  // namespace cairn::nsq
