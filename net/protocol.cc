@@ -237,10 +237,12 @@ std::optional<ProtocolError> ParseMpubBody(
 }
 
 ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
-  const size_t nl = buf.find('\n');
+  // nsqd reads a line into a buffer of max_line bytes, '\n' included, and hangs up without a word
+  // when the buffer fills first. Only those bytes are searched, so that a line too long is
+  // refused whether its '\n' came in the same read or not.
+  const size_t nl = buf.substr(0, limits.max_line).find('\n');
   if (nl == std::string_view::npos) {
     if (buf.size() >= limits.max_line) {
-      // nsqd's read fails on a line longer than its buffer and it hangs up without a word.
       ProtocolError e =
           Fatal("E_INVALID", fmt::format("command line over {} bytes", limits.max_line));
       e.silent = true;

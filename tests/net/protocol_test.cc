@@ -180,6 +180,21 @@ TEST(Protocol, MalformedCommandsGetNsqdsErrors) {
   EXPECT_TRUE(overlong.silent);
 }
 
+TEST(Protocol, AnOverlongLineIsRefusedHoweverItArrives) {
+  // The session parses whatever its reads brought: a line over max_line ('\n' included) must be
+  // refused whether its '\n' arrived in the same read or not (found by tests/fuzz/nsq_command).
+  const size_t max = Small().max_line;
+  const std::string fits = "NOP " + std::string(max - 5, 'x') + "\n";
+  ASSERT_EQ(fits.size(), max);
+  EXPECT_EQ(ParseOk(fits).verb, Verb::kNop);
+  const std::string over = "NOP " + std::string(max - 4, 'x') + "\n";
+  for (size_t n : {max, over.size(), over.size() + 5}) {
+    auto e = ParseErr((over + "NOP\n").substr(0, n));
+    EXPECT_TRUE(e.silent) << n;
+    EXPECT_EQ(e.Frame(), "E_INVALID command line over " + std::to_string(max) + " bytes") << n;
+  }
+}
+
 TEST(Protocol, BadTopicIsReportedBeforeTheBodyArrives) {
   // nsqd checks the name first, so a client gets the error without sending the body.
   EXPECT_EQ(ParseErr("PUB a:b\n").code, "E_BAD_TOPIC");
