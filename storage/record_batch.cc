@@ -29,7 +29,7 @@ uint32_t BatchCrc(uint32_t payload_crc, std::string_view value) {
 
 Status DecodedBatch::Parse() {
   messages_.clear();
-  messages_.reserve(header_.count);
+  messages_.reserve(header_.count);  // at most raw_len / 3, checked with the header
   std::string_view in = payload_;
   int64_t prev_ts = header_.first_ts;
   for (uint32_t i = 0; i < header_.count; ++i) {
@@ -88,6 +88,7 @@ BatchBuilder::BatchBuilder(Codec codec, std::span<const MessageIn> messages)
   }
   h.last_ts = ts;
   h.raw_len = static_cast<uint32_t>(payload.size());
+  within_bounds_ = payload.size() <= kMaxBatchRawLen && messages.size() <= kMaxBatchCount;
   decoded_->Parse();  // cannot fail on what we just wrote; fills the views
 
   value_.assign(kBatchHeaderSize, '\0');
@@ -134,7 +135,11 @@ Result<BatchHeader> ParseBatchHeader(std::string_view value) {
   h.raw_len = LoadLE<uint32_t>(p + 20);
   h.first_ts = LoadLE<int64_t>(p + 24);
   h.last_ts = LoadLE<int64_t>(p + 32);
-  if (h.count == 0 || h.last_ts < h.first_ts) {
+  // Checked before anything is allocated for the payload (see the bounds in record_batch.h); an
+  // end offset past 2^64 is no batch's either.
+  if (h.count == 0 || h.last_ts < h.first_ts || h.raw_len > kMaxBatchRawLen ||
+      h.count > kMaxBatchCount || h.count > h.raw_len / 3 ||
+      h.base_offset + h.count < h.base_offset) {
     return Fail(Errc::kCorruption,
                 fmt::format("batch at offset {} has an impossible header", h.base_offset));
   }
