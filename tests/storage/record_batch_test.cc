@@ -219,6 +219,28 @@ TEST(RecordBatch, Lz4ExpandsAtMost255Fold) {
   EXPECT_EQ(back, zeros);
 }
 
+// Found by tests/fuzz/record_batch (UBSan): a publish time delta or a deferral that takes a time
+// past what an int64_t holds was a signed overflow; such a message is corrupt now, and the largest
+// times that fit still decode.
+TEST(RecordBatch, TimesPastInt64AreCorrupt) {
+  constexpr int64_t kMax = INT64_MAX;
+  auto one = [](int64_t first, int64_t last, uint64_t delta, uint64_t defer) {
+    const std::string p = Payload({delta, defer, 1}, "x");
+    return ValueWithCrc(Codec::kNone, 0, 1, static_cast<uint32_t>(p.size()), first, last, p);
+  };
+  ExpectCorrupt(one(kMax - 1, kMax, UINT64_MAX, 0));  // past last_ts, and past int64
+  ExpectCorrupt(one(0, kMax, uint64_t{kMax} + 1, 0));
+  ExpectCorrupt(one(kMax - 1, kMax - 1, 0, 2));  // deliver-at past int64
+  ExpectCorrupt(one(INT64_MIN, 0, UINT64_MAX, 0));
+
+  auto fits = DecodeBatch(one(INT64_MIN, kMax, UINT64_MAX, 0), 0);
+  ASSERT_TRUE(fits) << fits.error().ToString();
+  EXPECT_EQ((*fits)->messages()[0].timestamp_ns, kMax);
+  fits = DecodeBatch(one(-10, -10, 0, uint64_t{kMax} + 10), 0);
+  ASSERT_TRUE(fits) << fits.error().ToString();
+  EXPECT_EQ((*fits)->messages()[0].deliver_at_ns, kMax);
+}
+
 TEST(RecordBatch, BuilderSaysWhenABatchIsOverTheBounds) {
   // One message: varints 0, 0 and its length (4 bytes from 2^21 on), then the body.
   std::string body(kMaxBatchRawLen - 6, 'x');
