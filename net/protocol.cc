@@ -462,12 +462,21 @@ std::optional<Message> ParseMessage(std::string_view data) {
 }
 
 Negotiated ParseNegotiated(std::string_view json) {
+  // The broker's answer is outside input: a field of another type or out of range keeps its
+  // default (json::value() would throw on a type it cannot convert).
   Negotiated n;
-  auto j = nlohmann::json::parse(json, nullptr, false);
-  if (j.is_object()) {
-    n.max_rdy_count = j.value("max_rdy_count", int64_t{2500});
-    n.msg_timeout_ms = j.value("msg_timeout", int64_t{60'000});
-    n.version = j.value("version", std::string());
+  const auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return n;
+  auto integer = [&j](const char* key, int64_t min, int64_t* out) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer()) return;
+    if (it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX) return;
+    if (const int64_t v = it->get<int64_t>(); v >= min) *out = v;
+  };
+  integer("max_rdy_count", 1, &n.max_rdy_count);  // a consumer's RDY is at most this: 0 stalls it
+  integer("msg_timeout", 0, &n.msg_timeout_ms);
+  if (const auto it = j.find("version"); it != j.end() && it->is_string()) {
+    n.version = it->get<std::string>();
   }
   return n;
 }

@@ -178,7 +178,8 @@ struct Negotiated {
   std::string version;
 };
 // Reads the broker's answer to IDENTIFY with feature_negotiation (a JSON object); what it does
-// not say keeps its default.
+// not say, or says with the wrong type or out of range (a max_rdy_count under 1), keeps its
+// default. Never throws.
 Negotiated ParseNegotiated(std::string_view json);
 
 }  // namespace cairn::nsq

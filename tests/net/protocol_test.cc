@@ -224,6 +224,26 @@ TEST(Protocol, FramesAreByteExact) {
   EXPECT_TRUE(std::holds_alternative<FrameError>(ParseFrame(out, 8)));
 }
 
+// Found by tests/fuzz/nsq_frame: a broker answering {"version":8888888} made the client's
+// reading of the answer throw (nlohmann's value() on a mistyped field) and terminate the worker.
+TEST(Protocol, NegotiationAnswersOfAnyShapeAreReadWithoutThrowing) {
+  auto n = ParseNegotiated(R"({"max_rdy_count":500,"version":"1.3.0","msg_timeout":5000})");
+  EXPECT_EQ(n.max_rdy_count, 500);
+  EXPECT_EQ(n.msg_timeout_ms, 5000);
+  EXPECT_EQ(n.version, "1.3.0");
+  const Negotiated defaults;
+  for (std::string_view json :
+       {R"({"version":8888888})", R"({"max_rdy_count":"x","msg_timeout":[1]})",
+        R"({"max_rdy_count":2.5,"msg_timeout":1e300})", R"({"max_rdy_count":0})",
+        R"({"max_rdy_count":-3,"msg_timeout":-1})", R"({"msg_timeout":18446744073709551615})", "[]",
+        "{", "null"}) {
+    n = ParseNegotiated(json);
+    EXPECT_EQ(n.max_rdy_count, defaults.max_rdy_count) << json;
+    EXPECT_EQ(n.msg_timeout_ms, defaults.msg_timeout_ms) << json;
+    EXPECT_EQ(n.version, defaults.version) << json;
+  }
+}
+
 TEST(Protocol, MessageIdsMapStraightToOffsets) {
   for (uint64_t off : {uint64_t{0}, uint64_t{1}, uint64_t{0xdeadbeef}, UINT64_MAX}) {
     auto id = EncodeMessageId(off);
