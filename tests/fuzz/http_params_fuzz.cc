@@ -2,9 +2,9 @@
 // it: net::ParseTarget (Boost.URL's origin form, percent-decoding, first value of each key), then
 // every parser a parameter's value goes through, run on every value (and on the whole input, so
 // that the parsers are reached without a well-formed target): nsq::ParseDecimal (`defer`,
-// `retention_bytes`), ParseDuration (`retention_age`, `message_ttl`), ParseRfc3339 and
-// ParseLogPosition (`start`, `to`, `at`), storage::ParseCodec (`codec`), and the topic and
-// channel name rules.
+// `retention_bytes`), ParseDurationIn<milliseconds> and ParseDuration (`retention_age`,
+// `message_ttl`), ParseRfc3339 and ParseLogPosition (`start`, `to`, `at`), storage::ParseCodec
+// (`codec`), and the topic and channel name rules.
 //
 // Checked besides crashes, sanitizer reports, time and memory:
 // - a target that parses has a path starting with '/'; one that does not keeps what precedes
@@ -13,6 +13,7 @@
 //   spelling that parses to the same value, a position's offset or time is what ParseDecimal or
 //   ParseRfc3339 read, a codec's name is the text.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,12 +43,18 @@ void CheckDecimal(std::string_view text) {
 }
 
 void CheckDuration(std::string_view text) {
+  using std::chrono::milliseconds;
   const auto d = ParseDuration(text);
+  // In milliseconds, as retention_age and message_ttl are kept: exactly the durations that are
+  // whole milliseconds.
+  const auto in_ms = ParseDurationIn<milliseconds>(text);
   if (!d) {
-    FUZZ_CHECK(!d.error().empty());
+    FUZZ_CHECK(!d.error().empty() && !in_ms);
     return;
   }
   FUZZ_CHECK(d->count() >= 0);  // no sign is accepted
+  FUZZ_CHECK(in_ms.has_value() == (d->count() % 1'000'000 == 0));
+  if (in_ms) FUZZ_CHECK(std::chrono::nanoseconds(*in_ms) == *d);
   const std::string spelled = FormatDuration(*d);
   const auto again = ParseDuration(spelled);
   FUZZ_CHECK(again && *again == *d);
