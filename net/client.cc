@@ -200,14 +200,7 @@ void Connection::OnFrame(const Frame& frame) {
       if (pending_.empty()) return;  // e.g. an unsolicited CLOSE_WAIT
       auto done = std::move(pending_.front());
       pending_.pop_front();
-      if (!ready_ && frame.data.starts_with("{")) {
-        auto j = nlohmann::json::parse(frame.data, nullptr, false);
-        if (j.is_object()) {
-          negotiated_.max_rdy_count = j.value("max_rdy_count", int64_t{2500});
-          negotiated_.msg_timeout_ms = j.value("msg_timeout", int64_t{60'000});
-          negotiated_.version = j.value("version", std::string());
-        }
-      }
+      if (!ready_ && frame.data.starts_with("{")) negotiated_ = ParseNegotiated(frame.data);
       if (done) done("");
       return;
     }

@@ -41,13 +41,6 @@ struct ClientOptions {
   size_t max_frame = 64u << 20;
 };
 
-// What the broker said in IDENTIFY's feature negotiation.
-struct Negotiated {
-  int64_t max_rdy_count = 2500;
-  int64_t msg_timeout_ms = 60'000;
-  std::string version;
-};
-
 // Result of a command: empty on success, otherwise the broker's error frame ("E_BAD_TOPIC ...")
 // or a description of the connection failure.
 using CommandCallback = std::function<void(std::string error)>;

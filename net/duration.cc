@@ -86,12 +86,30 @@ std::string FormatDuration(std::chrono::nanoseconds d) {
 }
 
 std::optional<int64_t> ParseRfc3339(const std::string& s) {
-  int y, mo, d, h, mi, sec, n = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
-      n != 19) {
+  // Digits in fixed places and every field within its range, as Go's time.Parse checks them
+  // (sscanf's %2d took signs and spaces, and timegm carries a field out of range into the next).
+  auto number = [&s](size_t at, size_t len, int* out) {
+    if (at + len > s.size()) return false;
+    int v = 0;
+    for (size_t i = at; i < at + len; ++i) {
+      if (s[i] < '0' || s[i] > '9') return false;
+      v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+  };
+  auto is = [&s](size_t at, char c) { return at < s.size() && s[at] == c; };
+  int y, mo, d, h, mi, sec;
+  if (!number(0, 4, &y) || !is(4, '-') || !number(5, 2, &mo) || !is(7, '-') || !number(8, 2, &d) ||
+      !is(10, 'T') || !number(11, 2, &h) || !is(13, ':') || !number(14, 2, &mi) || !is(16, ':') ||
+      !number(17, 2, &sec)) {
     return std::nullopt;
   }
-  if (y < 1678 || y > 2261) return std::nullopt;  // outside int64 nanoseconds
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  const int days[] = {31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (mo < 1 || mo > 12 || d < 1 || d > days[mo - 1] || h > 23 || mi > 59 || sec > 59) {
+    return std::nullopt;
+  }
   std::tm tm{};
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
@@ -99,21 +117,26 @@ std::optional<int64_t> ParseRfc3339(const std::string& s) {
   tm.tm_hour = h;
   tm.tm_min = mi;
   tm.tm_sec = sec;
-  int64_t ns = static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+  // In 128 bits, then refused unless it fits int64 nanoseconds (1677-09-21 to 2262-04-11): every
+  // time FormatRfc3339 writes parses back.
+  __int128 ns = static_cast<__int128>(timegm(&tm)) * 1'000'000'000;
   size_t i = 19;
-  if (i < s.size() && s[i] == '.') {
+  if (is(i, '.')) {
+    if (!(i + 1 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '9')) return std::nullopt;
     int64_t scale = 100'000'000;
     for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, scale /= 10)
       ns += (s[i] - '0') * scale;
   }
-  if (i == s.size() - 1 && (s[i] == 'Z' || s[i] == 'z')) return ns;
-  int oh, om;
-  if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') &&
-      std::sscanf(s.c_str() + i + 1, "%2d:%2d", &oh, &om) == 2) {
-    const int64_t off = (oh * 3600 + om * 60) * int64_t{1'000'000'000};
-    return s[i] == '+' ? ns - off : ns + off;
+  int oh = 0, om = 0;
+  const bool utc = i + 1 == s.size() && (s[i] == 'Z' || s[i] == 'z');
+  if (!utc && !(i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && number(i + 1, 2, &oh) &&
+                is(i + 3, ':') && number(i + 4, 2, &om) && oh <= 23 && om <= 59)) {
+    return std::nullopt;
   }
-  return std::nullopt;
+  const int64_t off = (oh * 3600 + om * 60) * int64_t{1'000'000'000};
+  ns += !utc && s[i] == '+' ? -off : off;
+  if (ns < INT64_MIN || ns > INT64_MAX) return std::nullopt;
+  return static_cast<int64_t>(ns);
 }
 
 std::string FormatRfc3339(int64_t ns) {

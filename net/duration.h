@@ -31,7 +31,9 @@ tl::expected<Duration, std::string> ParseDurationIn(std::string_view text) {
 }
 
 // RFC 3339 times, as positions and the workers' --from/--to take them: "2026-11-25T10:00:00Z",
-// "2026-11-25T10:00:00.5+01:00"; nanoseconds since the epoch.
+// "2026-11-25T10:00:00.5+01:00"; nanoseconds since the epoch. nullopt for a time int64
+// nanoseconds cannot hold (before 1677-09-21T00:12:43.145224192Z or after
+// 2262-04-11T23:47:16.854775807Z) and for fields out of their range.
 std::optional<int64_t> ParseRfc3339(const std::string& s);
 // "2026-11-25T10:00:00.123456789Z", fraction digits only as needed (Go's RFC3339Nano).
 std::string FormatRfc3339(int64_t ns);

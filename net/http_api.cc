@@ -14,6 +14,7 @@
 
 #include "net/duration.h"
 #include "net/identify.h"
+#include "net/position.h"
 #include "net/prometheus.h"
 #include "net/protocol.h"
 #include "net/tcp_server.h"
@@ -57,21 +58,22 @@ bool ParseBool(const std::string* v, bool absent) {
   return true;  // nsqd: any other value counts as true
 }
 
-// Cairn's positions: earliest, latest, offset:N, time:RFC3339.
+// The offset a position names in `log` (ParseLogPosition).
 std::optional<uint64_t> ResolvePosition(Log& log, const std::string& spec) {
-  if (spec == "earliest") return log.start_offset();
-  if (spec == "latest") return log.next_offset();
-  if (spec.starts_with("offset:")) {
-    auto n = nsq::ParseDecimal(std::string_view(spec).substr(7));
-    if (!n || spec.size() == 7) return std::nullopt;
-    return static_cast<uint64_t>(*n);
-  }
-  if (spec.starts_with("time:")) {
-    auto ts = ParseRfc3339(spec.substr(5));
-    if (!ts) return std::nullopt;
-    auto off = log.OffsetForTime(*ts);
-    if (!off) return std::nullopt;
-    return *off;
+  const auto position = ParseLogPosition(spec);
+  if (!position) return std::nullopt;
+  switch (position->kind) {
+    case LogPosition::Kind::kEarliest:
+      return log.start_offset();
+    case LogPosition::Kind::kLatest:
+      return log.next_offset();
+    case LogPosition::Kind::kOffset:
+      return position->offset;
+    case LogPosition::Kind::kTime: {
+      auto off = log.OffsetForTime(position->time_ns);
+      if (!off) return std::nullopt;
+      return *off;
+    }
   }
   return std::nullopt;
 }

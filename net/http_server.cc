@@ -17,7 +17,6 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/url/parse.hpp>
 
 namespace cairn::net {
 
@@ -26,20 +25,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
-
-Query ParseTarget(std::string_view target) {
-  Query q;
-  auto url = boost::urls::parse_origin_form(target);
-  if (!url) {
-    q.valid = false;
-    const size_t qm = target.find('?');
-    q.path = std::string(target.substr(0, qm));
-    return q;
-  }
-  q.path = std::string(url->path());
-  for (const auto& p : url->params()) q.params.emplace(p.key, p.has_value ? p.value : "");
-  return q;
-}
 
 struct HttpResponder::State {
   std::optional<HttpResponse> response;

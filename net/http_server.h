@@ -7,7 +7,6 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,24 +18,12 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "net/listener.h"
+#include "net/query.h"
 
 namespace cairn::net {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
-
-// A request target's path and query, first value of each key (as Go's url.Values.Get).
-struct Query {
-  std::string path;
-  std::map<std::string, std::string, std::less<>> params;
-  bool valid = true;  // false: the target did not parse; `path` is then what precedes '?'
-
-  const std::string* Get(std::string_view key) const {
-    auto it = params.find(key);
-    return it == params.end() ? nullptr : &it->second;
-  }
-};
-Query ParseTarget(std::string_view target);
 
 // The body of a streamed (chunked) response, written as it comes until the handler ends it or
 // the client hangs up. Used on the io thread only.

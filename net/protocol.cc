@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace cairn::nsq {
 namespace {
@@ -236,10 +237,12 @@ std::optional<ProtocolError> ParseMpubBody(
 }
 
 ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
-  const size_t nl = buf.find('\n');
+  // nsqd reads a line into a buffer of max_line bytes, '\n' included, and hangs up without a word
+  // when the buffer fills first. Only those bytes are searched, so that a line too long is
+  // refused whether its '\n' came in the same read or not.
+  const size_t nl = buf.substr(0, limits.max_line).find('\n');
   if (nl == std::string_view::npos) {
     if (buf.size() >= limits.max_line) {
-      // nsqd's read fails on a line longer than its buffer and it hangs up without a word.
       ProtocolError e =
           Fatal("E_INVALID", fmt::format("command line over {} bytes", limits.max_line));
       e.silent = true;
@@ -456,6 +459,26 @@ std::optional<Message> ParseMessage(std::string_view data) {
   m.id = data.substr(10, kMessageIdSize);
   m.body = data.substr(kMessageHeaderSize);
   return m;
+}
+
+Negotiated ParseNegotiated(std::string_view json) {
+  // The broker's answer is outside input: a field of another type or out of range keeps its
+  // default (json::value() would throw on a type it cannot convert).
+  Negotiated n;
+  const auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return n;
+  auto integer = [&j](const char* key, int64_t min, int64_t* out) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer()) return;
+    if (it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX) return;
+    if (const int64_t v = it->get<int64_t>(); v >= min) *out = v;
+  };
+  integer("max_rdy_count", 1, &n.max_rdy_count);  // a consumer's RDY is at most this: 0 stalls it
+  integer("msg_timeout", 0, &n.msg_timeout_ms);
+  if (const auto it = j.find("version"); it != j.end() && it->is_string()) {
+    n.version = it->get<std::string>();
+  }
+  return n;
 }
 
 }  // namespace cairn::nsq

@@ -171,4 +171,15 @@ FrameOutcome ParseFrame(std::string_view buf, size_t max_frame);
 // Splits a message frame's data; nullopt if it is shorter than the message header.
 std::optional<Message> ParseMessage(std::string_view data);
 
+// What the broker said in IDENTIFY's feature negotiation.
+struct Negotiated {
+  int64_t max_rdy_count = 2500;
+  int64_t msg_timeout_ms = 60'000;
+  std::string version;
+};
+// Reads the broker's answer to IDENTIFY with feature_negotiation (a JSON object); what it does
+// not say, or says with the wrong type or out of range (a max_rdy_count under 1), keeps its
+// default. Never throws.
+Negotiated ParseNegotiated(std::string_view json);
+
 }  // namespace cairn::nsq

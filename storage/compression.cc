@@ -93,19 +93,26 @@ void Compress(Codec codec, std::string_view in, std::string* out) {
 }
 
 Status Decompress(Codec codec, std::string_view in, size_t raw_len, std::string* out) {
-  out->resize(raw_len);
+  // Each codec first checks that `in` can be raw_len bytes once decompressed, so that a damaged
+  // length is refused before it is allocated.
   switch (codec) {
     case Codec::kNone:
       if (in.size() != raw_len) break;
       out->assign(in);
       return {};
     case Codec::kLz4: {
+      // An lz4 block expands at most 255-fold: each byte of a match's length adds 255.
+      if (in.size() > INT32_MAX || raw_len > INT32_MAX || raw_len / 255 > in.size()) break;
+      out->resize(raw_len);
       const int n = LZ4_decompress_safe(in.data(), out->data(), static_cast<int>(in.size()),
                                         static_cast<int>(raw_len));
       if (n < 0 || static_cast<size_t>(n) != raw_len) break;
       return {};
     }
     case Codec::kZstd: {
+      // A frame says how large it decompresses (Compress writes it); unknown counts as a lie.
+      if (ZSTD_getFrameContentSize(in.data(), in.size()) != raw_len) break;
+      out->resize(raw_len);
       const size_t n =
           ZSTD_decompressDCtx(ThreadDCtx(), out->data(), raw_len, in.data(), in.size());
       if (ZSTD_isError(n) || n != raw_len) break;

@@ -20,6 +20,7 @@ bool IsKnownCodec(uint8_t value);
 void Compress(Codec codec, std::string_view in, std::string* out);
 
 // Replaces `out` with the decompressed form of `in`, which must be exactly `raw_len` bytes.
+// Allocates raw_len bytes only once `in` can plausibly hold them (record_batch.h, "Bounds").
 Status Decompress(Codec codec, std::string_view in, size_t raw_len, std::string* out);
 
 }  // namespace cairn::storage

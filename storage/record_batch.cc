@@ -1,6 +1,7 @@
 #include "storage/record_batch.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -29,9 +30,13 @@ uint32_t BatchCrc(uint32_t payload_crc, std::string_view value) {
 
 Status DecodedBatch::Parse() {
   messages_.clear();
-  messages_.reserve(header_.count);
+  messages_.reserve(header_.count);  // at most raw_len / 3, checked with the header
   std::string_view in = payload_;
   int64_t prev_ts = header_.first_ts;
+  // Times are added in unsigned arithmetic and checked against what an int64_t holds, so that no
+  // value of a damaged payload can overflow them.
+  auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+  const uint64_t span = u(header_.last_ts) - u(header_.first_ts);
   for (uint32_t i = 0; i < header_.count; ++i) {
     uint64_t ts_delta, defer, len;
     if (!GetVarint64(&in, &ts_delta) || !GetVarint64(&in, &defer) || !GetVarint64(&in, &len) ||
@@ -41,11 +46,13 @@ Status DecodedBatch::Parse() {
     }
     StoredMessage m;
     m.offset = header_.base_offset + i;
-    m.timestamp_ns = header_.first_ts + static_cast<int64_t>(ts_delta);
-    m.deliver_at_ns = defer == 0 ? 0 : m.timestamp_ns + static_cast<int64_t>(defer);
+    m.timestamp_ns = static_cast<int64_t>(u(header_.first_ts) + std::min(ts_delta, span));
+    const bool defer_fits = defer <= u(std::numeric_limits<int64_t>::max()) - u(m.timestamp_ns);
+    m.deliver_at_ns =
+        defer == 0 || !defer_fits ? 0 : static_cast<int64_t>(u(m.timestamp_ns) + defer);
     m.body = in.substr(0, len);
     in.remove_prefix(len);
-    if (m.timestamp_ns < prev_ts || m.timestamp_ns > header_.last_ts) {
+    if (ts_delta > span || m.timestamp_ns < prev_ts || !defer_fits) {
       return Fail(Errc::kCorruption, fmt::format("batch at offset {}: message {} is out of order",
                                                  header_.base_offset, i));
     }
@@ -88,6 +95,7 @@ BatchBuilder::BatchBuilder(Codec codec, std::span<const MessageIn> messages)
   }
   h.last_ts = ts;
   h.raw_len = static_cast<uint32_t>(payload.size());
+  within_bounds_ = payload.size() <= kMaxBatchRawLen && messages.size() <= kMaxBatchCount;
   decoded_->Parse();  // cannot fail on what we just wrote; fills the views
 
   value_.assign(kBatchHeaderSize, '\0');
@@ -134,7 +142,11 @@ Result<BatchHeader> ParseBatchHeader(std::string_view value) {
   h.raw_len = LoadLE<uint32_t>(p + 20);
   h.first_ts = LoadLE<int64_t>(p + 24);
   h.last_ts = LoadLE<int64_t>(p + 32);
-  if (h.count == 0 || h.last_ts < h.first_ts) {
+  // Checked before anything is allocated for the payload (see the bounds in record_batch.h); an
+  // end offset past 2^64 is no batch's either.
+  if (h.count == 0 || h.last_ts < h.first_ts || h.raw_len > kMaxBatchRawLen ||
+      h.count > kMaxBatchCount || h.count > h.raw_len / 3 ||
+      h.base_offset + h.count < h.base_offset) {
     return Fail(Errc::kCorruption,
                 fmt::format("batch at offset {} has an impossible header", h.base_offset));
   }

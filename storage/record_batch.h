@@ -26,8 +26,20 @@
 //   bytes   body
 //
 // Varints are unsigned LEB128 (7 bits a byte, low bits first, high bit = more), as protobuf's.
-// A value that is too short, has an unknown version or codec, fails its CRC, or whose payload
-// does not parse to exactly `count` messages is corrupt: it is reported, never returned as data.
+//
+// Bounds, so that a damaged or forged value never costs more memory to read than a real batch:
+// raw_len is at most kMaxBatchRawLen (64 MiB) and count at most kMaxBatchCount (4 Mi) and
+// raw_len / 3 (every message takes three varints). The payload must be able to hold raw_len
+// bytes before they are allocated: exactly raw_len stored bytes with codec none, at least
+// raw_len / 255 with lz4 (its largest ratio), and a zstd frame that declares raw_len as its size
+// (zstd writes it). A batch over the bounds is never written: an append that would make one fails.
+// cairnd's defaults stay well within them (a 5 MiB body makes at most about 18 MiB and 2.6 Mi
+// messages, as an HTTP /mpub of one-byte lines); a --max-body-size over 8 MiB or a --max-msg-size
+// of 64 MiB can make appends fail.
+//
+// A value that is too short, has an unknown version or codec, breaks a bound, fails its CRC, or
+// whose payload does not parse to exactly `count` messages is corrupt: it is reported, never
+// returned as data.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +56,8 @@ namespace cairn::storage {
 
 inline constexpr uint8_t kBatchVersion = 1;
 inline constexpr size_t kBatchHeaderSize = 40;
+inline constexpr uint32_t kMaxBatchRawLen = 64u << 20;
+inline constexpr uint32_t kMaxBatchCount = 4u << 20;
 
 // One message handed to Append.
 struct MessageIn {
@@ -108,6 +122,9 @@ class BatchBuilder {
 
   uint32_t count() const { return decoded_->header_.count; }
   int64_t first_ts() const { return decoded_->header_.first_ts; }
+  // False if the batch breaks the bounds above (kMaxBatchRawLen, kMaxBatchCount): it must not be
+  // written, as no reader would accept it.
+  bool within_bounds() const { return within_bounds_; }
 
   // Sets the base offset, and moves every publish time forward by `ts_shift` ns so that
   // publish times strictly increase within a topic. Returns the encoded value.
@@ -120,6 +137,7 @@ class BatchBuilder {
  private:
   std::string value_;
   uint32_t payload_crc_ = 0;
+  bool within_bounds_ = true;
   std::shared_ptr<DecodedBatch> decoded_;
 };
 

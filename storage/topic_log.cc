@@ -15,6 +15,16 @@
 
 namespace cairn::storage {
 
+namespace {
+
+size_t BodyBytes(std::span<const MessageIn> messages) {
+  size_t n = 0;
+  for (const auto& m : messages) n += m.body.size();
+  return n;
+}
+
+}  // namespace
+
 class AppendOp final : public CommitOp {
  public:
   AppendOp(std::shared_ptr<TopicLog> topic, std::span<const MessageIn> messages, Codec codec,
@@ -22,6 +32,7 @@ class AppendOp final : public CommitOp {
       : topic_(std::move(topic)), batch_(codec, messages), done_(std::move(done)) {}
 
   size_t bytes() const override { return batch_.value().size(); }
+  const BatchBuilder& batch() const { return batch_; }
   Status Prepare(rocksdb::WriteBatch& wb, GroupContext& ctx) override {
     return topic_->PrepareAppend(batch_, wb, ctx, &result_);
   }
@@ -77,8 +88,18 @@ void TopicLog::AppendAsync(std::span<const MessageIn> messages, AppendCallback d
     return;
   }
   // Encoding, compression and the payload checksum happen here, on the caller's thread.
-  engine_->committer->Submit(
-      std::make_unique<AppendOp>(shared_from_this(), messages, EffectiveCodec(), std::move(done)));
+  auto op =
+      std::make_unique<AppendOp>(shared_from_this(), messages, EffectiveCodec(), std::move(done));
+  if (!op->batch().within_bounds()) {
+    // No reader would accept such a batch (record_batch.h, "Bounds"), so it is never written.
+    op->Complete(Fail(
+        Errc::kInvalidArgument,
+        fmt::format("topic {}: an append of {} messages and {} bytes is over a "
+                    "batch's bounds ({} messages, {} bytes encoded)",
+                    name_, messages.size(), BodyBytes(messages), kMaxBatchCount, kMaxBatchRawLen)));
+    return;
+  }
+  engine_->committer->Submit(std::move(op));
 }
 
 Result<AppendResult> TopicLog::Append(std::span<const MessageIn> messages) {

@@ -180,6 +180,21 @@ TEST(Protocol, MalformedCommandsGetNsqdsErrors) {
   EXPECT_TRUE(overlong.silent);
 }
 
+TEST(Protocol, AnOverlongLineIsRefusedHoweverItArrives) {
+  // The session parses whatever its reads brought: a line over max_line ('\n' included) must be
+  // refused whether its '\n' arrived in the same read or not (found by tests/fuzz/nsq_command).
+  const size_t max = Small().max_line;
+  const std::string fits = "NOP " + std::string(max - 5, 'x') + "\n";
+  ASSERT_EQ(fits.size(), max);
+  EXPECT_EQ(ParseOk(fits).verb, Verb::kNop);
+  const std::string over = "NOP " + std::string(max - 4, 'x') + "\n";
+  for (size_t n : {max, over.size(), over.size() + 5}) {
+    auto e = ParseErr((over + "NOP\n").substr(0, n));
+    EXPECT_TRUE(e.silent) << n;
+    EXPECT_EQ(e.Frame(), "E_INVALID command line over " + std::to_string(max) + " bytes") << n;
+  }
+}
+
 TEST(Protocol, BadTopicIsReportedBeforeTheBodyArrives) {
   // nsqd checks the name first, so a client gets the error without sending the body.
   EXPECT_EQ(ParseErr("PUB a:b\n").code, "E_BAD_TOPIC");
@@ -207,6 +222,26 @@ TEST(Protocol, FramesAreByteExact) {
   EXPECT_EQ(m->body, "body");
   EXPECT_TRUE(std::holds_alternative<FrameNeedMore>(ParseFrame(out.substr(0, 9), 1 << 20)));
   EXPECT_TRUE(std::holds_alternative<FrameError>(ParseFrame(out, 8)));
+}
+
+// Found by tests/fuzz/nsq_frame: a broker answering {"version":8888888} made the client's
+// reading of the answer throw (nlohmann's value() on a mistyped field) and terminate the worker.
+TEST(Protocol, NegotiationAnswersOfAnyShapeAreReadWithoutThrowing) {
+  auto n = ParseNegotiated(R"({"max_rdy_count":500,"version":"1.3.0","msg_timeout":5000})");
+  EXPECT_EQ(n.max_rdy_count, 500);
+  EXPECT_EQ(n.msg_timeout_ms, 5000);
+  EXPECT_EQ(n.version, "1.3.0");
+  const Negotiated defaults;
+  for (std::string_view json :
+       {R"({"version":8888888})", R"({"max_rdy_count":"x","msg_timeout":[1]})",
+        R"({"max_rdy_count":2.5,"msg_timeout":1e300})", R"({"max_rdy_count":0})",
+        R"({"max_rdy_count":-3,"msg_timeout":-1})", R"({"msg_timeout":18446744073709551615})", "[]",
+        "{", "null"}) {
+    n = ParseNegotiated(json);
+    EXPECT_EQ(n.max_rdy_count, defaults.max_rdy_count) << json;
+    EXPECT_EQ(n.msg_timeout_ms, defaults.msg_timeout_ms) << json;
+    EXPECT_EQ(n.version, defaults.version) << json;
+  }
 }
 
 TEST(Protocol, MessageIdsMapStraightToOffsets) {

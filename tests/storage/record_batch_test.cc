@@ -1,6 +1,9 @@
 #include "storage/record_batch.h"
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -133,6 +136,119 @@ TEST(RecordBatch, SealShiftsTimesForwardAndKeepsThemOrdered) {
   EXPECT_EQ((*decoded)->messages()[1].timestamp_ns, 1251);
   EXPECT_EQ(builder.decoded()->messages()[1].timestamp_ns, 1251);
   EXPECT_EQ((*decoded)->header().last_ts, 1251);
+}
+
+// ---- Damaged or forged values: bounded work, never data ----
+
+// A value with a CRC that matches: what a batch damaged and then checksummed again, or forged,
+// looks like. Layout as record_batch.h documents it.
+std::string ValueWithCrc(Codec codec, uint64_t base, uint32_t count, uint32_t raw_len,
+                         int64_t first_ts, int64_t last_ts, std::string_view payload) {
+  std::string v(kBatchHeaderSize, '\0');
+  v[4] = static_cast<char>(kBatchVersion);
+  v[5] = static_cast<char>(codec);
+  StoreLE<uint64_t>(v.data() + 8, base);
+  StoreLE<uint32_t>(v.data() + 16, count);
+  StoreLE<uint32_t>(v.data() + 20, raw_len);
+  StoreLE<int64_t>(v.data() + 24, first_ts);
+  StoreLE<int64_t>(v.data() + 32, last_ts);
+  v.append(payload);
+  const std::string_view sv(v);
+  StoreLE<uint32_t>(v.data(), Crc32cExtend(Crc32c(sv.substr(40)), sv.substr(4, 36)));
+  return v;
+}
+
+std::string Payload(std::initializer_list<uint64_t> varints, std::string_view body = "") {
+  std::string p;
+  for (uint64_t v : varints) PutVarint64(&p, v);
+  p.append(body);
+  return p;
+}
+
+void ExpectCorrupt(std::string_view value, uint64_t base = 0) {
+  auto decoded = DecodeBatch(value, base);
+  ASSERT_FALSE(decoded) << "a bad batch was returned as data";
+  EXPECT_EQ(decoded.error().code, Errc::kCorruption) << decoded.error().ToString();
+}
+
+// Found by tests/fuzz/record_batch: a count near 2^32 under a good CRC reserved 40 bytes a message
+// (up to 160 GiB) before the payload was parsed; raw_len was likewise allocated (up to 4 GiB)
+// before decompression. Both are now bounded by the header check, before anything is allocated.
+TEST(RecordBatch, HeadersOverTheBoundsAreCorrupt) {
+  const std::string one = Payload({0, 0, 2}, "ab");  // one message: 5 bytes
+  ASSERT_TRUE(DecodeBatch(ValueWithCrc(Codec::kNone, 0, 1, 5, 9, 9, one), 0));
+  for (uint32_t count : {2u, kMaxBatchCount + 1, UINT32_MAX}) {  // 2: more than raw_len / 3
+    const std::string v = ValueWithCrc(Codec::kNone, 0, count, 5, 9, 9, one);
+    EXPECT_FALSE(ParseBatchHeader(v)) << count;
+    ExpectCorrupt(v);
+  }
+  for (uint32_t raw_len : {kMaxBatchRawLen + 1, UINT32_MAX}) {
+    for (Codec codec : {Codec::kNone, Codec::kLz4, Codec::kZstd}) {
+      const std::string v = ValueWithCrc(codec, 0, 1, raw_len, 9, 9, one);
+      EXPECT_FALSE(ParseBatchHeader(v)) << raw_len;
+      ExpectCorrupt(v);
+    }
+  }
+  // Offsets past 2^64.
+  ExpectCorrupt(ValueWithCrc(Codec::kNone, UINT64_MAX, 1, 5, 9, 9, one), UINT64_MAX);
+}
+
+// Within the bounds, raw_len must still be what the payload can decompress to before it is
+// allocated: exact for none, at most 255 times the payload for lz4, the frame's own size for zstd.
+TEST_P(RecordBatchCodecTest, ARawLenThePayloadCannotHoldIsCorrupt) {
+  const std::vector<std::string> bodies = {"alpha"};
+  BatchBuilder builder(GetParam(), Messages(bodies, 7));
+  const std::string good = builder.Seal(0, 0);
+  const auto h = ParseBatchHeader(good);
+  ASSERT_TRUE(h);
+  const std::string_view payload = std::string_view(good).substr(kBatchHeaderSize);
+  for (uint32_t raw_len : {h->raw_len - 1, h->raw_len + 1, kMaxBatchRawLen}) {
+    ExpectCorrupt(ValueWithCrc(GetParam(), 0, 1, raw_len, h->first_ts, h->last_ts, payload));
+  }
+}
+
+TEST(RecordBatch, Lz4ExpandsAtMost255Fold) {
+  // Decompress refuses an lz4 raw_len over 255 times the payload: even the most compressible
+  // payload, a batch's worth of zeros, stays under that.
+  const std::string zeros(kMaxBatchRawLen, '\0');
+  std::string compressed;
+  Compress(Codec::kLz4, zeros, &compressed);
+  EXPECT_LE(zeros.size() / 255, compressed.size());
+  std::string back;
+  ASSERT_TRUE(Decompress(Codec::kLz4, compressed, zeros.size(), &back));
+  EXPECT_EQ(back, zeros);
+}
+
+// Found by tests/fuzz/record_batch (UBSan): a publish time delta or a deferral that takes a time
+// past what an int64_t holds was a signed overflow; such a message is corrupt now, and the largest
+// times that fit still decode.
+TEST(RecordBatch, TimesPastInt64AreCorrupt) {
+  constexpr int64_t kMax = INT64_MAX;
+  auto one = [](int64_t first, int64_t last, uint64_t delta, uint64_t defer) {
+    const std::string p = Payload({delta, defer, 1}, "x");
+    return ValueWithCrc(Codec::kNone, 0, 1, static_cast<uint32_t>(p.size()), first, last, p);
+  };
+  ExpectCorrupt(one(kMax - 1, kMax, UINT64_MAX, 0));  // past last_ts, and past int64
+  ExpectCorrupt(one(0, kMax, uint64_t{kMax} + 1, 0));
+  ExpectCorrupt(one(kMax - 1, kMax - 1, 0, 2));  // deliver-at past int64
+  ExpectCorrupt(one(INT64_MIN, 0, UINT64_MAX, 0));
+
+  auto fits = DecodeBatch(one(INT64_MIN, kMax, UINT64_MAX, 0), 0);
+  ASSERT_TRUE(fits) << fits.error().ToString();
+  EXPECT_EQ((*fits)->messages()[0].timestamp_ns, kMax);
+  fits = DecodeBatch(one(-10, -10, 0, uint64_t{kMax} + 10), 0);
+  ASSERT_TRUE(fits) << fits.error().ToString();
+  EXPECT_EQ((*fits)->messages()[0].deliver_at_ns, kMax);
+}
+
+TEST(RecordBatch, BuilderSaysWhenABatchIsOverTheBounds) {
+  // One message: varints 0, 0 and its length (4 bytes from 2^21 on), then the body.
+  std::string body(kMaxBatchRawLen - 6, 'x');
+  std::vector<MessageIn> msgs = {{body, 1, 0}};
+  EXPECT_TRUE(BatchBuilder(Codec::kNone, msgs).within_bounds());
+  body.push_back('x');
+  msgs[0].body = body;
+  EXPECT_FALSE(BatchBuilder(Codec::kNone, msgs).within_bounds());
 }
 
 }  // namespace

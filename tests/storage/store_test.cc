@@ -78,6 +78,24 @@ TEST(Store, AppendsGetConsecutiveOffsetsAndSurviveReopen) {
   EXPECT_EQ(r->base_offset, 250u);
 }
 
+// A batch over record_batch.h's bounds would be refused by every reader, so the append is refused
+// instead, and nothing of it is written.
+TEST(Store, AnAppendOverABatchsBoundsIsRefusedAndWritesNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(TestOptions(dir.path()));
+  auto topic = store->CreateTopic("big");
+  ASSERT_TRUE(topic);
+  // The message's varints take its encoding past kMaxBatchRawLen.
+  auto r = (*topic)->Append(AsMessages({std::string(kMaxBatchRawLen, 'x')}, WallNowNs()));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidArgument);
+  EXPECT_EQ((*topic)->next_offset(), 0u);
+  auto small = (*topic)->Append(AsMessages({"small"}, WallNowNs()));
+  ASSERT_TRUE(small) << small.error().ToString();
+  EXPECT_EQ(small->base_offset, 0u);
+  EXPECT_EQ(ReadAll(**topic), std::vector<std::string>{"small"});
+}
+
 TEST(Store, TopicsChannelsAndSettingsSurviveRestart) {
   TempDir dir;
   {
