@@ -28,8 +28,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/sample_traffic.h"
-#include "net/address.h"
 #include "net/client.h"
+#include "src/base/address.h"
 
 namespace {
 
@@ -360,7 +360,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cairn-bench: --batch >= 1, --size >= 8, --pipeline >= 1\n");
     return 2;
   }
-  auto ep = net::ParseAddress(cfg.address);
+  auto ep = ParseAddress(cfg.address);
   if (!ep) {
     std::fprintf(stderr, "cairn-bench: %s\n", ep.error().c_str());
     return 2;

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "bench/sample_traffic.h"
-#include "storage/clock.h"
+#include "src/base/clock.h"
 #include "storage/engine.h"
 #include "storage/group_commit.h"
 #include "storage/record_batch.h"

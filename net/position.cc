@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "net/duration.h"
 #include "net/protocol.h"
+#include "src/base/duration.h"
 
 namespace cairn {
 

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "storage/histogram.h"
+#include "src/base/histogram.h"
 
 namespace cairn::net {
 
@@ -25,7 +25,7 @@ class Exposition {
     }
   }
   template <size_t N>
-  void Histogram(std::string_view name, const storage::Histogram<N>& h) {
+  void Histogram(std::string_view name, const Histogram<N>& h) {
     for (size_t i = 0; i < N; ++i) {
       out_ += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, h.bounds[i], h.at_or_below[i]);
     }

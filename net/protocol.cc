@@ -22,21 +22,6 @@ void AppendBe32(std::string& out, uint32_t v) {
   out.append(b, 4);
 }
 
-bool IsNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == '-';
-}
-
-bool IsValidName(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
-  if (IsEphemeral(name)) name.remove_suffix(std::string_view("#ephemeral").size());
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (!IsNameChar(c)) return false;
-  }
-  return true;
-}
-
 ProtocolError Fatal(std::string code, std::string text) {
   return ProtocolError{std::move(code), std::move(text), true};
 }
@@ -166,10 +151,6 @@ std::optional<uint64_t> DecodeMessageId(std::string_view id) {
   if (bad & 0xf0) return std::nullopt;
   return v;
 }
-
-bool IsEphemeral(std::string_view name) { return name.ends_with("#ephemeral"); }
-bool IsValidTopicName(std::string_view name) { return IsValidName(name); }
-bool IsValidChannelName(std::string_view name) { return IsValidName(name); }
 
 std::string_view VerbName(Verb verb) {
   switch (verb) {

@@ -1,6 +1,7 @@
 // NSQ's TCP protocol, version 2: the wire codec, as pure functions over bytes. No sockets, no
-// broker: the server session (tcp_session.h) and the client (client.h) both sit on top of it, and
-// the unit tests and the fuzzer drive it directly.
+// broker: cairnd's sessions (src/server/tcp_server.cc) and the client (client.h) both sit on top
+// of it, and the unit tests and the fuzz harnesses (tests/fuzz/nsq_command_fuzz.cc,
+// nsq_frame_fuzz.cc) drive it directly.
 //
 // A connection starts with the 4-byte magic "  V2". The client then sends commands, each a line
 // ending in '\n' ("SUB logs archive\n"); IDENTIFY, PUB, MPUB, DPUB and AUTH follow their line
@@ -31,6 +32,8 @@
 
 #include <boost/container/small_vector.hpp>
 
+#include "src/base/names.h"
+
 namespace cairn::nsq {
 
 inline constexpr std::string_view kMagicV2 = "  V2";
@@ -49,11 +52,10 @@ MessageId EncodeMessageId(uint64_t offset);
 // The offset a message ID names; nullopt if it is not 16 lowercase or uppercase hex digits.
 std::optional<uint64_t> DecodeMessageId(std::string_view id);
 
-// Topic and channel names: 1 to 64 characters of [.a-zA-Z0-9_-], optionally ending in
-// "#ephemeral" (within the 64).
-bool IsValidTopicName(std::string_view name);
-bool IsValidChannelName(std::string_view name);
-bool IsEphemeral(std::string_view name);
+// Topic and channel names (src/base/names.h), which the codec checks as nsqd does.
+using cairn::IsEphemeral;
+using cairn::IsValidChannelName;
+using cairn::IsValidTopicName;
 
 // Go's %q of a string, as nsqd quotes names in its errors (ASCII escapes; other bytes as is).
 std::string GoQuote(std::string_view s);

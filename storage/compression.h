@@ -10,6 +10,8 @@
 
 namespace cairn::storage {
 
+// A batch's codec, stored in every batch header (record_batch.h). NOTE: the values are part of
+// the persistent format: never change or reuse one, only add new ones.
 enum class Codec : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2 };
 
 std::string_view CodecName(Codec codec);

@@ -19,8 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "src/base/histogram.h"
 #include "storage/error.h"
-#include "storage/histogram.h"
 #include "storage/options.h"
 
 namespace rocksdb {

@@ -15,6 +15,9 @@
 //   be64(topic id) be64(channel id)       -> CursorState       16-byte key
 //
 // Example: topic id 3, batch at offset 256 -> 00 00 00 00 00 00 00 03 00 00 00 00 00 00 01 00.
+//
+// NOTE: these prefixes and layouts, and the column families' names, are part of the persistent
+// format: never change or reuse one; a new layout needs a new kFormatVersion (store.h).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 #include "storage/store.h"
-#include "storage/clock.h"
+#include "src/base/clock.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -712,6 +712,8 @@ Status Store::FlushCursors() {
       /*durable=*/false);
   if (!st) {
     for (const auto& cursor : *flushed) cursor->MarkDirty();
+  } else {
+    cursor_flushes_.fetch_add(1, std::memory_order_relaxed);
   }
   return st;
 }
@@ -823,6 +825,7 @@ StoreStats Store::stats() const {
   s.rocksdb_reads = engine_->rocksdb_reads.load();
   s.unreadable_ranges = engine_->unreadable_ranges.load();
   s.retention_trims = trims_.load();
+  s.cursor_flushes = cursor_flushes_.load();
   s.retention_trimmed_messages = trimmed_messages_.load();
   if (wal_fs_) {
     const auto w = wal_fs_->stats();

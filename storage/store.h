@@ -52,6 +52,9 @@ struct StoreStats {
   uint64_t unreadable_ranges = 0;
   uint64_t retention_trims = 0;
   uint64_t retention_trimmed_messages = 0;
+  // FlushCursors() passes that succeeded, whether or not a cursor had changed: once it has grown
+  // by two, every channel's progress as of the first reading is in RocksDB.
+  uint64_t cursor_flushes = 0;
   // WALs started over a prepared spare file, and plain ones (wal_files.h).
   uint64_t wals_on_spares = 0;
   uint64_t plain_wals = 0;
@@ -135,7 +138,7 @@ class Store {
   bool closed_ = false;
   std::thread maintainer_;
 
-  std::atomic<uint64_t> trims_{0}, trimmed_messages_{0};
+  std::atomic<uint64_t> trims_{0}, trimmed_messages_{0}, cursor_flushes_{0};
 };
 
 }  // namespace cairn::storage

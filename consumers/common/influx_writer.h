@@ -28,7 +28,7 @@
 
 #include "net/http_client.h"
 #include "net/prometheus.h"
-#include "storage/histogram.h"
+#include "src/base/histogram.h"
 
 namespace cairn::consumers {
 
@@ -55,7 +55,7 @@ struct InfluxWriterStats {
   uint64_t batches_written = 0;
   uint64_t write_failures = 0;  // attempts that failed and were retried (5xx, down, timeout)
   uint64_t lines_rejected = 0;  // refused by InfluxDB (400) one by one
-  storage::Histogram<12> write_seconds{
+  Histogram<12> write_seconds{
       {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}};
   std::string last_error;  // "" once a write succeeded again
 };

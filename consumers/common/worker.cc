@@ -7,8 +7,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/beast/http/field.hpp>
 
-#include "net/address.h"
-#include "net/duration.h"
+#include "src/base/address.h"
+#include "src/base/duration.h"
 
 namespace cairn::consumers {
 
@@ -65,7 +65,7 @@ void SetUpLogging(const WorkerFlags& flags) {
 tl::expected<std::vector<tcp::endpoint>, std::string> BrokerEndpoints(const WorkerFlags& flags) {
   std::vector<tcp::endpoint> out;
   for (const auto& a : flags.nsqd_tcp_addresses) {
-    auto ep = net::ParseAddress(a);
+    auto ep = ParseAddress(a);
     if (!ep) return tl::unexpected("--nsqd-tcp-address " + a + ": " + ep.error());
     out.push_back(*ep);
   }
@@ -75,7 +75,7 @@ tl::expected<std::vector<tcp::endpoint>, std::string> BrokerEndpoints(const Work
 
 tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(asio::io_context& io,
                                                                        const std::string& address) {
-  auto ep = net::ParseAddress(address);
+  auto ep = ParseAddress(address);
   if (!ep) return tl::unexpected("--nsqd-http-address " + address + ": " + ep.error());
   return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(), ep->port(),
                                            std::chrono::seconds(10));
@@ -105,7 +105,7 @@ std::unique_ptr<WorkerHttp> WorkerHttp::Start(asio::io_context& io, const std::s
 WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
                        std::function<std::string()> health,
                        std::function<void(net::Exposition&)> metrics, Routes routes) {
-  auto ep = net::ParseAddress(address);
+  auto ep = ParseAddress(address);
   if (!ep) {
     throw boost::system::system_error(make_error_code(boost::system::errc::invalid_argument),
                                       "--http-address " + address + ": " + ep.error());
@@ -132,7 +132,7 @@ WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
       },
       [](const net::HttpRequest&) { return TextResponse(413, "request body too large\n"); });
   server_->Start();
-  spdlog::info("HTTP: listening on {}", net::FormatAddress(server_->local_endpoint()));
+  spdlog::info("HTTP: listening on {}", FormatAddress(server_->local_endpoint()));
 }
 
 std::shared_ptr<asio::signal_set> OnShutdownSignal(asio::io_context& io, std::function<void()> fn) {

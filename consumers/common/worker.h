@@ -18,10 +18,10 @@
 #include <tl/expected.hpp>
 
 #include "consumers/common/influx_writer.h"
-#include "net/duration_flag.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/prometheus.h"
+#include "src/base/duration_flag.h"
 
 namespace cairn::consumers {
 

@@ -32,9 +32,9 @@
 #include "consumers/logger/log_record.h"
 #include "consumers/logger/log_store.h"
 #include "net/client.h"
-#include "net/duration.h"
 #include "net/protocol.h"
-#include "storage/clock.h"
+#include "src/base/clock.h"
+#include "src/base/duration.h"
 
 namespace {
 
@@ -244,7 +244,7 @@ class LoggerWorker {
     if (!co_await CallBroker("/topic/create?topic=" + s_.worker.topic, true)) co_return false;
     std::string position = "latest";
     if (s_.warm_start.count() > 0) {
-      position = "time:" + FormatRfc3339(storage::WallNowNs() -
+      position = "time:" + FormatRfc3339(WallNowNs() -
                                          std::chrono::nanoseconds(s_.warm_start).count());
     }
     if (!co_await CallBroker("/channel/create?" + tc + "&start=" + position, true)) {

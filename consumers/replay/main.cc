@@ -35,8 +35,8 @@
 #include "consumers/common/metrics_message.h"
 #include "consumers/common/worker.h"
 #include "net/client.h"
-#include "net/duration.h"
-#include "storage/clock.h"
+#include "src/base/clock.h"
+#include "src/base/duration.h"
 
 namespace {
 
@@ -208,7 +208,7 @@ class Replay {
       co_return 0;
     }
     channel_ = s_.worker.channel.empty()
-                   ? fmt::format("cairn-replay-{}-{}", getpid(), storage::WallNowNs() / 1'000'000)
+                   ? fmt::format("cairn-replay-{}-{}", getpid(), WallNowNs() / 1'000'000)
                    : s_.worker.channel;
     // The channel is made only where there is something to read: subscribing elsewhere would
     // create the topic and a channel there.
@@ -471,7 +471,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   SetUpLogging(s.worker);
 
-  const int64_t now = storage::WallNowNs();
+  const int64_t now = WallNowNs();
   auto from = ParseTime(s.from, now);
   auto to = ParseTime(s.to, now);
   if (!from || !to) {

@@ -14,7 +14,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/net/test_support.h"
+#include "tests/server/test_support.h"
 
 namespace cairn::testing {
 namespace {
@@ -88,16 +88,6 @@ class Publisher {
   std::string last_error_;
 };
 
-// Polls `predicate` every 20 ms until it holds or `timeout` passes.
-template <class F>
-bool WaitFor(F predicate, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 // Every body on topic `t`, read on a new channel from the start of the log.
 std::set<std::string> StoredBodies(uint16_t port, uint16_t http_port, const std::string& channel) {
@@ -165,7 +155,7 @@ TEST(Fault, AFullDiskFailsPublishesLosesNothingAcknowledgedAndRecovers) {
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  const bool filled = WaitFor([&] { return failures() >= 8; }, 60s);
+  const bool filled = Eventually([&] { return failures() >= 8; }, 60s);
   std::printf("%.1f s: the disk is full after %zu MPUBs acknowledged\n", seconds(), oks());
   std::string error;
   for (auto& p : publishers) error += p->last_error();
@@ -179,7 +169,7 @@ TEST(Fault, AFullDiskFailsPublishesLosesNothingAcknowledgedAndRecovers) {
 
   std::filesystem::remove(disk.path() + "/ballast");
   const size_t oks_when_freed = oks();
-  EXPECT_TRUE(WaitFor([&] { return oks() > oks_when_freed + 10; }, 60s))
+  EXPECT_TRUE(Eventually([&] { return oks() > oks_when_freed + 10; }, 60s))
       << "publishes did not succeed again once space returned:\n"
       << cairnd.log();
   std::printf("%.1f s: publishes succeed again\n", seconds());

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "tests/net/test_support.h"
+#include "tests/server/test_support.h"
 
 namespace cairn::testing {
 namespace {
@@ -98,9 +98,22 @@ TEST(Process, KillNineThenRestartDeliversExactlyTheUnfinished) {
       ASSERT_EQ(m->body, bodies[static_cast<size_t>(i)]);
       if (i < 500) sub.Cmd("FIN " + m->id);
     }
-    // FINs reach the cursor at once and the disk within the cursor flush interval (100 ms).
-    sub.Cmd("NOP");
-    std::this_thread::sleep_for(400ms);
+    // FINs reach the cursor as cairnd reads them, and RocksDB with the next cursor flush (every
+    // 100 ms): once the channel's cursor is past all 500 in /stats, two more flush passes put it
+    // in RocksDB.
+    HttpClient http(cairnd.http_port());
+    auto finished = [&] {
+      const auto j = nlohmann::json::parse(http.Get("/stats?format=json&topic=logs").body);
+      for (const auto& c : j["topics"][0]["channels"]) {
+        if (c["channel_name"] == "archive") return c.value("cursor_offset", 0) == 500;
+      }
+      return false;
+    };
+    ASSERT_TRUE(Eventually(finished));
+    const double flushes = http.Metric("cairn_store_cursor_flushes_total");
+    ASSERT_GE(flushes, 0);
+    ASSERT_TRUE(Eventually(
+        [&] { return http.Metric("cairn_store_cursor_flushes_total") >= flushes + 2; }));
     const int status = cairnd.Signal(SIGKILL);
     ASSERT_TRUE(WIFSIGNALED(status));
   }
@@ -141,10 +154,8 @@ TEST(Process, EveryAcknowledgedPublishSurvivesKillNine) {
         }
       });
     }
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (acked.load() < 400 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);
-    }
+    // Killed once 400 are acknowledged.
+    EXPECT_TRUE(Eventually([&] { return acked.load() >= 400; }, 20s)) << acked.load();
     cairnd.Signal(SIGKILL);
     for (auto& p : publishers) p.join();
   }
@@ -375,11 +386,7 @@ TEST(Process, AConsumerThatNeitherReadsNorSendsIsCut) {
                                    nullptr, false);
     return j.is_object() ? j["topics"][0]["channels"][0]["client_count"].get<int>() : -1;
   };
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (clients() != 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_EQ(clients(), 0) << cairnd.log();
+  EXPECT_TRUE(Eventually([&] { return clients() == 0; }, 10s)) << cairnd.log();
   EXPECT_EQ(CountLines(cairnd.log(), "missed heartbeats"), 1u) << cairnd.log();
 }
 

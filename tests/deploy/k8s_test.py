@@ -10,7 +10,7 @@ Renders the manifests with `kubectl kustomize deploy/k8s` and lints every YAML f
   InfluxDB URL by an unreachable loopback one): it starts and rejects no flag;
 - every path its probes name answers 200 on the port the probe names;
 - the data volume is mounted at --data-path; the grace periods exceed cairnd's drain bound
-  (kDrainDeadline in src/main.cc) and cairn-metrics' --shutdown-timeout (its --help), and the
+  (kDrainDeadline in src/server/main.cc) and cairn-metrics' --shutdown-timeout (its --help), and the
   processes do stop within them on SIGTERM;
 - container ports are the ports the args listen on; Services' targetPorts and probes name
   container ports; the broker addresses the workers and the collectors (collectors/*.conf, their
@@ -299,10 +299,10 @@ def help_default(binary, flag):
 
 
 def drain_deadline_seconds():
-    with open(os.path.join(SOURCE, "src", "main.cc")) as f:
+    with open(os.path.join(SOURCE, "src", "server", "main.cc")) as f:
         m = re.search(r"kDrainDeadline\s*=\s*std::chrono::(seconds|milliseconds)\((\d+)\)",
                       f.read())
-    assert m, "kDrainDeadline (std::chrono::seconds(N)) not found in src/main.cc"
+    assert m, "kDrainDeadline (std::chrono::seconds(N)) not found in src/server/main.cc"
     return int(m.group(2)) / (1000 if m.group(1) == "milliseconds" else 1)
 
 

@@ -1,4 +1,4 @@
-// Harness: an HTTP request target as cairnd's API (net/http_api.cc) and the workers' APIs read
+// Harness: an HTTP request target as cairnd's API (src/server/http_api.cc) and the workers' APIs read
 // it: net::ParseTarget (Boost.URL's origin form, percent-decoding, first value of each key), then
 // every parser a parameter's value goes through, run on every value (and on the whole input, so
 // that the parsers are reached without a well-formed target): nsq::ParseDecimal (`defer`,
@@ -18,10 +18,10 @@
 #include <string>
 #include <string_view>
 
-#include "net/duration.h"
 #include "net/position.h"
 #include "net/protocol.h"
 #include "net/query.h"
+#include "src/base/duration.h"
 #include "storage/compression.h"
 #include "tests/fuzz/fuzz_support.h"
 

@@ -1,4 +1,4 @@
-// Harness: IDENTIFY's body (net/identify.h): net::ApplyIdentify with cairnd's default options on a
+// Harness: IDENTIFY's body (src/server/identify.h): net::ApplyIdentify with cairnd's default options on a
 // session's default settings, then net::NegotiatedJson on what it left, as the TCP session does.
 //
 // Checked besides crashes, sanitizer reports, time and memory:
@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "net/identify.h"
+#include "src/server/identify.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace cairn::net {
@@ -30,7 +30,7 @@ bool SameSettings(const IdentifySettings& a, const IdentifySettings& b) {
 }
 
 void CheckAccepted(const IdentifySettings& s, const IdentifySettings& defaults,
-                   const BrokerOptions& o) {
+                   const SessionOptions& o, const BrokerOptions& broker) {
   auto within = [](auto v, auto lo, auto hi) { return v >= lo && v <= hi; };
   FUZZ_CHECK(s.heartbeat_interval == defaults.heartbeat_interval || s.heartbeat_interval == ms(0) ||
              within(s.heartbeat_interval, ms(1000), o.max_heartbeat_interval));
@@ -42,9 +42,9 @@ void CheckAccepted(const IdentifySettings& s, const IdentifySettings& defaults,
       within(s.output_buffer_timeout, o.min_output_buffer_timeout, o.max_output_buffer_timeout));
   FUZZ_CHECK(within(s.sample_rate, 0, 99));
   FUZZ_CHECK(s.msg_timeout == defaults.msg_timeout ||
-             within(s.msg_timeout, ms(1000), o.max_msg_timeout));
+             within(s.msg_timeout, ms(1000), broker.max_msg_timeout));
 
-  const std::string answer = NegotiatedJson(s, o);
+  const std::string answer = NegotiatedJson(s, o, broker);
   const auto j = nlohmann::json::parse(answer, nullptr, /*allow_exceptions=*/false);
   FUZZ_CHECK(j.is_object());
   FUZZ_CHECK(j.value("msg_timeout", int64_t{-1}) == s.msg_timeout.count());
@@ -58,20 +58,21 @@ void CheckAccepted(const IdentifySettings& s, const IdentifySettings& defaults,
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cairn::net;
-  static const cairn::BrokerOptions kOptions;
+  static const cairn::SessionOptions kOptions;
+  static const cairn::BrokerOptions kBroker;
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   const IdentifySettings defaults = IdentifySettings::Defaults(kOptions);
 
   IdentifySettings s = defaults;
-  const auto r = ApplyIdentify(body, kOptions, &s);
+  const auto r = ApplyIdentify(body, kOptions, kBroker, &s);
   IdentifySettings again = defaults;
-  const auto r2 = ApplyIdentify(body, kOptions, &again);
+  const auto r2 = ApplyIdentify(body, kOptions, kBroker, &again);
   FUZZ_CHECK(r.has_value() == r2.has_value() && SameSettings(s, again));
   if (!r) {
     FUZZ_CHECK(!r.error().empty() && r.error() == r2.error());
     return 0;
   }
   FUZZ_CHECK(*r == *r2 && *r == s.feature_negotiation);
-  CheckAccepted(s, defaults, kOptions);
+  CheckAccepted(s, defaults, kOptions, kBroker);
   return 0;
 }

@@ -200,7 +200,7 @@ def identify():
 
 
 def http_params():
-    targets = cpp_string_literals(os.path.join(ROOT, "tests/net/http_test.cc"))
+    targets = cpp_string_literals(os.path.join(ROOT, "tests/server/http_test.cc"))
     seeds = [t for t in targets if t.startswith(b"/") and len(t) < 200]
     return seeds + [b"/topic/config?topic=t&retention_age=1h30m&message_ttl=1.5h&retention_bytes=1048576",
                     b"/channel/create?topic=t&channel=c&start=time:2026-11-25T10:00:00.5%2B01:00",

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 
-#include "tests/net/test_support.h"
+#include "tests/server/test_support.h"
 
 namespace cairn::testing {
 namespace {
@@ -55,11 +55,7 @@ struct Received {
     return bodies.size();
   }
   bool WaitFor(size_t n, std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (size() < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);
-    }
-    return size() >= n;
+    return Eventually([&] { return size() >= n; }, timeout);
   }
 };
 
@@ -262,13 +258,7 @@ TEST(Client, ConsumerSaysWhichBrokerEachMessageCameFromAlsoAfterAReconnect) {
     std::lock_guard lock(mu);
     return seen.size();
   };
-  auto wait_for = [&](size_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (count() < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);
-    }
-    return count() >= n;
-  };
+  auto wait_for = [&](size_t n) { return Eventually([&] { return count() >= n; }, 5s); };
   ASSERT_TRUE(wait_for(2));
   {
     std::lock_guard lock(mu);

@@ -3,6 +3,7 @@
 // keep-alive, ordering, retry on a connection the server closed, and failures.
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "tests/eventually.h"
 
 namespace cairn::testing {
 namespace {
@@ -44,35 +46,30 @@ class Server {
   }
   uint16_t port() const { return server_.local_endpoint().port(); }
   asio::io_context& io() { return io_; }
+  // Stops accepting and closes idle connections; returns once it has.
   void Drain() {
-    asio::post(io_, [this] { server_.Drain(); });
+    OnIo([this] { server_.Drain(); });
   }
   // Closes every connection (as an idle timeout or a restart would); keeps listening.
   void CloseConnections() {
-    std::atomic<bool> done{false};
-    asio::post(io_, [&] {
-      server_.CloseAll();
-      done = true;
-    });
-    while (!done) std::this_thread::sleep_for(1ms);
+    OnIo([this] { server_.CloseAll(); });
   }
 
  private:
+  // Runs `fn` on the server's io thread and returns once it has run.
+  template <class F>
+  void OnIo(F fn) {
+    std::packaged_task<void()> task(std::move(fn));
+    auto done = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    done.get();
+  }
+
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   net::HttpServer server_;
   std::thread thread_;
 };
-
-template <typename F>
-bool Eventually(F f, std::chrono::milliseconds limit = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return f();
-}
 
 net::HttpResponse Text(std::string body) {
   net::HttpResponse r;
@@ -206,7 +203,6 @@ TEST(HttpClient, RequestsAnswerInOrderOnOneConnectionAndSurviveAServerHangUp) {
   // The server drops its idle keep-alive connections; the next request still succeeds (sent
   // again on a fresh connection).
   server.Drain();
-  std::this_thread::sleep_for(100ms);
   io.restart();
   net::HttpResult after;
   client.Request(http::verb::post, "/again", "x", "text/plain",
@@ -229,7 +225,6 @@ TEST(HttpClient, AStaleKeepAliveConnectionIsRetriedOnAFreshOne) {
   // The server closes the connection while it is idle (an idle timeout, say); the listener stays
   // open. The client's first try on the stale connection fails; it must try a fresh one.
   server.CloseConnections();
-  std::this_thread::sleep_for(50ms);
   io.restart();
   client.Request(http::verb::get, "/2", "", "", [&](net::HttpResult r) { second = r; });
   io.run_for(2s);

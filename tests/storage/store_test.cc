@@ -16,6 +16,7 @@
 
 #include "storage/cairn_storage.pb.h"
 #include "storage/keys.h"
+#include "tests/eventually.h"
 #include "tests/storage/test_util.h"
 
 namespace cairn::storage {
@@ -371,8 +372,11 @@ TEST(Store, CursorFlushesAreBatchedOffTheAppendPath) {
   ASSERT_TRUE(topic->Append(AsMessages(Bodies("m", 1000), 1)));
   auto cursor = *store->CreateChannel("t", "c", 0);
   const auto before = store->stats().commits;
+  const uint64_t flushes = store->stats().cursor_flushes;
   for (uint64_t i = 0; i < 1000; ++i) cursor->Finish(i);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Two flush passes after the finishes: the second began after them all.
+  ASSERT_TRUE(cairn::testing::Eventually(
+      [&] { return store->stats().cursor_flushes >= flushes + 2; }));
   const auto after = store->stats().commits;
   // 1000 finishes became a handful of writes, none of them fsynced.
   EXPECT_LE(after.groups - before.groups, 10u);

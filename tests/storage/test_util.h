@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "bench/sample_traffic.h"
-#include "storage/clock.h"
+#include "src/base/clock.h"
 #include "storage/store.h"
 
 namespace cairn::storage::testing {

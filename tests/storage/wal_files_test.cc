@@ -13,7 +13,8 @@
 
 #include "storage/engine.h"
 #include "storage/wal_files.h"
-#include "test_util.h"
+#include "tests/eventually.h"
+#include "tests/storage/test_util.h"
 
 namespace cairn::storage {
 namespace {
@@ -47,12 +48,10 @@ fs::path SparePath(const std::string& dir) {
 }
 
 bool WaitForSpare(const std::string& dir, uint64_t bytes) {
-  for (int i = 0; i < 500; ++i) {
+  return cairn::testing::Eventually([&] {
     std::error_code ec;
-    if (fs::file_size(SparePath(dir), ec) == bytes && !ec) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
+    return fs::file_size(SparePath(dir), ec) == bytes && !ec;
+  });
 }
 
 // Appends `n` single-message batches "<prefix>-<i>" and returns the bodies.

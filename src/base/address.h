@@ -1,0 +1,17 @@
+// "host:port" addresses as nsqd's flags and tools spell them: "127.0.0.1:4150", "[::1]:4150",
+// ":4150" (every interface), "localhost:4150". Names other than localhost are resolved.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <tl/expected.hpp>
+
+namespace cairn {
+
+tl::expected<boost::asio::ip::tcp::endpoint, std::string> ParseAddress(std::string_view text);
+// "127.0.0.1:4150", "[::1]:4150".
+std::string FormatAddress(const boost::asio::ip::tcp::endpoint& endpoint);
+
+}  // namespace cairn

@@ -1,0 +1,74 @@
+// The broker core: topics and their channels over the store, driven by one io thread.
+//
+// Threading: Broker, Topic and Channel are touched only on the io_context's thread (the TCP and
+// HTTP sessions run there too), so delivery state needs no locks. The store's committer thread
+// reports durable appends, which are posted back here.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "src/core/options.h"
+#include "src/core/topic.h"
+#include "storage/store.h"
+
+namespace cairn {
+
+class Broker {
+ public:
+  Broker(boost::asio::io_context& io, storage::Store& store, BrokerOptions options);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Loads the topics and channels the store holds.
+  void Start();
+  // Stops the channels' timers; topics stay until the broker is destroyed.
+  void Stop();
+  bool stopped() const { return stopped_; }
+
+  const BrokerOptions& options() const { return options_; }
+  // The io thread's executor: channels arm their timers on it.
+  boost::asio::any_io_executor executor() { return io_.get_executor(); }
+  storage::Store& store() { return store_; }
+
+  // The topic, created if missing; names ending in "#ephemeral" live in memory only. Names are
+  // assumed valid (the protocol layer checks them).
+  storage::Result<std::shared_ptr<Topic>> GetOrCreateTopic(std::string_view name);
+  std::shared_ptr<Topic> FindTopic(std::string_view name) const;
+  // Deletes a topic: its subscribers are disconnected, then its log, channels and cursors are
+  // removed from the store in one atomic write.
+  storage::Status DeleteTopic(std::string_view name);
+  std::vector<std::shared_ptr<Topic>> topics() const;
+
+  // An ephemeral topic lost its last channel: it is deleted (after the current call).
+  void OnEphemeralTopicIdle(const std::string& name);
+
+  // Runs `fn` on the io thread. Safe from any thread. Calls made while the io thread has not
+  // yet drained earlier ones share one wake-up: a group commit of 64 publishes completes with one
+  // hand-off to the io thread, not 64.
+  void Post(std::function<void()> fn);
+
+ private:
+  void DrainPosted();
+
+  boost::asio::io_context& io_;
+  storage::Store& store_;
+  const BrokerOptions options_;
+  std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;
+  bool stopped_ = false;
+
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;   // guarded by posted_mu_
+  std::vector<std::function<void()>> running_;  // io thread only
+};
+
+}  // namespace cairn

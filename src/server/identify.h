@@ -1,0 +1,44 @@
+// IDENTIFY: what a client asks for, checked against the broker's limits exactly as nsqd checks
+// it, and the feature-negotiation answer.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <tl/expected.hpp>
+
+#include "src/core/options.h"
+#include "src/server/options.h"
+
+namespace cairn::net {
+
+// The version reported in feature negotiation: the nsqd release whose protocol Cairn speaks.
+inline constexpr std::string_view kNsqdVersion = "1.3.0";
+
+struct IdentifySettings {
+  std::chrono::milliseconds heartbeat_interval{30'000};  // 0: disabled (the client sent -1)
+  int64_t output_buffer_size = 16 * 1024;
+  std::chrono::milliseconds output_buffer_timeout{250};
+  std::chrono::milliseconds msg_timeout{60'000};
+  int32_t sample_rate = 0;  // 0: every message
+  std::string client_id, hostname, user_agent;
+  bool feature_negotiation = false;
+
+  static IdentifySettings Defaults(const SessionOptions& options);
+};
+
+// Applies an IDENTIFY body to `settings`. Returns whether the client asked for feature
+// negotiation, or the text of nsqd's E_BAD_BODY error ("heartbeat interval (5) is invalid").
+// TLS, snappy and deflate are not supported: negotiation answers false and the client carries
+// on in plain text, as it does with an nsqd that has them turned off.
+tl::expected<bool, std::string> ApplyIdentify(std::string_view body, const SessionOptions& options,
+                                              const BrokerOptions& broker,
+                                              IdentifySettings* settings);
+
+// The JSON nsqd answers with when feature_negotiation is set, keys in nsqd's order.
+std::string NegotiatedJson(const IdentifySettings& settings, const SessionOptions& options,
+                           const BrokerOptions& broker);
+
+}  // namespace cairn::net

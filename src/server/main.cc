@@ -1,0 +1,177 @@
+// cairnd: the broker. Reads its flags into a Server (server.h), which opens the store and serves
+// NSQ's TCP protocol and the HTTP API; on SIGTERM or SIGINT it stops accepting, lets in-flight
+// publishes complete, persists cursors, syncs and exits 0.
+#include <unistd.h>
+#include <chrono>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "src/base/address.h"
+#include "src/base/duration_flag.h"
+#include "src/server/server.h"
+
+namespace {
+
+using namespace cairn;
+namespace asio = boost::asio;
+
+// Shutdown must finish well inside a Kubernetes grace period; this bounds the drain.
+constexpr auto kDrainDeadline = std::chrono::seconds(8);
+
+// The flags that are read into other types once parsed.
+struct Flags {
+  std::string sync = "always", codec = "lz4", tcp_address = "0.0.0.0:4150",
+              http_address = "0.0.0.0:4151";
+  std::chrono::milliseconds retention_age;
+};
+
+// cairnd's flags, nsqd's names and defaults where nsqd has the same concept.
+void AddFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
+  app.add_option("--tcp-address", flags->tcp_address, "<addr>:<port> to listen on for TCP clients")
+      ->capture_default_str();
+  app.add_option("--http-address", flags->http_address,
+                 "<addr>:<port> to listen on for HTTP clients (nsqd's API, /stats, /metrics)")
+      ->capture_default_str();
+  app.add_option("--broadcast-address", options->broadcast_address,
+                 "address this broker is reachable at, as /info reports it (default: hostname)")
+      ->capture_default_str();
+  app.add_option("--data-path", options->store.path,
+                 "directory holding the store (created if missing)")
+      ->capture_default_str();
+  AddDurationFlag(app, "--msg-timeout", &options->session.msg_timeout,
+                  "default time a message may be in flight before it is delivered again");
+  AddDurationFlag(app, "--max-msg-timeout", &options->broker.max_msg_timeout,
+                  "longest msg_timeout a client may ask for, and how far TOUCH may extend one");
+  app.add_option("--max-msg-size", options->broker.max_msg_size,
+                 "largest message body in bytes (PUB, DPUB, each message of MPUB)")
+      ->capture_default_str();
+  app.add_option("--max-body-size", options->session.max_body_size,
+                 "largest command body in bytes (a whole MPUB, IDENTIFY)")
+      ->capture_default_str();
+  app.add_option("--max-rdy-count", options->session.max_rdy_count, "largest RDY a client may send")
+      ->capture_default_str();
+  AddDurationFlag(
+      app, "--max-req-timeout", &options->session.max_req_timeout,
+      "longest REQ delay (longer ones are cut to it) and DPUB defer (longer ones fail)");
+  AddDurationFlag(app, "--max-heartbeat-interval", &options->session.max_heartbeat_interval,
+                  "longest heartbeat interval a client may ask for");
+  app.add_option("--max-output-buffer-size", options->session.max_output_buffer_size,
+                 "largest output_buffer_size a client may ask for, in bytes")
+      ->capture_default_str();
+  AddDurationFlag(app, "--max-output-buffer-timeout", &options->session.max_output_buffer_timeout,
+                  "longest output_buffer_timeout a client may ask for");
+  app.add_option("--mem-queue-size", options->broker.ephemeral_queue_size,
+                 "messages an #ephemeral topic keeps in memory (older ones are dropped); "
+                 "durable topics are bounded by retention instead")
+      ->capture_default_str();
+  app.add_option("--sync", flags->sync,
+                 "when a publish is durable (and answered OK): always (fsync first, group "
+                 "commit), interval:N (fsync every N ms), never (left to the OS)")
+      ->capture_default_str();
+  AddDurationFlag(app, "--retention-age", &flags->retention_age,
+                  "how long topics keep messages by default; 0 keeps them forever");
+  app.add_option("--retention-bytes", options->store.default_retention.bytes,
+                 "stored bytes each topic keeps by default; 0 is unlimited")
+      ->capture_default_str();
+  app.add_option("--compression", flags->codec, "default batch codec: none, lz4 or zstd")
+      ->capture_default_str();
+}
+
+// Reads the flags kept as text into `options`; the error names the flag.
+std::optional<std::string> Resolve(const Flags& flags, ServerOptions* options) {
+  auto policy = storage::SyncPolicy::Parse(flags.sync);
+  if (!policy) return policy.error().message;
+  auto codec = storage::ParseCodec(flags.codec);
+  if (!codec) return codec.error().message;
+  auto endpoint = ParseAddress(flags.tcp_address);
+  if (!endpoint) return "--tcp-address: " + endpoint.error();
+  auto http_endpoint = ParseAddress(flags.http_address);
+  if (!http_endpoint) return "--http-address: " + http_endpoint.error();
+  options->store.sync = *policy;
+  options->store.default_codec = *codec;
+  options->store.default_retention.age = flags.retention_age;
+  options->tcp_address = *endpoint;
+  options->http_address = *http_endpoint;
+  return std::nullopt;
+}
+
+// Runs the server on `io` until a signal on `signals` has drained it; the exit status.
+int Serve(asio::io_context& io, asio::signal_set& signals, const ServerOptions& options) {
+  int exit_code = 0;
+  {
+    auto opened = Server::Open(io, options);
+    if (!opened) {
+      spdlog::critical("{}", opened.error());
+      return 1;
+    }
+    Server& server = **opened;
+    for (const auto& t : server.store().Topics()) {
+      const auto info = t->Info();
+      spdlog::info("topic={} start_offset={} next_offset={} bytes={} channels={}", info.name,
+                   info.start_offset, info.next_offset, info.bytes, t->Channels().size());
+    }
+    server.Start();
+    // Scripts and tests read the bound addresses (port 0 picks one) from these lines.
+    spdlog::info("TCP: listening on {}", FormatAddress(server.tcp_endpoint()));
+    spdlog::info("HTTP: listening on {}", FormatAddress(server.http_endpoint()));
+    spdlog::info("cairnd ready data_path={} sync={}", options.store.path,
+                 options.store.sync.ToString());
+
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      spdlog::info("signal {}: draining connections", sig);
+      server.Drain(kDrainDeadline, [&io] { io.stop(); });
+    });
+    io.run();
+    if (auto st = server.Close(); !st) {
+      spdlog::error("closing the store failed: {}", st.error().ToString());
+      exit_code = 1;
+    }
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ServerOptions options;
+  options.store.path = "./data";
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  options.hostname = host;
+  options.broadcast_address = host;
+  Flags flags;
+  flags.retention_age = options.store.default_retention.age;
+
+  CLI::App app{"cairnd: a durable, NSQ-compatible message broker"};
+  AddFlags(app, &options, &flags);
+  CLI11_PARSE(app, argc, argv);
+  if (auto error = Resolve(flags, &options)) {
+    fmt::print(stderr, "cairnd: {}\n", *error);
+    return 2;
+  }
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("cairnd"));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  asio::io_context io(1);
+  // Caught from here until main returns: a second SIGTERM (docker stop, timeout(1) and a shell
+  // may each send one) must not kill cairnd with the default action while it closes the store.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  const int exit_code = Serve(io, signals, options);
+  spdlog::info("cairnd stopped");
+  // Leave without unwinding `signals`: its destructor would restore the default action, and a
+  // late SIGTERM would then end a clean shutdown with status 143. Everything that holds data is
+  // closed above; only the log needs flushing.
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(exit_code);
+}

@@ -1,0 +1,119 @@
+#include "src/server/server.h"
+
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "net/http_server.h"
+#include "src/base/address.h"
+#include "src/server/http_api.h"
+#include "src/server/tcp_server.h"
+
+namespace cairn {
+
+Server::Server(boost::asio::io_context& io, ServerOptions options)
+    : io_(io), options_(std::move(options)), drain_timer_(io) {}
+
+Server::~Server() {
+  // A server that was opened but never closed (an error path) still closes its store, after the
+  // sessions that use the broker are gone.
+  tcp_.reset();
+  http_.reset();
+  api_.reset();
+  if (store_ && !closed_) (void)store_->Close();
+}
+
+tl::expected<std::unique_ptr<Server>, std::string> Server::Open(boost::asio::io_context& io,
+                                                                 ServerOptions options) {
+  if (options.start_time == 0) {
+    options.start_time = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  }
+  std::unique_ptr<Server> s(new Server(io, std::move(options)));
+  const ServerOptions& o = s->options_;
+  auto opened = storage::Store::Open(o.store);
+  if (!opened) return tl::unexpected("cannot open the store: " + opened.error().ToString());
+  s->store_ = std::move(*opened);
+  s->broker_ = std::make_unique<Broker>(io, *s->store_, o.broker);
+  s->broker_->Start();
+  try {
+    s->tcp_ = std::make_unique<net::TcpServer>(io, *s->broker_, o.session, o.tcp_address);
+  } catch (const boost::system::system_error& e) {
+    s->broker_->Stop();
+    return tl::unexpected(
+        fmt::format("TCP: cannot listen on {}: {}", FormatAddress(o.tcp_address), e.what()));
+  }
+  Server* self = s.get();
+  try {
+    s->http_ = std::make_unique<net::HttpServer>(
+        io, o.http_address, o.session.max_body_size,
+        [self](const net::HttpRequest& req, net::HttpResponder respond) {
+          self->api_->Handle(req, std::move(respond));
+        },
+        [self](const net::HttpRequest& req) { return self->api_->TooLarge(req); });
+  } catch (const boost::system::system_error& e) {
+    s->broker_->Stop();
+    return tl::unexpected(
+        fmt::format("HTTP: cannot listen on {}: {}", FormatAddress(o.http_address), e.what()));
+  }
+  net::HttpApiInfo info;
+  info.hostname = o.hostname;
+  info.broadcast_address = o.broadcast_address;
+  info.tcp_port = s->tcp_->local_endpoint().port();
+  info.http_port = s->http_->local_endpoint().port();
+  info.start_time = o.start_time;
+  s->api_ = std::make_unique<net::HttpApi>(*s->broker_, o.session, info, s->tcp_.get());
+  return s;
+}
+
+void Server::Start() {
+  tcp_->Start();
+  http_->Start();
+}
+
+boost::asio::ip::tcp::endpoint Server::tcp_endpoint() const { return tcp_->local_endpoint(); }
+boost::asio::ip::tcp::endpoint Server::http_endpoint() const { return http_->local_endpoint(); }
+size_t Server::connection_count() const {
+  return tcp_->connection_count() + http_->connection_count();
+}
+
+void Server::Drain(std::chrono::steady_clock::duration deadline, std::function<void()> done) {
+  drained_ = std::move(done);
+  tcp_->Drain();
+  http_->Drain();
+  WaitDrained(std::chrono::steady_clock::now() + deadline);
+}
+
+void Server::WaitDrained(std::chrono::steady_clock::time_point deadline) {
+  if (connection_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+    drain_timer_.expires_after(std::chrono::milliseconds(10));
+    drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
+      if (!ec) WaitDrained(deadline);
+    });
+    return;
+  }
+  if (connection_count() > 0) {
+    spdlog::warn("closing {} connections still open at the drain deadline", connection_count());
+    tcp_->CloseAll();
+    http_->CloseAll();
+  }
+  broker_->Stop();
+  if (auto done = std::exchange(drained_, nullptr)) done();
+}
+
+void Server::Stop() {
+  tcp_->Drain();
+  tcp_->CloseAll();
+  http_->Drain();
+  http_->CloseAll();
+  broker_->Stop();
+}
+
+storage::Status Server::Close() {
+  closed_ = true;
+  return store_->Close();
+}
+
+}  // namespace cairn
