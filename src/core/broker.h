@@ -38,7 +38,10 @@ class Broker {
   const BrokerOptions& options() const { return options_; }
   // The io thread's executor: channels arm their timers on it.
   boost::asio::any_io_executor executor() { return io_.get_executor(); }
-  storage::Store& store() { return store_; }
+  // Whether the store can write (false after a failed write, until one succeeds), and its
+  // counters: what /ping, /stats and /metrics report.
+  bool healthy() const { return store_.healthy(); }
+  storage::StoreStats store_stats() const { return store_.stats(); }
 
   // The topic, created if missing; names ending in "#ephemeral" live in memory only. Names are
   // assumed valid (the protocol layer checks them).
@@ -59,6 +62,9 @@ class Broker {
 
  private:
   void DrainPosted();
+  // Topics create and delete their channels' cursors in the store.
+  friend class Topic;
+  storage::Store& store() { return store_; }
 
   boost::asio::io_context& io_;
   storage::Store& store_;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 
 #include "storage/topic_log.h"
@@ -33,6 +34,9 @@ class Log {
   // Called after each append with the new end of the log, on any thread.
   virtual void SetAppendListener(std::function<void(uint64_t next_offset)> listener) = 0;
   virtual bool durable() const = 0;
+  // The durable log's description (bytes on disk, publish times, codec, retention, settings);
+  // nullopt for a log in memory.
+  virtual std::optional<storage::LogInfo> Info() const = 0;
 };
 
 // The durable log: a TopicLog in the store.
@@ -56,7 +60,7 @@ class DurableLog final : public Log {
     log_->SetAppendListener(std::move(listener));
   }
   bool durable() const override { return true; }
-  const std::shared_ptr<storage::TopicLog>& topic_log() const { return log_; }
+  std::optional<storage::LogInfo> Info() const override { return log_->Info(); }
 
  private:
   std::shared_ptr<storage::TopicLog> log_;
@@ -76,6 +80,7 @@ class MemoryLog final : public Log {
   int64_t PublishTimeOf(uint64_t offset) const override;
   void SetAppendListener(std::function<void(uint64_t)> listener) override;
   bool durable() const override { return false; }
+  std::optional<storage::LogInfo> Info() const override { return std::nullopt; }
 
  private:
   const size_t max_messages_;

@@ -51,6 +51,17 @@ void Topic::OnAppended() {
   Pump();
 }
 
+storage::Status Topic::Configure(const storage::TopicSettings& settings) {
+  if (!log_->durable()) {
+    return storage::Fail(storage::Errc::kInvalidArgument,
+                         fmt::format("topic {} is ephemeral: it has no settings", name_));
+  }
+  if (auto st = broker_->store().ConfigureTopic(name_, settings); !st) return st;
+  SetMessageTtl(settings.message_ttl.value_or(std::chrono::milliseconds(0)));
+  Pump();
+  return {};
+}
+
 void Topic::Pump() {
   for (auto& [_, channel] : channels_) channel->Pump();
 }

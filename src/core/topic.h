@@ -71,6 +71,10 @@ class Topic : public std::enable_shared_from_this<Topic> {
   // Messages older than this are skipped by every channel and counted as expired; 0: no limit.
   std::chrono::nanoseconds message_ttl() const { return message_ttl_; }
   void SetMessageTtl(std::chrono::nanoseconds ttl) { message_ttl_ = ttl; }
+  // Cairn's topic settings (retention, message TTL, codec), stored with the topic and in force
+  // at once: a shorter TTL expires what the channels hold back. Fails for an ephemeral topic,
+  // whose settings are the broker's.
+  storage::Status Configure(const storage::TopicSettings& settings);
   // Disconnects every subscriber of every channel (the topic is being deleted).
   void KickAll();
   Channel* FindChannel(std::string_view name);
