@@ -60,6 +60,40 @@ struct BodyCommand {
   const char* invalid;    // "invalid body size" or "invalid message body size"
 };
 
+// A publish's topic parameter (the first of at least `need`), checked as nsqd checks it.
+std::optional<ProtocolError> CheckTopic(std::string_view verb, const Command& cmd, size_t need) {
+  if (cmd.params.size() < need) {
+    return Fatal("E_INVALID", fmt::format("{} insufficient number of parameters", verb));
+  }
+  if (!IsValidTopicName(cmd.params[0])) {
+    // nsqd repeats the code in MPUB's text; clients match on the first word either way.
+    return Fatal("E_BAD_TOPIC",
+                 fmt::format("{}{} topic name {} is not valid", verb == "MPUB" ? "E_BAD_TOPIC " : "",
+                             verb, GoQuote(cmd.params[0])));
+  }
+  return std::nullopt;
+}
+
+// The 4-byte size and the body that follow the line, from buf[*consumed]: sets `out` and moves
+// `consumed` past them, or says what is missing (NeedMore) or wrong.
+std::optional<ParseOutcome> ReadBody(std::string_view buf, size_t* consumed, const BodyCommand& b,
+                                     std::string_view* out) {
+  if (buf.size() < *consumed + 4) return ParseOutcome{NeedMore{*consumed + 4 - buf.size()}};
+  const int32_t size = SignedBe32(buf.data() + *consumed);
+  if (size <= 0) {
+    return ParseOutcome{Fatal(b.size_code, fmt::format("{} {} {}", b.verb, b.invalid, size))};
+  }
+  if (static_cast<uint32_t>(size) > b.max) {
+    return ParseOutcome{
+        Fatal(b.size_code, fmt::format("{} {} {} > {}", b.verb, b.too_big, size, b.max))};
+  }
+  const size_t end = *consumed + 4 + static_cast<size_t>(size);
+  if (buf.size() < end) return ParseOutcome{NeedMore{end - buf.size()}};
+  *out = buf.substr(*consumed + 4, static_cast<size_t>(size));
+  *consumed = end;
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string GoQuote(std::string_view s) {
@@ -241,34 +275,9 @@ ParseOutcome ParseCommand(std::string_view buf, const ParseLimits& limits) {
   const size_t nparams = cmd.params.size();
 
   auto done = [&]() -> ParseOutcome { return Parsed{std::move(cmd), consumed}; };
-  auto topic_check = [&](std::string_view v, size_t need) -> std::optional<ProtocolError> {
-    if (nparams < need) {
-      return Fatal("E_INVALID", fmt::format("{} insufficient number of parameters", v));
-    }
-    if (!IsValidTopicName(cmd.params[0])) {
-      // nsqd repeats the code in MPUB's text; clients match on the first word either way.
-      return Fatal("E_BAD_TOPIC",
-                   fmt::format("{}{} topic name {} is not valid", v == "MPUB" ? "E_BAD_TOPIC " : "",
-                               v, GoQuote(cmd.params[0])));
-    }
-    return std::nullopt;
-  };
-  // The 4-byte size and the body after the line; NeedMore until they are all there.
-  auto body = [&](const BodyCommand& b, std::string_view* out) -> std::optional<ParseOutcome> {
-    if (buf.size() < consumed + 4) return ParseOutcome{NeedMore{consumed + 4 - buf.size()}};
-    const int32_t size = SignedBe32(buf.data() + consumed);
-    if (size <= 0) {
-      return ParseOutcome{Fatal(b.size_code, fmt::format("{} {} {}", b.verb, b.invalid, size))};
-    }
-    if (static_cast<uint32_t>(size) > b.max) {
-      return ParseOutcome{
-          Fatal(b.size_code, fmt::format("{} {} {} > {}", b.verb, b.too_big, size, b.max))};
-    }
-    const size_t end = consumed + 4 + static_cast<size_t>(size);
-    if (buf.size() < end) return ParseOutcome{NeedMore{end - buf.size()}};
-    *out = buf.substr(consumed + 4, static_cast<size_t>(size));
-    consumed = end;
-    return std::nullopt;
+  auto topic_check = [&](std::string_view v, size_t need) { return CheckTopic(v, cmd, need); };
+  auto body = [&](const BodyCommand& b, std::string_view* out) {
+    return ReadBody(buf, &consumed, b, out);
   };
   const BodyCommand message_body{verb, limits.max_msg_size, "E_BAD_MESSAGE", "message too big",
                                  "invalid message body size"};
