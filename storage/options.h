@@ -43,6 +43,39 @@ struct TopicSettings {
   std::optional<std::chrono::milliseconds> message_ttl;
 };
 
+// RocksDB's tunables, each with Cairn's default and why. What is not here is fixed by design and
+// said where Store::Open sets it (point-in-time WAL recovery, no block compression of batches
+// that carry their own codec, index and filter blocks in the cache).
+struct RocksDbTuning {
+  // Flushes and compactions at once: the machine's 2 cores, shared with the io and committer
+  // threads.
+  int max_background_jobs = 2;
+  // SST files are synced every this many bytes as they are written, so that a flush never queues
+  // one large writeback in front of the WAL's fsyncs.
+  uint64_t bytes_per_sync = 1u << 20;
+  // WAL bytes after which RocksDB flushes the column families still holding the oldest WAL: the
+  // bound on recovery time after a crash, and on WAL disk use.
+  uint64_t max_total_wal_size = 512u << 20;
+
+  // The log column family. Memtables bound the store's write memory: at most
+  // log_max_write_buffers of log_write_buffer_bytes (one filling, one flushing), which sustains
+  // well over a million 100-byte messages a second. A WAL lasts about one memtable, which is what
+  // StoreOptions::wal_spare_bytes is sized for.
+  uint64_t log_write_buffer_bytes = 32u << 20;
+  int log_max_write_buffers = 2;
+  // SST sizes: a 64 MiB file holds about two memtables' worth, and level 1 (256 MiB) four files;
+  // retention deletes whole ranges, so compactions stay rare whatever these are.
+  uint64_t log_target_file_bytes = 64u << 20;
+  uint64_t log_max_bytes_for_level_base = 256u << 20;
+  // Blocks of batches: a 64 KiB block holds a few batches, so a cold read of a window fetches
+  // what it needs in one or two blocks.
+  size_t log_block_bytes = 64u << 10;
+
+  // The metadata and cursor column families: small records, rewritten often.
+  uint64_t meta_write_buffer_bytes = 8u << 20;
+  size_t meta_block_bytes = 4096;
+};
+
 struct StoreOptions {
   // Data directory; created if missing. Holds one RocksDB database.
   std::string path;
@@ -81,6 +114,8 @@ struct StoreOptions {
   // more than the log's 32 MiB memtable, which is when RocksDB moves to a new WAL; a WAL that
   // outgrows its spare goes on as a plain file. Disk: up to twice this, the spare and the WAL.
   uint64_t wal_spare_bytes = 40u << 20;
+
+  RocksDbTuning rocksdb;
 };
 
 }  // namespace cairn::storage

@@ -308,14 +308,17 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
-  db_opts.max_background_jobs = 2;
-  db_opts.bytes_per_sync = 1u << 20;
+  const RocksDbTuning& tuning = options.rocksdb;
+  db_opts.max_background_jobs = tuning.max_background_jobs;
+  db_opts.bytes_per_sync = tuning.bytes_per_sync;
   if (options.background_write_bytes_per_sec > 0) {
     db_opts.rate_limiter.reset(rocksdb::NewGenericRateLimiter(
         static_cast<int64_t>(options.background_write_bytes_per_sec)));
   }
+  // A torn tail of the WAL (a crash mid-write) is cut off; what precedes it, every acknowledged
+  // group, is recovered.
   db_opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
-  db_opts.max_total_wal_size = 512u << 20;
+  db_opts.max_total_wal_size = tuning.max_total_wal_size;
   db_opts.info_log = std::make_shared<SpdlogLogger>();
   if (options.wal_spare_bytes > 0) {
     store->wal_fs_ = std::make_shared<PreparedWalFileSystem>(options.path, options.wal_spare_bytes);
@@ -324,19 +327,17 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   }
 
   rocksdb::ColumnFamilyOptions meta_opts;
-  meta_opts.write_buffer_size = 8u << 20;
-  meta_opts.table_factory = table(4096);
+  meta_opts.write_buffer_size = tuning.meta_write_buffer_bytes;
+  meta_opts.table_factory = table(tuning.meta_block_bytes);
   rocksdb::ColumnFamilyOptions cursor_opts = meta_opts;
   rocksdb::ColumnFamilyOptions log_opts;
   // Batch payloads are compressed by their own codec; compressing blocks again only costs CPU.
   log_opts.compression = rocksdb::kNoCompression;
-  // Memtables bound the store's write memory: at most two of 32 MiB for the log (one filling,
-  // one flushing), which sustains well over a million 100-byte messages a second.
-  log_opts.write_buffer_size = 32u << 20;
-  log_opts.max_write_buffer_number = 2;
-  log_opts.target_file_size_base = 64u << 20;
-  log_opts.max_bytes_for_level_base = 256u << 20;
-  log_opts.table_factory = table(64u << 10);
+  log_opts.write_buffer_size = tuning.log_write_buffer_bytes;
+  log_opts.max_write_buffer_number = tuning.log_max_write_buffers;
+  log_opts.target_file_size_base = tuning.log_target_file_bytes;
+  log_opts.max_bytes_for_level_base = tuning.log_max_bytes_for_level_base;
+  log_opts.table_factory = table(tuning.log_block_bytes);
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, meta_opts},
