@@ -103,7 +103,9 @@ TEST(Process, KillNineThenRestartDeliversExactlyTheUnfinished) {
     // in RocksDB.
     HttpClient http(cairnd.http_port());
     auto finished = [&] {
-      const auto j = nlohmann::json::parse(http.Get("/stats?format=json&topic=logs").body);
+      const auto j = nlohmann::json::parse(http.Get("/stats?format=json&topic=logs").body,
+                                           nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || !j["topics"].is_array() || j["topics"].empty()) return false;
       for (const auto& c : j["topics"][0]["channels"]) {
         if (c["channel_name"] == "archive") return c.value("cursor_offset", 0) == 500;
       }
