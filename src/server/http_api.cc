@@ -247,7 +247,9 @@ Json StatsJson(const StatsSnapshot& s, int64_t start_time, bool filter_channel) 
       if (filter_channel && t.channels.empty()) continue;
       const bool durable = t.topic->log().durable();
       Json channels = Json::array();
-      for (const auto& c : t.channels) channels.push_back(ChannelJson(c, durable, s.include_clients));
+      for (const auto& c : t.channels) {
+        channels.push_back(ChannelJson(c, durable, s.include_clients));
+      }
       Json tj;
       tj["topic_name"] = t.topic->name();
       tj["channels"] = std::move(channels);
@@ -260,10 +262,13 @@ Json StatsJson(const StatsSnapshot& s, int64_t start_time, bool filter_channel) 
       j["topics"].push_back(std::move(tj));
     }
   }
-  j["producers"] = nullptr;  // nsqd: null when there are none, or without clients
-  for (const auto& p : s.topic_missing ? std::vector<ClientStats>{} : s.producers) {
-    if (j["producers"].is_null()) j["producers"] = Json::array();
-    j["producers"].push_back(ClientJson(p));
+  // nsqd: null when there are none, without clients, or when the topic filter found nothing.
+  j["producers"] = nullptr;
+  if (!s.topic_missing) {
+    for (const auto& p : s.producers) {
+      if (j["producers"].is_null()) j["producers"] = Json::array();
+      j["producers"].push_back(ClientJson(p));
+    }
   }
   return j;
 }
@@ -332,8 +337,7 @@ void StoreMetrics(Exposition& e, const Broker& broker) {
   };
   counter("cairn_store_group_commits_total", "Group writes to RocksDB.", store.commits.groups);
   counter("cairn_store_fsyncs_total", "WAL syncs.", store.commits.syncs);
-  counter("cairn_store_write_failures_total", "Group writes that failed.",
-          store.commits.failures);
+  counter("cairn_store_write_failures_total", "Group writes that failed.", store.commits.failures);
   e.Family("cairn_store_fsync_duration_seconds", "histogram",
            "Time of each synced group write (write and fsync).");
   e.Histogram("cairn_store_fsync_duration_seconds", store.commits.sync_seconds);
@@ -381,8 +385,7 @@ std::string MetricsText(Broker& broker, const TcpServer* tcp, int64_t now_ns) {
     e.Family(name, type, help);
     for (auto& t : topics) {
       if (const auto v = value(*t)) {
-        e.Sample(name, fmt::format("topic=\"{}\"", LabelValue(t->name())),
-                 static_cast<double>(*v));
+        e.Sample(name, fmt::format("topic=\"{}\"", LabelValue(t->name())), static_cast<double>(*v));
       }
     }
   };
@@ -512,8 +515,8 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
 
 void HttpApi::Ping(const Call& call) {
   if (!broker_.healthy()) {
-    return call.respond(Respond(http::status::internal_server_error, Health(broker_),
-                                "text/plain; charset=utf-8"));
+    return call.respond(
+        Respond(http::status::internal_server_error, Health(broker_), "text/plain; charset=utf-8"));
   }
   call.respond(Respond(http::status::ok, "OK", "text/plain; charset=utf-8"));
 }
@@ -570,14 +573,15 @@ void HttpApi::Publish(const std::string& topic_name, std::vector<storage::Messag
 
 namespace {
 
-// The `topic` a publish names, or nsqd's answer.
-tl::expected<std::string, HttpResponse> PublishTopic(const Query& q) {
+// The `topic` parameter, or nsqd's answer: MISSING_ARG_TOPIC, or INVALID_TOPIC if `validate`
+// (nsqd does not check the name of a topic it only looks up).
+tl::expected<const std::string*, HttpResponse> TopicName(const Query& q, bool validate) {
   const std::string* t = q.Get("topic");
   if (t == nullptr) return tl::unexpected(Error(http::status::bad_request, "MISSING_ARG_TOPIC"));
-  if (!IsValidTopicName(*t)) {
+  if (validate && !IsValidTopicName(*t)) {
     return tl::unexpected(Error(http::status::bad_request, "INVALID_TOPIC"));
   }
-  return *t;
+  return t;
 }
 
 }  // namespace
@@ -588,23 +592,23 @@ void HttpApi::Pub(const Call& call) {
     return call.respond(Error(http::status::payload_too_large, "MSG_TOO_BIG"));
   }
   if (body.empty()) return call.respond(Error(http::status::bad_request, "MSG_EMPTY"));
-  auto name = PublishTopic(call.query);
+  auto name = TopicName(call.query, /*validate=*/true);
   if (!name) return call.respond(std::move(name.error()));
   const int64_t now = WallNowNs();
   int64_t deliver_at = 0;
   if (const std::string* d = call.query.Get("defer")) {
     auto ms = nsq::ParseDecimal(*d);
     if (!ms || d->empty() || *ms > options_.max_req_timeout.count()) {
-      (void)broker_.GetOrCreateTopic(*name);  // nsqd creates the topic before this check
+      (void)broker_.GetOrCreateTopic(**name);  // nsqd creates the topic before this check
       return call.respond(Error(http::status::bad_request, "INVALID_DEFER"));
     }
     if (*ms > 0) deliver_at = now + *ms * 1'000'000;
   }
-  Publish(*name, {storage::MessageIn{body, now, deliver_at}}, call.respond);
+  Publish(**name, {storage::MessageIn{body, now, deliver_at}}, call.respond);
 }
 
 void HttpApi::Mpub(const Call& call) {
-  auto name = PublishTopic(call.query);
+  auto name = TopicName(call.query, /*validate=*/true);
   if (!name) return call.respond(std::move(name.error()));
   const std::string& body = call.request.body();
   const uint32_t max_msg_size = broker_.options().max_msg_size;
@@ -633,28 +637,24 @@ void HttpApi::Mpub(const Call& call) {
       messages.push_back({line, now, 0});
     }
   }
-  Publish(*name, std::move(messages), call.respond);
+  Publish(**name, std::move(messages), call.respond);
 }
 
 // ---- Topics ----
 
 tl::expected<std::shared_ptr<Topic>, HttpResponse> HttpApi::FindTopic(const Query& q,
-                                                                       bool validate) {
-  const std::string* t = q.Get("topic");
-  if (t == nullptr) return tl::unexpected(Error(http::status::bad_request, "MISSING_ARG_TOPIC"));
-  if (validate && !IsValidTopicName(*t)) {
-    return tl::unexpected(Error(http::status::bad_request, "INVALID_TOPIC"));
-  }
-  auto topic = broker_.FindTopic(*t);
+                                                                      bool validate) {
+  auto name = TopicName(q, validate);
+  if (!name) return tl::unexpected(std::move(name.error()));
+  auto topic = broker_.FindTopic(**name);
   if (!topic) return tl::unexpected(Error(http::status::not_found, "TOPIC_NOT_FOUND"));
   return topic;
 }
 
 void HttpApi::TopicCreate(const Call& call) {
-  const std::string* t = call.query.Get("topic");
-  if (t == nullptr) return call.respond(Error(http::status::bad_request, "MISSING_ARG_TOPIC"));
-  if (!IsValidTopicName(*t)) return call.respond(Error(http::status::bad_request, "INVALID_TOPIC"));
-  if (!broker_.GetOrCreateTopic(*t)) {
+  auto name = TopicName(call.query, /*validate=*/true);
+  if (!name) return call.respond(std::move(name.error()));
+  if (!broker_.GetOrCreateTopic(**name)) {
     return call.respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
   }
   call.respond(Ok());
