@@ -68,8 +68,8 @@ std::optional<ProtocolError> CheckTopic(std::string_view verb, const Command& cm
   if (!IsValidTopicName(cmd.params[0])) {
     // nsqd repeats the code in MPUB's text; clients match on the first word either way.
     return Fatal("E_BAD_TOPIC",
-                 fmt::format("{}{} topic name {} is not valid", verb == "MPUB" ? "E_BAD_TOPIC " : "",
-                             verb, GoQuote(cmd.params[0])));
+                 fmt::format("{}{} topic name {} is not valid",
+                             verb == "MPUB" ? "E_BAD_TOPIC " : "", verb, GoQuote(cmd.params[0])));
   }
   return std::nullopt;
 }

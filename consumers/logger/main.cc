@@ -244,8 +244,8 @@ class LoggerWorker {
     if (!co_await CallBroker("/topic/create?topic=" + s_.worker.topic, true)) co_return false;
     std::string position = "latest";
     if (s_.warm_start.count() > 0) {
-      position = "time:" + FormatRfc3339(WallNowNs() -
-                                         std::chrono::nanoseconds(s_.warm_start).count());
+      position =
+          "time:" + FormatRfc3339(WallNowNs() - std::chrono::nanoseconds(s_.warm_start).count());
     }
     if (!co_await CallBroker("/channel/create?" + tc + "&start=" + position, true)) {
       co_return false;

@@ -25,7 +25,7 @@ Server::~Server() {
 }
 
 tl::expected<std::unique_ptr<Server>, std::string> Server::Open(boost::asio::io_context& io,
-                                                                 ServerOptions options) {
+                                                                ServerOptions options) {
   if (options.start_time == 0) {
     options.start_time = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())

@@ -50,7 +50,7 @@ class Server {
   // Nothing is accepted before Start(). On failure nothing stays open, and the error says what
   // failed ("cannot open the store: ...", "TCP: cannot listen on 0.0.0.0:4150: ...").
   static tl::expected<std::unique_ptr<Server>, std::string> Open(boost::asio::io_context& io,
-                                                                  ServerOptions options);
+                                                                 ServerOptions options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

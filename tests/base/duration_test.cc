@@ -1,5 +1,5 @@
-// Go-style durations and RFC 3339 times (src/base/duration.h), as cairnd's flags and HTTP API and the
-// workers' --from/--to read them.
+// Go-style durations and RFC 3339 times (src/base/duration.h), as cairnd's flags and HTTP API and
+// the workers' --from/--to read them.
 #include "src/base/duration.h"
 
 #include <chrono>

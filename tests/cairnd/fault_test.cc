@@ -88,7 +88,6 @@ class Publisher {
   std::string last_error_;
 };
 
-
 // Every body on topic `t`, read on a new channel from the start of the log.
 std::set<std::string> StoredBodies(uint16_t port, uint16_t http_port, const std::string& channel) {
   HttpClient http(http_port);

@@ -103,8 +103,8 @@ TEST(Process, KillNineThenRestartDeliversExactlyTheUnfinished) {
     // in RocksDB.
     HttpClient http(cairnd.http_port());
     auto finished = [&] {
-      const auto j = nlohmann::json::parse(http.Get("/stats?format=json&topic=logs").body,
-                                           nullptr, /*allow_exceptions=*/false);
+      const auto j = nlohmann::json::parse(http.Get("/stats?format=json&topic=logs").body, nullptr,
+                                           /*allow_exceptions=*/false);
       if (!j.is_object() || !j["topics"].is_array() || j["topics"].empty()) return false;
       for (const auto& c : j["topics"][0]["channels"]) {
         if (c["channel_name"] == "archive") return c.value("cursor_offset", 0) == 500;
@@ -114,8 +114,8 @@ TEST(Process, KillNineThenRestartDeliversExactlyTheUnfinished) {
     ASSERT_TRUE(Eventually(finished));
     const double flushes = http.Metric("cairn_store_cursor_flushes_total");
     ASSERT_GE(flushes, 0);
-    ASSERT_TRUE(Eventually(
-        [&] { return http.Metric("cairn_store_cursor_flushes_total") >= flushes + 2; }));
+    ASSERT_TRUE(
+        Eventually([&] { return http.Metric("cairn_store_cursor_flushes_total") >= flushes + 2; }));
     const int status = cairnd.Signal(SIGKILL);
     ASSERT_TRUE(WIFSIGNALED(status));
   }

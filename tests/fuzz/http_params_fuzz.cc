@@ -1,7 +1,7 @@
-// Harness: an HTTP request target as cairnd's API (src/server/http_api.cc) and the workers' APIs read
-// it: net::ParseTarget (Boost.URL's origin form, percent-decoding, first value of each key), then
-// every parser a parameter's value goes through, run on every value (and on the whole input, so
-// that the parsers are reached without a well-formed target): nsq::ParseDecimal (`defer`,
+// Harness: an HTTP request target as cairnd's API (src/server/http_api.cc) and the workers' APIs
+// read it: net::ParseTarget (Boost.URL's origin form, percent-decoding, first value of each key),
+// then every parser a parameter's value goes through, run on every value (and on the whole input,
+// so that the parsers are reached without a well-formed target): nsq::ParseDecimal (`defer`,
 // `retention_bytes`), ParseDurationIn<milliseconds> and ParseDuration (`retention_age`,
 // `message_ttl`), ParseRfc3339 and ParseLogPosition (`start`, `to`, `at`), storage::ParseCodec
 // (`codec`), and the topic and channel name rules.

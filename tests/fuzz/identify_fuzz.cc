@@ -1,5 +1,6 @@
-// Harness: IDENTIFY's body (src/server/identify.h): net::ApplyIdentify with cairnd's default options on a
-// session's default settings, then net::NegotiatedJson on what it left, as the TCP session does.
+// Harness: IDENTIFY's body (src/server/identify.h): net::ApplyIdentify with cairnd's default
+// options on a session's default settings, then net::NegotiatedJson on what it left, as the TCP
+// session does.
 //
 // Checked besides crashes, sanitizer reports, time and memory:
 // - the same body always gives the same answer and the same settings (ApplyIdentify is pure);

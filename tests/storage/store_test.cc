@@ -375,8 +375,8 @@ TEST(Store, CursorFlushesAreBatchedOffTheAppendPath) {
   const uint64_t flushes = store->stats().cursor_flushes;
   for (uint64_t i = 0; i < 1000; ++i) cursor->Finish(i);
   // Two flush passes after the finishes: the second began after them all.
-  ASSERT_TRUE(cairn::testing::Eventually(
-      [&] { return store->stats().cursor_flushes >= flushes + 2; }));
+  ASSERT_TRUE(
+      cairn::testing::Eventually([&] { return store->stats().cursor_flushes >= flushes + 2; }));
   const auto after = store->stats().commits;
   // 1000 finishes became a handful of writes, none of them fsynced.
   EXPECT_LE(after.groups - before.groups, 10u);
