@@ -173,9 +173,9 @@ class Bench {
     for (int p = 0; p < cfg_.publishers; ++p) {
       auto conn = std::make_shared<nsq::Connection>(io_.get_executor(), ep_, opts);
       publishers_.push_back(conn);
-      conn->Open([this, conn](std::string err) {
-        if (!err.empty()) {
-          errors_.push_back("connect: " + err);
+      conn->Open([this, conn](Status opened) {
+        if (!opened) {
+          errors_.push_back(opened.error().message);
           return;
         }
         for (int i = 0; i < cfg_.pipeline; ++i) PublishNext(*conn, Clock::now());
@@ -283,10 +283,10 @@ class Bench {
     }
     sent_ += n;
     ++outstanding_;
-    auto done = [this, now, n, w = conn.weak()](std::string err) {
+    auto done = [this, now, n, w = conn.weak()](Status published) {
       --outstanding_;
-      if (!err.empty()) {
-        if (errors_.size() < 5) errors_.push_back(err);
+      if (!published) {
+        if (errors_.size() < 5) errors_.push_back(published.error().message);
         return;
       }
       ack_.Add(NowNs() - now);
@@ -362,7 +362,7 @@ int main(int argc, char** argv) {
   }
   auto ep = ParseAddress(cfg.address);
   if (!ep) {
-    std::fprintf(stderr, "cairn-bench: %s\n", ep.error().c_str());
+    std::fprintf(stderr, "cairn-bench: %s\n", ep.error().message.c_str());
     return 2;
   }
   asio::io_context io(1);

@@ -45,10 +45,10 @@ void Connection::Open(CommandCallback done) {
   });
   socket_.async_connect(endpoint_,
                         [self, done = std::move(done)](boost::system::error_code ec) mutable {
-                          if (self->closed_) return done("closed");
+                          if (self->closed_) return done(Fail(Errc::kClosed, "closed"));
                           if (ec) {
                             self->Close("connect: " + ec.message());
-                            return done("connect: " + ec.message());
+                            return done(Fail(Errc::kUnavailable, "connect: " + ec.message()));
                           }
                           boost::system::error_code ignored;
                           self->socket_.set_option(tcp::no_delay(true), ignored);
@@ -62,12 +62,12 @@ void Connection::Open(CommandCallback done) {
                           };
                           std::string bytes(kMagicV2);
                           AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
-                          self->Send(bytes, [self, done = std::move(done)](std::string error) {
+                          self->Send(bytes, [self, done = std::move(done)](Status st) {
                             self->idle_timer_.cancel();
-                            if (!error.empty()) return done(error);
+                            if (!st) return done(std::move(st));
                             self->ready_ = true;
                             self->ArmIdleTimer();
-                            done("");
+                            done({});
                           });
                           self->last_frame_ = std::chrono::steady_clock::now();
                           self->ReadLoop();
@@ -135,7 +135,7 @@ void Connection::Touch(const MessageId& id) {
 
 void Connection::Send(std::string_view bytes, CommandCallback done) {
   if (closed_) {
-    if (done) done("connection closed");
+    if (done) done(Fail(Errc::kUnavailable, "connection closed"));
     return;
   }
   pending_.push_back(std::move(done));
@@ -201,7 +201,7 @@ void Connection::OnFrame(const Frame& frame) {
       auto done = std::move(pending_.front());
       pending_.pop_front();
       if (!ready_ && frame.data.starts_with("{")) negotiated_ = ParseNegotiated(frame.data);
-      if (done) done("");
+      if (done) done({});
       return;
     }
     case FrameType::kError: {
@@ -214,7 +214,7 @@ void Connection::OnFrame(const Frame& frame) {
       if (!pending_.empty()) {
         auto done = std::move(pending_.front());
         pending_.pop_front();
-        if (done) done(text);
+        if (done) done(Fail(Errc::kRejected, text));
       }
       Close(text);
       return;
@@ -258,7 +258,7 @@ void Connection::Close(const std::string& reason) {
   auto pending = std::move(pending_);
   pending_.clear();
   for (auto& done : pending) {
-    if (done) done("connection lost: " + reason);
+    if (done) done(Fail(Errc::kUnavailable, "connection lost: " + reason));
   }
   if (on_close_) {
     auto handler = std::move(on_close_);
@@ -279,7 +279,7 @@ void Producer::Stop() {
   if (conn_) conn_->Close("producer stopped");
   conn_.reset();
   auto waiting = std::move(waiting_);
-  for (auto& [op, fail] : waiting) fail("producer stopped");
+  for (auto& [op, fail] : waiting) fail(Fail(Errc::kClosed, "producer stopped"));
 }
 
 void Producer::Publish(std::string topic, std::string body, CommandCallback done) {
@@ -303,7 +303,7 @@ void Producer::DeferredPublish(std::string topic, std::chrono::milliseconds dela
 }
 
 void Producer::WithConnection(std::function<void(Connection&)> op, CommandCallback on_fail) {
-  if (stopped_) return on_fail("producer stopped");
+  if (stopped_) return on_fail(Fail(Errc::kClosed, "producer stopped"));
   if (conn_ && conn_->open()) return op(*conn_);
   waiting_.emplace_back(std::move(op), std::move(on_fail));
   if (!connecting_) Connect();
@@ -316,9 +316,9 @@ void Producer::Connect() {
   conn->SetCloseHandler([this, weak = std::weak_ptr<Connection>(conn)](const std::string&) {
     if (conn_ == weak.lock()) conn_.reset();
   });
-  conn->Open([this, conn](std::string error) {
+  conn->Open([this, conn](Status opened) {
     if (stopped_) return;
-    if (error.empty()) {
+    if (opened) {
       connecting_ = false;
       backoff_ = std::chrono::milliseconds(0);
       auto waiting = std::move(waiting_);
@@ -330,7 +330,7 @@ void Producer::Connect() {
     // The next publish dials again, after the backoff.
     auto waiting = std::move(waiting_);
     waiting_.clear();
-    for (auto& [op, fail] : waiting) fail(error);
+    for (auto& [op, fail] : waiting) fail(opened);
     backoff_ = std::clamp(backoff_ * 2, options_.backoff_min, options_.backoff_max);
     retry_.expires_after(backoff_);
     retry_.async_wait([this](boost::system::error_code ec) {
@@ -384,10 +384,10 @@ void Consumer::Dial(size_t i) {
     links_[i].subscribed = false;
     ScheduleRedial(i);
   });
-  conn->Open([this, i, conn](std::string error) {
-    if (!error.empty()) return;  // the close handler schedules the redial
-    conn->Subscribe(topic_, channel_, [this, i, conn](std::string error) {
-      if (!error.empty()) return;
+  conn->Open([this, i, conn](Status opened) {
+    if (!opened) return;  // the close handler schedules the redial
+    conn->Subscribe(topic_, channel_, [this, i, conn](Status subscribed) {
+      if (!subscribed) return;
       links_[i].backoff = std::chrono::milliseconds(0);
       links_[i].subscribed = true;
       const int64_t rdy = std::min(RdyPerConnection(), conn->negotiated().max_rdy_count);

@@ -22,6 +22,7 @@
 
 #include "net/input_buffer.h"
 #include "net/protocol.h"
+#include "src/base/error.h"
 
 namespace cairn::nsq {
 
@@ -41,9 +42,10 @@ struct ClientOptions {
   size_t max_frame = 64u << 20;
 };
 
-// Result of a command: empty on success, otherwise the broker's error frame ("E_BAD_TOPIC ...")
-// or a description of the connection failure.
-using CommandCallback = std::function<void(std::string error)>;
+// Result of a command: success; kRejected with the broker's error frame ("E_BAD_TOPIC ...") as
+// the message; kUnavailable when the connection failed or closed before the answer; kClosed when
+// the producer was stopped.
+using CommandCallback = std::function<void(Status)>;
 
 class Connection;
 
@@ -90,7 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
              const ClientOptions& options);
   ~Connection();
 
-  // Connects and identifies; `done` gets "" once ready for commands.
+  // Connects and identifies; `done` succeeds once ready for commands.
   void Open(CommandCallback done);
   void SetMessageHandler(MessageHandler handler) { on_message_ = std::move(handler); }
   void SetCloseHandler(CloseHandler handler) { on_close_ = std::move(handler); }

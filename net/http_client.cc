@@ -23,7 +23,7 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 std::string HttpResult::Describe() const {
-  if (!answered()) return error;
+  if (!answered()) return transport.error().message;
   std::string_view b(body);
   while (!b.empty() && (b.back() == '\n' || b.back() == '\r')) b.remove_suffix(1);
   if (b.size() > 300) b = b.substr(0, 300);
@@ -85,7 +85,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       }
       if (ec) {
         Disconnect();
-        result.error = fmt::format("connect {}:{}: {}", host, port, ec.message());
+        result.transport =
+            Fail(Errc::kUnavailable, fmt::format("connect {}:{}: {}", host, port, ec.message()));
         co_return result;
       }
       connected = true;
@@ -100,8 +101,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     }
     if (ec) {
       Disconnect();
-      result.error = fmt::format("{}:{}{}: {}", host, port, std::string(request.target()),
-                                 ec == beast::error::timeout ? "timed out" : ec.message());
+      result.transport =
+          Fail(Errc::kUnavailable,
+               fmt::format("{}:{}{}: {}", host, port, std::string(request.target()),
+                           ec == beast::error::timeout ? "timed out" : ec.message()));
       co_return result;
     }
     auto& response = parser.get();

@@ -18,14 +18,18 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include "src/base/error.h"
+
 namespace cairn::net {
 
+// An answered request is a value whatever its status (callers treat 4xx and 5xx differently);
+// `transport` fails (kUnavailable) when there was no answer: refused, reset, timed out.
 struct HttpResult {
-  std::string error;  // the transport failed: refused, reset, timed out; empty when answered
+  Status transport;
   int status = 0;
   std::string body;
 
-  bool answered() const { return error.empty(); }
+  bool answered() const { return transport.has_value(); }
   bool ok() const { return answered() && status >= 200 && status < 300; }
   // For logs: "HTTP 500: <body>" or the transport error.
   std::string Describe() const;

@@ -239,10 +239,9 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
   std::shared_ptr<HttpStream> streaming_;
 };
 
-HttpServer::HttpServer(asio::io_context& io, const tcp::endpoint& endpoint, size_t max_body,
-                       HttpHandler handler,
+HttpServer::HttpServer(asio::io_context& io, size_t max_body, HttpHandler handler,
                        std::function<HttpResponse(const HttpRequest&)> too_large)
-    : Listener(io, endpoint,
+    : Listener(io,
                [max_body, handler = std::make_shared<HttpHandler>(std::move(handler)),
                 too_large = std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(
                     std::move(too_large))](tcp::socket socket, std::shared_ptr<SessionSet> set) {

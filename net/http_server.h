@@ -71,10 +71,9 @@ using HttpHandler = std::function<void(const HttpRequest& request, HttpResponder
 // after their response) and CloseAll().
 class HttpServer : public Listener {
  public:
-  // Binds and listens; throws boost::system::system_error if the address cannot be bound.
-  // Requests whose body exceeds `max_body` get `too_large(request)` without reading the body.
-  HttpServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-             size_t max_body, HttpHandler handler,
+  // Listen() binds it. Requests whose body exceeds `max_body` get `too_large(request)` without
+  // reading the body.
+  HttpServer(boost::asio::io_context& io, size_t max_body, HttpHandler handler,
              std::function<HttpResponse(const HttpRequest&)> too_large);
 };
 

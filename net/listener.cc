@@ -2,19 +2,30 @@
 
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "src/base/address.h"
 
 namespace cairn::net {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint, Factory factory)
-    : acceptor_(io), retry_(io), factory_(std::move(factory)) {
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen();
+Listener::Listener(asio::io_context& io, Factory factory)
+    : acceptor_(io), retry_(io), factory_(std::move(factory)) {}
+
+Status Listener::Listen(const tcp::endpoint& endpoint) {
+  boost::system::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) return {};
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  return Fail(Errc::kUnavailable,
+              fmt::format("cannot listen on {}: {}", FormatAddress(endpoint), ec.message()));
 }
 
 Listener::~Listener() {

@@ -12,6 +12,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "src/base/error.h"
+
 namespace cairn::net {
 
 class ListenedSession {
@@ -50,11 +52,12 @@ class Listener {
   // Starts a session for an accepted socket.
   using Factory = std::function<void(boost::asio::ip::tcp::socket, std::shared_ptr<SessionSet>)>;
 
-  // Binds and listens; throws boost::system::system_error if the address cannot be bound.
-  Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-           Factory factory);
+  Listener(boost::asio::io_context& io, Factory factory);
   ~Listener();
 
+  // Binds and listens (port 0 picks one); kUnavailable names the address and the reason when
+  // it cannot be bound. Start() then accepts.
+  Status Listen(const boost::asio::ip::tcp::endpoint& endpoint);
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   void Start();
   void Drain();

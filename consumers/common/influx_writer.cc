@@ -22,7 +22,7 @@ std::string Encode(std::string_view s) {
 
 // InfluxDB 1.x answers errors as {"error":"..."}.
 std::string ErrorText(const net::HttpResult& r) {
-  if (!r.answered()) return r.error;
+  if (!r.answered()) return r.transport.error().message;
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) {
     return j["error"].get<std::string>();
@@ -44,11 +44,12 @@ void InfluxWriter::Batch::Append(std::string_view line, uint64_t owner) {
   owners.push_back(owner);
 }
 
-tl::expected<std::unique_ptr<InfluxWriter>, std::string> InfluxWriter::Create(
-    asio::io_context& io, InfluxWriterOptions options) {
+Result<std::unique_ptr<InfluxWriter>> InfluxWriter::Create(asio::io_context& io,
+                                                           InfluxWriterOptions options) {
   auto url = net::ParseHttpUrl(options.url);
-  if (!url) return tl::unexpected("not an http:// URL: " + options.url);
-  if (options.database.empty()) return tl::unexpected(std::string("the database is required"));
+  if (!url)
+    return Fail(Errc::kInvalidArgument, "--influxdb-url: not an http:// URL: " + options.url);
+  if (options.database.empty()) return Fail(Errc::kInvalidArgument, "--database is required");
   options.batch_size = std::max<size_t>(1, options.batch_size);
   options.concurrency = std::max<size_t>(1, options.concurrency);
   return std::unique_ptr<InfluxWriter>(new InfluxWriter(io, std::move(options), std::move(*url)));

@@ -24,7 +24,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <tl/expected.hpp>
+#include "src/base/error.h"
 
 #include "net/http_client.h"
 #include "net/prometheus.h"
@@ -64,9 +64,9 @@ class InfluxWriter {
  public:
   using Done = std::function<void(std::vector<RejectedLine> rejected)>;
 
-  // Fails on a URL that is not http://host[:port][/path].
-  static tl::expected<std::unique_ptr<InfluxWriter>, std::string> Create(
-      boost::asio::io_context& io, InfluxWriterOptions options);
+  // kInvalidArgument for a URL that is not http://host[:port][/path], or no database.
+  static Result<std::unique_ptr<InfluxWriter>> Create(boost::asio::io_context& io,
+                                                      InfluxWriterOptions options);
   ~InfluxWriter();
 
   // Queues one message's lines: complete line-protocol points with their timestamps, each ended

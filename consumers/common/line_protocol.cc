@@ -47,7 +47,10 @@ std::string Snippet(std::string_view s) {
 
 std::string Quote(std::string_view s) { return "\"" + Snippet(s) + "\""; }
 
-tl::unexpected<std::string> Fail(std::string reason) { return tl::unexpected(std::move(reason)); }
+// Every failure of the parser and of the writability check is kInvalidArgument.
+tl::unexpected<Error> Invalid(std::string reason) {
+  return Fail(Errc::kInvalidArgument, std::move(reason));
+}
 
 // Index of the first byte at or after `pos` that is in `stops` and not escaped (the byte before
 // it, if at or after `pos`, is not a backslash); s.size() if none. A backslash escapes the next
@@ -172,9 +175,11 @@ bool IsFloatSyntax(std::string_view t, int64_t* decimal_exponent) {
   return i == t.size();
 }
 
-// An unquoted field value: integer, unsigned, float or boolean. nullopt on success.
-std::optional<std::string> ParseScalar(std::string_view t, std::string_view key, FieldValue* v) {
-  auto invalid = [&] { return "invalid field value for " + Quote(key) + ": " + Snippet(t); };
+// An unquoted field value: integer, unsigned, float or boolean.
+Status ParseScalar(std::string_view t, std::string_view key, FieldValue* v) {
+  auto invalid = [&] {
+    return Invalid("invalid field value for " + Quote(key) + ": " + Snippet(t));
+  };
   const char last = t.back();
   if (last == 'i' || last == 'u') {
     const std::string_view digits = t.substr(0, t.size() - 1);
@@ -192,11 +197,11 @@ std::optional<std::string> ParseScalar(std::string_view t, std::string_view key,
       r = std::from_chars(digits.data(), digits.data() + digits.size(), v->u);
     }
     if (r.ec == std::errc::result_out_of_range) {
-      return std::string(is_int ? "integer" : "unsigned integer") + " out of range for field " +
-             Quote(key) + ": " + Snippet(t);
+      return Invalid(std::string(is_int ? "integer" : "unsigned integer") +
+                     " out of range for field " + Quote(key) + ": " + Snippet(t));
     }
     if (r.ec != std::errc() || r.ptr != digits.data() + digits.size()) return invalid();
-    return std::nullopt;
+    return {};
   }
   if (IsDigit(t[0]) || t[0] == '-' || t[0] == '.') {
     int64_t decimal_exponent = 0;
@@ -205,24 +210,24 @@ std::optional<std::string> ParseScalar(std::string_view t, std::string_view key,
     const auto r = std::from_chars(t.data(), t.data() + t.size(), v->f);
     if (r.ec == std::errc::result_out_of_range && decimal_exponent < 0) {
       v->f = t[0] == '-' ? -0.0 : 0.0;  // too small: InfluxDB (Go's ParseFloat) reads 0
-      return std::nullopt;
+      return {};
     }
     if (r.ec == std::errc::result_out_of_range) {
-      return "float out of range for field " + Quote(key) + ": " + Snippet(t);
+      return Invalid("float out of range for field " + Quote(key) + ": " + Snippet(t));
     }
     if (r.ec != std::errc() || r.ptr != t.data() + t.size()) return invalid();
-    return std::nullopt;
+    return {};
   }
   static constexpr std::array<std::string_view, 5> kTrue = {"t", "T", "true", "True", "TRUE"};
   static constexpr std::array<std::string_view, 5> kFalse = {"f", "F", "false", "False", "FALSE"};
   v->type = FieldValue::Type::kBoolean;
   if (std::find(kTrue.begin(), kTrue.end(), t) != kTrue.end()) {
     v->b = true;
-    return std::nullopt;
+    return {};
   }
   if (std::find(kFalse.begin(), kFalse.end(), t) != kFalse.end()) {
     v->b = false;
-    return std::nullopt;
+    return {};
   }
   return invalid();
 }
@@ -247,11 +252,11 @@ const std::string* RepeatedTagKey(const std::vector<std::pair<std::string, std::
   return it == keys.end() ? nullptr : *it;
 }
 
-std::optional<std::string> CheckTimestamp(int64_t ts) {
+Status CheckTimestamp(int64_t ts) {
   if (ts < kMinTimestampNs || ts > kMaxTimestampNs) {
-    return "timestamp out of range: " + std::to_string(ts);
+    return Invalid("timestamp out of range: " + std::to_string(ts));
   }
-  return std::nullopt;
+  return {};
 }
 
 template <typename T>
@@ -327,18 +332,18 @@ bool IsBlankOrComment(std::string_view line) {
   return line.empty() || line.front() == '#';
 }
 
-tl::expected<Point, std::string> ParseLine(std::string_view line) {
+Result<Point> ParseLine(std::string_view line) {
   Point p;
   if (auto ok = ParseLineInto(line, &p); !ok) return tl::unexpected(std::move(ok.error()));
   return p;
 }
 
-tl::expected<void, std::string> ParseLineInto(std::string_view line, Point* out) {
+Status ParseLineInto(std::string_view line, Point* out) {
   const std::string_view s = TrimLine(line);
   const size_t n = s.size();
-  if (n == 0) return Fail("empty line");
-  if (s[0] == '#') return Fail("line is a comment");
-  if (s.find('\n') != std::string_view::npos) return Fail("newline inside a line");
+  if (n == 0) return Invalid("empty line");
+  if (s[0] == '#') return Invalid("line is a comment");
+  if (s.find('\n') != std::string_view::npos) return Invalid("newline inside a line");
 
   // Fill `out` in place: its strings and vectors keep their capacity from the last line, so
   // a worker parsing line after line allocates next to nothing.
@@ -352,77 +357,79 @@ tl::expected<void, std::string> ParseLineInto(std::string_view line, Point* out)
     if (fields == p.fields.size()) p.fields.emplace_back();
     return p.fields[fields++];
   };
-  auto done = [&]() -> tl::expected<void, std::string> {
+  auto done = [&]() -> Status {
     p.tags.resize(tags);
     p.fields.resize(fields);
     return {};
   };
   p.timestamp.reset();
   size_t pos = FindUnescaped(s, 0, ", ");
-  if (pos == 0) return Fail("missing measurement");
-  if (pos == n) return Fail("missing fields");
+  if (pos == 0) return Invalid("missing measurement");
+  if (pos == n) return Invalid("missing fields");
   Unescape(s.substr(0, pos), kMeasurementSpecials, &p.measurement);
 
   // Tags: s[pos] is ',' before each one, ' ' after the last.
   while (s[pos] == ',') {
     const size_t key_start = pos + 1;
     const size_t key_end = FindUnescaped(s, key_start, "=, ");
-    if (key_end == key_start) return Fail("missing tag key");
+    if (key_end == key_start) return Invalid("missing tag key");
     auto& [key, value] = next_tag();
     Unescape(s.substr(key_start, key_end - key_start), kKeySpecials, &key);
-    if (key_end == n || s[key_end] != '=') return Fail("missing '=' after tag key " + Quote(key));
-    if (key == "time") return Fail("invalid tag key \"time\"");
+    if (key_end == n || s[key_end] != '=')
+      return Invalid("missing '=' after tag key " + Quote(key));
+    if (key == "time") return Invalid("invalid tag key \"time\"");
     const size_t value_start = key_end + 1;
     const size_t value_end = FindUnescaped(s, value_start, ",= ");
-    if (value_end == value_start) return Fail("missing tag value for " + Quote(key));
-    if (value_end == n) return Fail("missing fields");
+    if (value_end == value_start) return Invalid("missing tag value for " + Quote(key));
+    if (value_end == n) return Invalid("missing fields");
     if (s[value_end] == '=') {
-      return Fail("invalid tag value for " + Quote(key) + ": unescaped '=' in " +
-                  Snippet(s.substr(value_start, value_end - value_start + 1)));
+      return Invalid("invalid tag value for " + Quote(key) + ": unescaped '=' in " +
+                     Snippet(s.substr(value_start, value_end - value_start + 1)));
     }
     Unescape(s.substr(value_start, value_end - value_start), kKeySpecials, &value);
     pos = value_end;
   }
   if (pos > kMaxSeriesKeyBytes) {
-    return Fail("series key too long: " + std::to_string(pos) + " bytes (max " +
-                std::to_string(kMaxSeriesKeyBytes) + ")");
+    return Invalid("series key too long: " + std::to_string(pos) + " bytes (max " +
+                   std::to_string(kMaxSeriesKeyBytes) + ")");
   }
   p.tags.resize(tags);
   if (const std::string* key = RepeatedTagKey(p.tags))
-    return Fail("duplicate tag key " + Quote(*key));
+    return Invalid("duplicate tag key " + Quote(*key));
 
   while (pos < n && s[pos] == ' ') ++pos;
-  if (pos == n) return Fail("missing fields");
+  if (pos == n) return Invalid("missing fields");
 
   // Fields: each key=value, then ',' before the next one, ' ' before the timestamp, or the end.
   for (;;) {
     const size_t key_end = FindUnescaped(s, pos, "=, ");
-    if (key_end == pos) return Fail("missing field key");
+    if (key_end == pos) return Invalid("missing field key");
     auto& [key, value] = next_field();
     Unescape(s.substr(pos, key_end - pos), kKeySpecials, &key);
     if (key_end == n || s[key_end] != '=') {
-      return Fail("missing '=' after field key " + Quote(key));
+      return Invalid("missing '=' after field key " + Quote(key));
     }
-    if (key == "time") return Fail("invalid field key \"time\"");
+    if (key == "time") return Invalid("invalid field key \"time\"");
     pos = key_end + 1;
     if (pos == n || s[pos] == ',' || s[pos] == ' ') {
-      return Fail("missing field value for " + Quote(key));
+      return Invalid("missing field value for " + Quote(key));
     }
     value.s.clear();
     if (s[pos] == '"') {
       value.type = FieldValue::Type::kString;
       const size_t end = ScanString(s, pos, &value.s);
       if (end == std::string_view::npos) {
-        return Fail("unterminated string for field " + Quote(key) + ": " + Snippet(s.substr(pos)));
+        return Invalid("unterminated string for field " + Quote(key) + ": " +
+                       Snippet(s.substr(pos)));
       }
       if (end < n && s[end] != ',' && s[end] != ' ') {
-        return Fail("unexpected text after string for field " + Quote(key) + ": " +
-                    Snippet(s.substr(end)));
+        return Invalid("unexpected text after string for field " + Quote(key) + ": " +
+                       Snippet(s.substr(end)));
       }
       pos = end;
     } else {
       const size_t end = EndOfValue(s, pos);
-      if (auto error = ParseScalar(s.substr(pos, end - pos), key, &value)) return Fail(*error);
+      if (auto st = ParseScalar(s.substr(pos, end - pos), key, &value); !st) return st;
       pos = end;
     }
     if (pos == n) return done();
@@ -434,58 +441,62 @@ tl::expected<void, std::string> ParseLineInto(std::string_view line, Point* out)
   if (pos == n) return done();
   const size_t ts_end = std::min(s.find(' ', pos), n);
   const std::string_view ts = s.substr(pos, ts_end - pos);
-  if (!IsSignedDecimal(ts)) return Fail("invalid timestamp: " + Snippet(ts));
+  if (!IsSignedDecimal(ts)) return Invalid("invalid timestamp: " + Snippet(ts));
   int64_t value = 0;
   const auto r = std::from_chars(ts.data(), ts.data() + ts.size(), value);
-  if (r.ec == std::errc::result_out_of_range) return Fail("timestamp out of range: " + Snippet(ts));
+  if (r.ec == std::errc::result_out_of_range)
+    return Invalid("timestamp out of range: " + Snippet(ts));
   if (r.ec != std::errc() || r.ptr != ts.data() + ts.size()) {
-    return Fail("invalid timestamp: " + Snippet(ts));
+    return Invalid("invalid timestamp: " + Snippet(ts));
   }
-  if (auto error = CheckTimestamp(value)) return Fail(*error);
+  if (auto st = CheckTimestamp(value); !st) return st;
   p.timestamp = value;
   pos = ts_end;
   while (pos < n && s[pos] == ' ') ++pos;
-  if (pos != n) return Fail("unexpected text after timestamp: " + Snippet(s.substr(pos)));
+  if (pos != n) return Invalid("unexpected text after timestamp: " + Snippet(s.substr(pos)));
   return done();
 }
 
-std::optional<std::string> WhyUnwritable(const Point& p) {
+Status CheckWritable(const Point& p) {
   // The checks every measurement, key and tag value shares.
-  auto name_problem = [](std::string_view what,
-                         std::string_view text) -> std::optional<std::string> {
-    if (text.empty()) return "empty " + std::string(what);
-    if (text.back() == '\\') return std::string(what) + " ends in a backslash: " + Quote(text);
+  auto check_name = [](std::string_view what, std::string_view text) -> Status {
+    if (text.empty()) return Invalid("empty " + std::string(what));
+    if (text.back() == '\\')
+      return Invalid(std::string(what) + " ends in a backslash: " + Quote(text));
     if (text.find('\n') != std::string_view::npos) {
-      return std::string(what) + " contains a newline: " + Quote(text);
+      return Invalid(std::string(what) + " contains a newline: " + Quote(text));
     }
-    return std::nullopt;
+    return {};
   };
-  if (auto problem = name_problem("measurement", p.measurement)) return problem;
-  if (p.measurement.front() == '#') return "measurement starts with '#': " + Quote(p.measurement);
+  if (auto st = check_name("measurement", p.measurement); !st) return st;
+  if (p.measurement.front() == '#')
+    return Invalid("measurement starts with '#': " + Quote(p.measurement));
   if (p.measurement.front() == '\t')
-    return "measurement starts with a tab: " + Quote(p.measurement);
+    return Invalid("measurement starts with a tab: " + Quote(p.measurement));
   size_t key_size = EscapedSize(p.measurement, kMeasurementSpecials);
   for (const auto& [key, value] : p.tags) {
-    if (auto problem = name_problem("tag key", key)) return problem;
-    if (auto problem = name_problem("tag value", value)) return problem;
-    if (key == "time") return "invalid tag key \"time\"";
+    if (auto st = check_name("tag key", key); !st) return st;
+    if (auto st = check_name("tag value", value); !st) return st;
+    if (key == "time") return Invalid("invalid tag key \"time\"");
     key_size += 2 + EscapedSize(key, kKeySpecials) + EscapedSize(value, kKeySpecials);
   }
-  if (key_size > kMaxSeriesKeyBytes) return "series key too long: " + std::to_string(key_size);
-  if (const std::string* key = RepeatedTagKey(p.tags)) return "duplicate tag key " + Quote(*key);
-  if (p.fields.empty()) return "no fields";
+  if (key_size > kMaxSeriesKeyBytes)
+    return Invalid("series key too long: " + std::to_string(key_size));
+  if (const std::string* key = RepeatedTagKey(p.tags))
+    return Invalid("duplicate tag key " + Quote(*key));
+  if (p.fields.empty()) return Invalid("no fields");
   for (const auto& [key, value] : p.fields) {
-    if (auto problem = name_problem("field key", key)) return problem;
-    if (key == "time") return "invalid field key \"time\"";
+    if (auto st = check_name("field key", key); !st) return st;
+    if (key == "time") return Invalid("invalid field key \"time\"");
     if (value.type == FieldValue::Type::kFloat && !std::isfinite(value.f)) {
-      return "field " + Quote(key) + " is not a finite float";
+      return Invalid("field " + Quote(key) + " is not a finite float");
     }
     if (value.type == FieldValue::Type::kString && value.s.find('\n') != std::string::npos) {
-      return "string field " + Quote(key) + " contains a newline";
+      return Invalid("string field " + Quote(key) + " contains a newline");
     }
   }
   if (p.timestamp) return CheckTimestamp(*p.timestamp);
-  return std::nullopt;
+  return {};
 }
 
 void AppendLine(const Point& p, std::string* out) {

@@ -39,7 +39,7 @@
 #include <utility>
 #include <vector>
 
-#include <tl/expected.hpp>
+#include "src/base/error.h"
 
 namespace cairn::consumers {
 
@@ -85,13 +85,13 @@ std::string_view TrimLine(std::string_view line);
 // True for a line ForEachLine skips: empty once trimmed, or a '#' comment.
 bool IsBlankOrComment(std::string_view line);
 
-// Parses one line (no '\n'; a trailing '\r' is tolerated). On failure, a short reason naming
-// what is wrong and where, e.g. `invalid field value for "value": 12x`, fit to publish as is
-// (user text in it is quoted and cut to a few dozen bytes).
-tl::expected<Point, std::string> ParseLine(std::string_view line);
+// Parses one line (no '\n'; a trailing '\r' is tolerated). On failure, kInvalidArgument with a
+// short reason naming what is wrong and where, e.g. `invalid field value for "value": 12x`, fit
+// to publish as is (user text in it is quoted and cut to a few dozen bytes).
+Result<Point> ParseLine(std::string_view line);
 // The same into `*out`, reusing its storage (for a parser in a loop). On failure `*out` holds
 // part of the line and is not to be used.
-tl::expected<void, std::string> ParseLineInto(std::string_view line, Point* out);
+Status ParseLineInto(std::string_view line, Point* out);
 
 // Calls fn(std::string_view line) for each line of `body` that is not blank or a comment. The
 // line has no '\n' and no trailing '\r'; it views `body`.
@@ -106,15 +106,15 @@ void ForEachLine(std::string_view body, F&& fn) {
   }
 }
 
-// Why `p` has no line that parses back to it (empty measurement, key or tag value; a
-// measurement, key or tag value ending in a backslash; a newline anywhere; a measurement
-// starting with '#' or a tab; no fields; a "time" key; a repeated tag key; NaN or Inf; a
-// timestamp out of range); nullopt when it has one.
-std::optional<std::string> WhyUnwritable(const Point& p);
+// Whether `p` has a line that parses back to it; if not, kInvalidArgument saying why (empty
+// measurement, key or tag value; a measurement, key or tag value ending in a backslash; a
+// newline anywhere; a measurement starting with '#' or a tab; no fields; a "time" key; a
+// repeated tag key; NaN or Inf; a timestamp out of range).
+Status CheckWritable(const Point& p);
 
 // `p` in canonical line protocol: escapes applied, integers with 'i', unsigned with 'u', floats
 // in shortest round-trip form, strings quoted, booleans as true/false, then the timestamp if
-// any. No '\n'. When WhyUnwritable(p) is nullopt, ParseLine(FormatLine(p)) == p.
+// any. No '\n'. When CheckWritable(p) succeeds, ParseLine(FormatLine(p)) == p.
 std::string FormatLine(const Point& p);
 void AppendLine(const Point& p, std::string* out);
 

@@ -11,7 +11,7 @@ MetricsMessage PrepareMetricsMessage(std::string_view body, int64_t publish_time
   thread_local Point point;  // reused line after line
   ForEachLine(body, [&](std::string_view line) {
     if (auto ok = ParseLineInto(line, &point); !ok) {
-      out.rejected.push_back({std::string(line), "parse: " + ok.error()});
+      out.rejected.push_back({std::string(line), "parse: " + ok.error().message});
       return;
     }
     AppendForWrite(line, point, publish_time_ns, &out.lines);

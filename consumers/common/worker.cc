@@ -62,21 +62,21 @@ void SetUpLogging(const WorkerFlags& flags) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %L %v");
 }
 
-tl::expected<std::vector<tcp::endpoint>, std::string> BrokerEndpoints(const WorkerFlags& flags) {
+Result<std::vector<tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags) {
   std::vector<tcp::endpoint> out;
   for (const auto& a : flags.nsqd_tcp_addresses) {
     auto ep = ParseAddress(a);
-    if (!ep) return tl::unexpected("--nsqd-tcp-address " + a + ": " + ep.error());
+    if (!ep) return Fail("--nsqd-tcp-address", ep.error());
     out.push_back(*ep);
   }
-  if (out.empty()) return tl::unexpected(std::string("--nsqd-tcp-address is required"));
+  if (out.empty()) return Fail(Errc::kInvalidArgument, "--nsqd-tcp-address is required");
   return out;
 }
 
-tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(asio::io_context& io,
-                                                                       const std::string& address) {
+Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
+                                                    const std::string& address) {
   auto ep = ParseAddress(address);
-  if (!ep) return tl::unexpected("--nsqd-http-address " + address + ": " + ep.error());
+  if (!ep) return Fail("--nsqd-http-address", ep.error());
   return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(), ep->port(),
                                            std::chrono::seconds(10));
 }
@@ -89,29 +89,25 @@ net::HttpResponse TextResponse(int status, std::string body, std::string_view co
   return r;
 }
 
-std::unique_ptr<WorkerHttp> WorkerHttp::Start(asio::io_context& io, const std::string& address,
-                                              std::function<std::string()> health,
-                                              std::function<void(net::Exposition&)> metrics,
-                                              Routes routes) {
-  try {
-    return std::make_unique<WorkerHttp>(io, address, std::move(health), std::move(metrics),
-                                        std::move(routes));
-  } catch (const boost::system::system_error& e) {
-    spdlog::critical("HTTP: cannot listen on {}: {}", address, e.what());
-    return nullptr;
-  }
+Result<std::unique_ptr<WorkerHttp>> WorkerHttp::Start(asio::io_context& io,
+                                                      const std::string& address,
+                                                      std::function<std::string()> health,
+                                                      std::function<void(net::Exposition&)> metrics,
+                                                      Routes routes) {
+  auto ep = ParseAddress(address);
+  if (!ep) return Fail("--http-address", ep.error());
+  std::unique_ptr<WorkerHttp> http(
+      new WorkerHttp(io, std::move(health), std::move(metrics), std::move(routes)));
+  if (auto st = http->server_->Listen(*ep); !st) return Fail("HTTP", st.error());
+  http->server_->Start();
+  spdlog::info("HTTP: listening on {}", FormatAddress(http->server_->local_endpoint()));
+  return http;
 }
 
-WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
-                       std::function<std::string()> health,
+WorkerHttp::WorkerHttp(asio::io_context& io, std::function<std::string()> health,
                        std::function<void(net::Exposition&)> metrics, Routes routes) {
-  auto ep = ParseAddress(address);
-  if (!ep) {
-    throw boost::system::system_error(make_error_code(boost::system::errc::invalid_argument),
-                                      "--http-address " + address + ": " + ep.error());
-  }
   server_ = std::make_unique<net::HttpServer>(
-      io, *ep, 1u << 20,
+      io, 1u << 20,
       [health = std::move(health), metrics = std::move(metrics), routes = std::move(routes)](
           const net::HttpRequest& request, net::HttpResponder respond) {
         const net::Query q = net::ParseTarget(request.target());
@@ -131,8 +127,6 @@ WorkerHttp::WorkerHttp(asio::io_context& io, const std::string& address,
         respond(TextResponse(404, "404 page not found\n"));
       },
       [](const net::HttpRequest&) { return TextResponse(413, "request body too large\n"); });
-  server_->Start();
-  spdlog::info("HTTP: listening on {}", FormatAddress(server_->local_endpoint()));
 }
 
 std::shared_ptr<asio::signal_set> OnShutdownSignal(asio::io_context& io, std::function<void()> fn) {

@@ -15,7 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <tl/expected.hpp>
+#include "src/base/error.h"
 
 #include "consumers/common/influx_writer.h"
 #include "net/http_client.h"
@@ -56,11 +56,11 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags);
 void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options);
 // Sets up logging (spdlog to stderr, at --log-level).
 void SetUpLogging(const WorkerFlags& flags);
-tl::expected<std::vector<boost::asio::ip::tcp::endpoint>, std::string> BrokerEndpoints(
-    const WorkerFlags& flags);
+// The --nsqd-tcp-address endpoints; kInvalidArgument naming the flag and the address.
+Result<std::vector<boost::asio::ip::tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags);
 // An HttpClient for one --nsqd-http-address.
-tl::expected<std::unique_ptr<net::HttpClient>, std::string> BrokerHttp(boost::asio::io_context& io,
-                                                                       const std::string& address);
+Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
+                                                    const std::string& address);
 
 // The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
 // returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers
@@ -69,21 +69,21 @@ class WorkerHttp {
  public:
   using Routes =
       std::function<bool(const net::HttpRequest&, const net::Query&, net::HttpResponder&)>;
-  // Binds, starts, and logs "HTTP: listening on <addr>" for scripts (port 0 picks one). Throws
-  // boost::system::system_error if the address cannot be bound.
-  WorkerHttp(boost::asio::io_context& io, const std::string& address,
-             std::function<std::string()> health, std::function<void(net::Exposition&)> metrics,
-             Routes routes = nullptr);
-  // The same for a worker's main: nullptr, with the reason logged, if it cannot listen.
-  static std::unique_ptr<WorkerHttp> Start(boost::asio::io_context& io, const std::string& address,
-                                           std::function<std::string()> health,
-                                           std::function<void(net::Exposition&)> metrics,
-                                           Routes routes = nullptr);
+  // Binds --http-address, starts, and logs "HTTP: listening on <addr>" for scripts (port 0
+  // picks one). The error names the flag and the address.
+  static Result<std::unique_ptr<WorkerHttp>> Start(boost::asio::io_context& io,
+                                                   const std::string& address,
+                                                   std::function<std::string()> health,
+                                                   std::function<void(net::Exposition&)> metrics,
+                                                   Routes routes = nullptr);
   boost::asio::ip::tcp::endpoint local_endpoint() const { return server_->local_endpoint(); }
   void Drain() { server_->Drain(); }
   void CloseAll() { server_->CloseAll(); }
 
  private:
+  WorkerHttp(boost::asio::io_context& io, std::function<std::string()> health,
+             std::function<void(net::Exposition&)> metrics, Routes routes);
+
   std::unique_ptr<net::HttpServer> server_;
 };
 

@@ -430,7 +430,7 @@ int main(int argc, char** argv) {
   }
   auto brokers = BrokerEndpoints(s.worker);
   if (!brokers) {
-    spdlog::critical("{}", brokers.error());
+    spdlog::critical("{}", brokers.error().message);
     return 2;
   }
   if (brokers->size() != 1 || s.worker.nsqd_http_addresses.size() != 1) {
@@ -443,7 +443,7 @@ int main(int argc, char** argv) {
   asio::io_context io(1);
   auto broker_http = BrokerHttp(io, s.worker.nsqd_http_addresses.front());
   if (!broker_http) {
-    spdlog::critical("{}", broker_http.error());
+    spdlog::critical("{}", broker_http.error().message);
     return 2;
   }
   int exit_code = 0;
@@ -451,13 +451,17 @@ int main(int argc, char** argv) {
     exit_code = 1;
     io.stop();
   });
-  auto http = WorkerHttp::Start(
+  auto started = WorkerHttp::Start(
       io, s.worker.http_address, [&] { return worker.Health(); },
       [&](net::Exposition& e) { worker.Expose(e); },
       [&](const net::HttpRequest& r, const net::Query& q, net::HttpResponder& respond) {
         return worker.Route(r, q, respond);
       });
-  if (!http) return 1;
+  if (!started) {
+    spdlog::critical("{}", started.error().message);
+    return 1;
+  }
+  std::unique_ptr<WorkerHttp> http = std::move(*started);
   spdlog::info(
       "cairn-logger ready topic={} channel={} lines_per_app={} max_memory={} warm_start={}",
       s.worker.topic, s.worker.channel, s.store.lines_per_app, s.store.max_bytes,

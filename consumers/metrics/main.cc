@@ -157,13 +157,14 @@ class MetricsWorker {
     std::vector<std::string> copy = records;
     producer_.MultiPublish(
         s_.rejected_topic, std::move(copy),
-        [this, key, records = std::move(records)](std::string error) mutable {
+        [this, key, records = std::move(records)](Status published) mutable {
           --publishing_;
           auto it = held_.find(key);
           if (it == held_.end()) return;
-          if (error.empty()) return Finish(it);
+          if (published) return Finish(it);
           ++publish_failures_;
-          spdlog::warn("publish to {} failed, retrying: {}", s_.rejected_topic, error);
+          spdlog::warn("publish to {} failed, retrying: {}", s_.rejected_topic,
+                       published.error().message);
           auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1));
           ++publishing_;
           retry->async_wait(
@@ -251,20 +252,24 @@ int main(int argc, char** argv) {
 
   auto brokers = BrokerEndpoints(s.worker);
   if (!brokers) {
-    spdlog::critical("{}", brokers.error());
+    spdlog::critical("{}", brokers.error().message);
     return 2;
   }
   asio::io_context io(1);
   auto writer = InfluxWriter::Create(io, s.influx);
   if (!writer) {
-    spdlog::critical("--influxdb-url: {}", writer.error());
+    spdlog::critical("{}", writer.error().message);
     return 2;
   }
   MetricsWorker worker(io, s, *brokers, std::move(*writer));
-  auto http = WorkerHttp::Start(
+  auto started = WorkerHttp::Start(
       io, s.worker.http_address, [&] { return worker.Health(); },
       [&](net::Exposition& e) { worker.Expose(e); });
-  if (!http) return 1;
+  if (!started) {
+    spdlog::critical("{}", started.error().message);
+    return 1;
+  }
+  std::unique_ptr<WorkerHttp> http = std::move(*started);
   worker.Start();
   spdlog::info("cairn-metrics ready topic={} channel={} influxdb={} database={} batch_size={}",
                s.worker.topic, s.worker.channel, s.influx.url, s.influx.database,

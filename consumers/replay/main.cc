@@ -484,7 +484,7 @@ int main(int argc, char** argv) {
   }
   auto brokers = BrokerEndpoints(s.worker);
   if (!brokers) {
-    spdlog::critical("{}", brokers.error());
+    spdlog::critical("{}", brokers.error().message);
     return 2;
   }
   const auto& tcp = s.worker.nsqd_tcp_addresses;
@@ -502,7 +502,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < tcp.size(); ++i) {
     auto client = BrokerHttp(io, http_addresses[i]);
     if (!client) {
-      spdlog::critical("{}", client.error());
+      spdlog::critical("{}", client.error().message);
       return 2;
     }
     sources[i].tcp_address = tcp[i];
@@ -514,7 +514,7 @@ int main(int argc, char** argv) {
   if (!s.dry_run) {
     auto w = InfluxWriter::Create(io, s.influx);
     if (!w) {
-      spdlog::critical("--influxdb-url: {}", w.error());
+      spdlog::critical("{}", w.error().message);
       return 2;
     }
     writer = std::move(*w);
@@ -522,10 +522,14 @@ int main(int argc, char** argv) {
   Replay replay(io, s, std::move(sources), std::move(writer), *from, *to);
   std::unique_ptr<WorkerHttp> http;
   if (!s.worker.http_address.empty()) {
-    http = WorkerHttp::Start(
+    auto started = WorkerHttp::Start(
         io, s.worker.http_address, [&] { return replay.Health(); },
         [&](net::Exposition& e) { replay.Expose(e); });
-    if (!http) return 1;
+    if (!started) {
+      spdlog::critical("{}", started.error().message);
+      return 1;
+    }
+    http = std::move(*started);
   }
   auto signals = OnShutdownSignal(io, [&] { replay.Interrupt(); });
   int exit_code = 1;

@@ -10,9 +10,9 @@ namespace cairn {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-tl::expected<tcp::endpoint, std::string> ParseAddress(std::string_view text) {
+Result<tcp::endpoint> ParseAddress(std::string_view text) {
   auto bad = [&](std::string_view why) {
-    return tl::unexpected(fmt::format("invalid address \"{}\": {}", text, why));
+    return Fail(Errc::kInvalidArgument, fmt::format("invalid address \"{}\": {}", text, why));
   };
   const size_t colon = text.rfind(':');
   if (colon == std::string_view::npos) return bad("expected host:port");

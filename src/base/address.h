@@ -6,11 +6,12 @@
 #include <string_view>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <tl/expected.hpp>
+#include "src/base/error.h"
 
 namespace cairn {
 
-tl::expected<boost::asio::ip::tcp::endpoint, std::string> ParseAddress(std::string_view text);
+// kInvalidArgument for a malformed address or a name that does not resolve.
+Result<boost::asio::ip::tcp::endpoint> ParseAddress(std::string_view text);
 // "127.0.0.1:4150", "[::1]:4150".
 std::string FormatAddress(const boost::asio::ip::tcp::endpoint& endpoint);
 

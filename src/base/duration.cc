@@ -8,8 +8,10 @@
 
 namespace cairn {
 
-tl::expected<std::chrono::nanoseconds, std::string> ParseDuration(std::string_view text) {
-  auto bad = [&] { return tl::unexpected(fmt::format("invalid duration \"{}\"", text)); };
+Result<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
+  auto bad = [&] {
+    return Fail(Errc::kInvalidArgument, fmt::format("invalid duration \"{}\"", text));
+  };
   constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
   auto digit = [](char c) { return c >= '0' && c <= '9'; };
   std::string_view s = text;

@@ -9,23 +9,24 @@
 #include <string>
 #include <string_view>
 
-#include <tl/expected.hpp>
+#include "src/base/error.h"
 
 namespace cairn {
 
 // The shortest Go-style spelling: "1h0m0s" style is avoided; 3600s prints as "1h", 90s as "1m30s".
 std::string FormatDuration(std::chrono::nanoseconds d);
-tl::expected<std::chrono::nanoseconds, std::string> ParseDuration(std::string_view text);
+// kInvalidArgument for anything else.
+Result<std::chrono::nanoseconds> ParseDuration(std::string_view text);
 // The same, kept in `Duration`'s unit. A value that unit cannot hold exactly is refused, not cut:
 // retention_age=500us kept in milliseconds would become 0, which means "keep forever".
 template <class Duration>
-tl::expected<Duration, std::string> ParseDurationIn(std::string_view text) {
+Result<Duration> ParseDurationIn(std::string_view text) {
   auto parsed = ParseDuration(text);
   if (!parsed) return tl::unexpected(parsed.error());
   const auto kept = std::chrono::duration_cast<Duration>(*parsed);
   if (std::chrono::duration_cast<std::chrono::nanoseconds>(kept) != *parsed) {
-    return tl::unexpected("invalid duration \"" + std::string(text) + "\": finer than " +
-                          FormatDuration(Duration(1)));
+    return Fail(Errc::kInvalidArgument, "invalid duration \"" + std::string(text) +
+                                            "\": finer than " + FormatDuration(Duration(1)));
   }
   return kept;
 }

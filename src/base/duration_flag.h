@@ -19,7 +19,7 @@ void AddDurationFlag(CLI::App& app, const std::string& name, Duration* value,
          name,
          [value, name](const std::string& text) {
            auto parsed = ParseDurationIn<Duration>(text);
-           if (!parsed) throw CLI::ValidationError(name, parsed.error());
+           if (!parsed) throw CLI::ValidationError(name, parsed.error().message);
            *value = *parsed;
          },
          help)

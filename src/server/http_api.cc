@@ -16,6 +16,7 @@
 #include "net/protocol.h"
 #include "src/base/clock.h"
 #include "src/base/duration.h"
+#include "src/server/errors.h"
 #include "src/server/identify.h"
 #include "src/server/tcp_server.h"
 
@@ -45,6 +46,12 @@ HttpResponse Ok(std::string body = "") {
 HttpResponse Error(http::status status, std::string_view message) {
   return Respond(status, fmt::format("{{\"message\":\"{}\"}}", message),
                  "application/json; charset=utf-8");
+}
+
+// The answer to an operation the core failed (errors.h); `what` names it in the log.
+HttpResponse Failure(HttpOperation operation, std::string_view what, const cairn::Error& error) {
+  const HttpFailure f = HttpFailed(operation, what, error);
+  return Error(f.status, f.message);
 }
 
 HttpResponse JsonBody(const Json& j) {
@@ -560,13 +567,10 @@ void HttpApi::Metrics(const Call& call) {
 void HttpApi::Publish(const std::string& topic_name, std::vector<storage::MessageIn> messages,
                       HttpResponder respond) {
   auto topic = broker_.GetOrCreateTopic(topic_name);
-  if (!topic) return respond(Error(http::status::service_unavailable, "EXITING"));
+  if (!topic) return respond(Failure(HttpOperation::kPublish, "publish", topic.error()));
   if (messages.empty()) return respond(Ok("OK"));  // nsqd: an /mpub of no lines is OK
   (*topic)->Publish(messages, [respond](storage::Result<storage::AppendResult> r) {
-    if (!r) {
-      spdlog::error("HTTP publish failed: {}", r.error().ToString());
-      return respond(Error(http::status::service_unavailable, "EXITING"));
-    }
+    if (!r) return respond(Failure(HttpOperation::kPublish, "publish", r.error()));
     respond(Ok("OK"));
   });
 }
@@ -654,8 +658,8 @@ tl::expected<std::shared_ptr<Topic>, HttpResponse> HttpApi::FindTopic(const Quer
 void HttpApi::TopicCreate(const Call& call) {
   auto name = TopicName(call.query, /*validate=*/true);
   if (!name) return call.respond(std::move(name.error()));
-  if (!broker_.GetOrCreateTopic(**name)) {
-    return call.respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
+  if (auto created = broker_.GetOrCreateTopic(**name); !created) {
+    return call.respond(Failure(HttpOperation::kManage, call.query.path, created.error()));
   }
   call.respond(Ok());
 }
@@ -663,8 +667,8 @@ void HttpApi::TopicCreate(const Call& call) {
 void HttpApi::TopicDelete(const Call& call) {
   auto topic = FindTopic(call.query, /*validate=*/false);
   if (!topic) return call.respond(std::move(topic.error()));
-  if (!broker_.DeleteTopic((*topic)->name())) {
-    return call.respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
+  if (auto deleted = broker_.DeleteTopic((*topic)->name()); !deleted) {
+    return call.respond(Failure(HttpOperation::kManage, call.query.path, deleted.error()));
   }
   call.respond(Ok());
 }
@@ -759,8 +763,8 @@ void HttpApi::TopicConfig(const Call& call) {
     if (!codec) return call.respond(Error(http::status::bad_request, "INVALID_ARG_CODEC"));
     settings.codec = *codec;
   }
-  if (!(*topic)->Configure(settings)) {
-    return call.respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
+  if (auto configured = (*topic)->Configure(settings); !configured) {
+    return call.respond(Failure(HttpOperation::kManage, call.query.path, configured.error()));
   }
   call.respond(Ok());
 }
@@ -799,8 +803,8 @@ void HttpApi::ChannelCreate(const Call& call) {
     start = ResolvePosition(topic->log(), *s);
     if (!start) return call.respond(Error(http::status::bad_request, "INVALID_ARG_START"));
   }
-  if (!topic->GetOrCreateChannel(*call.query.Get("channel"), start)) {
-    return call.respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
+  if (auto created = topic->GetOrCreateChannel(*call.query.Get("channel"), start); !created) {
+    return call.respond(Failure(HttpOperation::kManage, call.query.path, created.error()));
   }
   call.respond(Ok());
 }
@@ -808,8 +812,8 @@ void HttpApi::ChannelCreate(const Call& call) {
 void HttpApi::ChannelDelete(const Call& call) {
   auto found = FindChannel(call.query, /*must_exist=*/true);
   if (!found) return call.respond(std::move(found.error()));
-  if (!found->first->DeleteChannel(*call.query.Get("channel"))) {
-    return call.respond(Error(http::status::internal_server_error, "INTERNAL_ERROR"));
+  if (auto deleted = found->first->DeleteChannel(*call.query.Get("channel")); !deleted) {
+    return call.respond(Failure(HttpOperation::kManage, call.query.path, deleted.error()));
   }
   call.respond(Ok());
 }

@@ -177,10 +177,10 @@ IdentifySettings IdentifySettings::Defaults(const SessionOptions& options) {
   return s;
 }
 
-tl::expected<bool, std::string> ApplyIdentify(std::string_view body, const SessionOptions& options,
-                                              const BrokerOptions& broker, IdentifySettings* s) {
+Result<bool> ApplyIdentify(std::string_view body, const SessionOptions& options,
+                           const BrokerOptions& broker, IdentifySettings* s) {
   auto fields = Decode(body);
-  if (!fields) return tl::unexpected(std::string(kDecodeError));
+  if (!fields) return Fail(Errc::kInvalidArgument, std::string(kDecodeError));
   const Fields& f = *fields;
   if (f.client_id) s->client_id = *f.client_id;
   if (f.hostname) s->hostname = *f.hostname;
@@ -192,7 +192,7 @@ tl::expected<bool, std::string> ApplyIdentify(std::string_view body, const Sessi
     s->heartbeat_interval = ms(0);
   } else if (v != 0) {
     if (v < 1000 || v > options.max_heartbeat_interval.count()) {
-      return tl::unexpected(fmt::format("heartbeat interval ({}) is invalid", v));
+      return Fail(Errc::kInvalidArgument, fmt::format("heartbeat interval ({}) is invalid", v));
     }
     s->heartbeat_interval = ms(v);
   }
@@ -202,7 +202,7 @@ tl::expected<bool, std::string> ApplyIdentify(std::string_view body, const Sessi
   } else if (v != 0) {
     if (v < options.min_output_buffer_timeout.count() ||
         v > options.max_output_buffer_timeout.count()) {
-      return tl::unexpected(fmt::format("output buffer timeout ({}) is invalid", v));
+      return Fail(Errc::kInvalidArgument, fmt::format("output buffer timeout ({}) is invalid", v));
     }
     s->output_buffer_timeout = ms(v);
   }
@@ -211,18 +211,18 @@ tl::expected<bool, std::string> ApplyIdentify(std::string_view body, const Sessi
     s->output_buffer_timeout = ms(0);
   } else if (size != 0) {
     if (size < 64 || size > options.max_output_buffer_size) {
-      return tl::unexpected(fmt::format("output buffer size ({}) is invalid", size));
+      return Fail(Errc::kInvalidArgument, fmt::format("output buffer size ({}) is invalid", size));
     }
     s->output_buffer_size = size;
   }
   if (const int64_t v = f.sample_rate.value_or(0); v < 0 || v > 99) {
-    return tl::unexpected(fmt::format("sample rate ({}) is invalid", v));
+    return Fail(Errc::kInvalidArgument, fmt::format("sample rate ({}) is invalid", v));
   } else {
     s->sample_rate = static_cast<int32_t>(v);
   }
   if (const int64_t v = f.msg_timeout.value_or(0); v != 0) {
     if (v < 1000 || v > broker.max_msg_timeout.count()) {
-      return tl::unexpected(fmt::format("msg timeout ({}) is invalid", v));
+      return Fail(Errc::kInvalidArgument, fmt::format("msg timeout ({}) is invalid", v));
     }
     s->msg_timeout = ms(v);
   }

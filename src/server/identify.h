@@ -7,8 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include <tl/expected.hpp>
-
+#include "src/base/error.h"
 #include "src/core/options.h"
 #include "src/server/options.h"
 
@@ -30,12 +29,12 @@ struct IdentifySettings {
 };
 
 // Applies an IDENTIFY body to `settings`. Returns whether the client asked for feature
-// negotiation, or the text of nsqd's E_BAD_BODY error ("heartbeat interval (5) is invalid").
+// negotiation, or kInvalidArgument with the text of nsqd's E_BAD_BODY error ("heartbeat interval
+// (5) is invalid").
 // TLS, snappy and deflate are not supported: negotiation answers false and the client carries
 // on in plain text, as it does with an nsqd that has them turned off.
-tl::expected<bool, std::string> ApplyIdentify(std::string_view body, const SessionOptions& options,
-                                              const BrokerOptions& broker,
-                                              IdentifySettings* settings);
+Result<bool> ApplyIdentify(std::string_view body, const SessionOptions& options,
+                           const BrokerOptions& broker, IdentifySettings* settings);
 
 // The JSON nsqd answers with when feature_negotiation is set, keys in nsqd's order.
 std::string NegotiatedJson(const IdentifySettings& settings, const SessionOptions& options,

@@ -87,21 +87,21 @@ void AddFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
 }
 
 // Reads the flags kept as text into `options`; the error names the flag.
-std::optional<std::string> Resolve(const Flags& flags, ServerOptions* options) {
+Status Resolve(const Flags& flags, ServerOptions* options) {
   auto policy = storage::SyncPolicy::Parse(flags.sync);
-  if (!policy) return policy.error().message;
+  if (!policy) return tl::unexpected(policy.error());
   auto codec = storage::ParseCodec(flags.codec);
-  if (!codec) return codec.error().message;
+  if (!codec) return tl::unexpected(codec.error());
   auto endpoint = ParseAddress(flags.tcp_address);
-  if (!endpoint) return "--tcp-address: " + endpoint.error();
+  if (!endpoint) return Fail("--tcp-address", endpoint.error());
   auto http_endpoint = ParseAddress(flags.http_address);
-  if (!http_endpoint) return "--http-address: " + http_endpoint.error();
+  if (!http_endpoint) return Fail("--http-address", http_endpoint.error());
   options->store.sync = *policy;
   options->store.default_codec = *codec;
   options->store.default_retention.age = flags.retention_age;
   options->tcp_address = *endpoint;
   options->http_address = *http_endpoint;
-  return std::nullopt;
+  return {};
 }
 
 // Runs the server on `io` until a signal on `signals` has drained it; the exit status.
@@ -110,7 +110,7 @@ int Serve(asio::io_context& io, asio::signal_set& signals, const ServerOptions& 
   {
     auto opened = Server::Open(io, options);
     if (!opened) {
-      spdlog::critical("{}", opened.error());
+      spdlog::critical("{}", opened.error().message);
       return 1;
     }
     Server& server = **opened;
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
   CLI::App app{"cairnd: a durable, NSQ-compatible message broker"};
   AddFlags(app, &options, &flags);
   CLI11_PARSE(app, argc, argv);
-  if (auto error = Resolve(flags, &options)) {
-    fmt::print(stderr, "cairnd: {}\n", *error);
+  if (auto resolved = Resolve(flags, &options); !resolved) {
+    fmt::print(stderr, "cairnd: {}\n", resolved.error().message);
     return 2;
   }
 

@@ -24,8 +24,7 @@ Server::~Server() {
   if (store_ && !closed_) (void)store_->Close();
 }
 
-tl::expected<std::unique_ptr<Server>, std::string> Server::Open(boost::asio::io_context& io,
-                                                                ServerOptions options) {
+Result<std::unique_ptr<Server>> Server::Open(boost::asio::io_context& io, ServerOptions options) {
   if (options.start_time == 0) {
     options.start_time = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())
@@ -34,29 +33,25 @@ tl::expected<std::unique_ptr<Server>, std::string> Server::Open(boost::asio::io_
   std::unique_ptr<Server> s(new Server(io, std::move(options)));
   const ServerOptions& o = s->options_;
   auto opened = storage::Store::Open(o.store);
-  if (!opened) return tl::unexpected("cannot open the store: " + opened.error().ToString());
+  if (!opened) return Fail("cannot open the store", opened.error());
   s->store_ = std::move(*opened);
   s->broker_ = std::make_unique<Broker>(io, *s->store_, o.broker);
   s->broker_->Start();
-  try {
-    s->tcp_ = std::make_unique<net::TcpServer>(io, *s->broker_, o.session, o.tcp_address);
-  } catch (const boost::system::system_error& e) {
-    s->broker_->Stop();
-    return tl::unexpected(
-        fmt::format("TCP: cannot listen on {}: {}", FormatAddress(o.tcp_address), e.what()));
-  }
+  s->tcp_ = std::make_unique<net::TcpServer>(io, *s->broker_, o.session);
   Server* self = s.get();
-  try {
-    s->http_ = std::make_unique<net::HttpServer>(
-        io, o.http_address, o.session.max_body_size,
-        [self](const net::HttpRequest& req, net::HttpResponder respond) {
-          self->api_->Handle(req, std::move(respond));
-        },
-        [self](const net::HttpRequest& req) { return self->api_->TooLarge(req); });
-  } catch (const boost::system::system_error& e) {
+  s->http_ = std::make_unique<net::HttpServer>(
+      io, o.session.max_body_size,
+      [self](const net::HttpRequest& req, net::HttpResponder respond) {
+        self->api_->Handle(req, std::move(respond));
+      },
+      [self](const net::HttpRequest& req) { return self->api_->TooLarge(req); });
+  if (auto st = s->tcp_->Listen(o.tcp_address); !st) {
     s->broker_->Stop();
-    return tl::unexpected(
-        fmt::format("HTTP: cannot listen on {}: {}", FormatAddress(o.http_address), e.what()));
+    return Fail("TCP", st.error());
+  }
+  if (auto st = s->http_->Listen(o.http_address); !st) {
+    s->broker_->Stop();
+    return Fail("HTTP", st.error());
   }
   net::HttpApiInfo info;
   info.hostname = o.hostname;
@@ -111,7 +106,7 @@ void Server::Stop() {
   broker_->Stop();
 }
 
-storage::Status Server::Close() {
+Status Server::Close() {
   closed_ = true;
   return store_->Close();
 }

@@ -15,8 +15,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <tl/expected.hpp>
 
+#include "src/base/error.h"
 #include "src/core/broker.h"
 #include "src/server/options.h"
 #include "storage/options.h"
@@ -49,8 +49,7 @@ class Server {
   // Opens the store, loads its topics and channels into the broker, and binds both listeners.
   // Nothing is accepted before Start(). On failure nothing stays open, and the error says what
   // failed ("cannot open the store: ...", "TCP: cannot listen on 0.0.0.0:4150: ...").
-  static tl::expected<std::unique_ptr<Server>, std::string> Open(boost::asio::io_context& io,
-                                                                 ServerOptions options);
+  static Result<std::unique_ptr<Server>> Open(boost::asio::io_context& io, ServerOptions options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -68,7 +67,7 @@ class Server {
   // Closes the store, after the io_context has stopped: the appends still queued complete and
   // their completions are handed to the broker, which must still exist (it goes no further, as
   // its loop has stopped). Fails if the store's last sync failed.
-  storage::Status Close();
+  Status Close();
 
   boost::asio::ip::tcp::endpoint tcp_endpoint() const;
   boost::asio::ip::tcp::endpoint http_endpoint() const;

@@ -21,6 +21,7 @@
 #include "net/input_buffer.h"
 #include "net/protocol.h"
 #include "src/base/clock.h"
+#include "src/server/errors.h"
 #include "src/server/identify.h"
 
 namespace cairn::net {
@@ -250,7 +251,8 @@ class TcpSession final : public Subscriber,
   std::optional<nsq::ProtocolError> Identify(const nsq::Command& cmd) {
     if (state_ != State::kInit) return Invalid("cannot IDENTIFY in current state");
     auto applied = ApplyIdentify(cmd.body, options_, broker_.options(), &settings_);
-    if (!applied) return nsq::ProtocolError{"E_BAD_BODY", "IDENTIFY " + applied.error(), true};
+    if (!applied)
+      return nsq::ProtocolError{"E_BAD_BODY", "IDENTIFY " + applied.error().message, true};
     ArmHeartbeat();
     if (!*applied) {
       RespondText(nsq::kOk);
@@ -266,13 +268,9 @@ class TcpSession final : public Subscriber,
       return Invalid("cannot SUB with heartbeats disabled");
     }
     auto topic = broker_.GetOrCreateTopic(cmd.params[0]);
-    if (!topic) {
-      return nsq::ProtocolError{"E_SUB_FAILED", "SUB failed " + topic.error().message, true};
-    }
+    if (!topic) return CommandFailed(remote_, "SUB", topic.error());
     auto channel = (*topic)->GetOrCreateChannel(cmd.params[1]);
-    if (!channel) {
-      return nsq::ProtocolError{"E_SUB_FAILED", "SUB failed " + channel.error().message, true};
-    }
+    if (!channel) return CommandFailed(remote_, "SUB", channel.error());
     topic_ = *topic;
     channel_ = *channel;
     state_ = State::kSubscribed;
@@ -295,10 +293,7 @@ class TcpSession final : public Subscriber,
       if (*ms > 0) deliver_at = now + *ms * 1'000'000;
     }
     auto topic = broker_.GetOrCreateTopic(cmd.params[0]);
-    if (!topic) {
-      return nsq::ProtocolError{fmt::format("E_{}_FAILED", verb),
-                                fmt::format("{} failed {}", verb, topic.error().message), true};
-    }
+    if (!topic) return CommandFailed(remote_, verb, topic.error());
     std::vector<storage::MessageIn> messages;
     if (cmd.verb == nsq::Verb::kMpub) {
       messages.reserve(cmd.bodies.size());
@@ -308,23 +303,20 @@ class TcpSession final : public Subscriber,
     }
     const uint64_t seq = slot_base_ + slots_.size();
     slots_.emplace_back();
-    (*topic)->Publish(messages, [self = shared_from_this(), seq, verb,
-                                 topic_name = std::string(cmd.params[0])](
-                                    storage::Result<storage::AppendResult> result) {
-      Slot& slot = self->slots_[seq - self->slot_base_];
-      slot.ready = true;
-      if (result) {
-        self->pub_counts_[topic_name] += result->count;
-        nsq::AppendResponse(slot.frame, nsq::kOk);
-      } else {
-        spdlog::error("client={} {} failed: {}", self->remote_, verb, result.error().ToString());
-        slot.fatal = true;
-        nsq::AppendError(slot.frame,
-                         {fmt::format("E_{}_FAILED", verb),
-                          fmt::format("{} failed {}", verb, result.error().message), true});
-      }
-      self->DrainSlots();
-    });
+    (*topic)->Publish(
+        messages, [self = shared_from_this(), seq, verb, topic_name = std::string(cmd.params[0])](
+                      storage::Result<storage::AppendResult> result) {
+          Slot& slot = self->slots_[seq - self->slot_base_];
+          slot.ready = true;
+          if (result) {
+            self->pub_counts_[topic_name] += result->count;
+            nsq::AppendResponse(slot.frame, nsq::kOk);
+          } else {
+            slot.fatal = true;
+            nsq::AppendError(slot.frame, CommandFailed(self->remote_, verb, result.error()));
+          }
+          self->DrainSlots();
+        });
     return std::nullopt;
   }
 
@@ -593,15 +585,12 @@ class TcpSession final : public Subscriber,
   int unacked_ = 0;  // UnacknowledgedBytes() when last looked at
 };
 
-TcpServer::TcpServer(asio::io_context& io, Broker& broker, const SessionOptions& options,
-                     const tcp::endpoint& endpoint)
-    : Listener(io, endpoint,
-               [&broker, options](tcp::socket socket, std::shared_ptr<SessionSet> set) {
-                 boost::system::error_code ignored;
-                 socket.set_option(tcp::no_delay(true), ignored);
-                 std::make_shared<TcpSession>(std::move(socket), broker, options, std::move(set))
-                     ->Start();
-               }) {}
+TcpServer::TcpServer(asio::io_context& io, Broker& broker, const SessionOptions& options)
+    : Listener(io, [&broker, options](tcp::socket socket, std::shared_ptr<SessionSet> set) {
+        boost::system::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        std::make_shared<TcpSession>(std::move(socket), broker, options, std::move(set))->Start();
+      }) {}
 
 std::vector<ClientStats> TcpServer::Producers() const {
   std::vector<ClientStats> out;

@@ -24,9 +24,8 @@ namespace cairn::net {
 // included, then close); CloseAll() closes whatever is still open at the deadline.
 class TcpServer : public Listener {
  public:
-  // Binds and listens; throws boost::system::system_error if the address cannot be bound.
-  TcpServer(boost::asio::io_context& io, Broker& broker, const SessionOptions& options,
-            const boost::asio::ip::tcp::endpoint& endpoint);
+  // Listen() binds it.
+  TcpServer(boost::asio::io_context& io, Broker& broker, const SessionOptions& options);
   // Connections that have published, with their counts per topic (nsqd's /stats "producers").
   std::vector<ClientStats> Producers() const;
 };

@@ -114,7 +114,7 @@ TEST(SampleTraffic, EveryMetricsLineParsesAsTheDeisOutputWritesIt) {
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string& line = lines[i];
     auto parsed = consumers::ParseLine(line);
-    ASSERT_TRUE(parsed.has_value()) << line << ": " << parsed.error();
+    ASSERT_TRUE(parsed.has_value()) << line << ": " << parsed.error().message;
     const consumers::Point& p = *parsed;
     // A request is three points in a row, of one set of tags and one time.
     ASSERT_EQ(p.measurement, kMeasurements[i % 3]) << line;

@@ -115,9 +115,10 @@ size_t Missing(const std::vector<std::string>& acked, const std::set<std::string
   return missing;
 }
 
-// Under publish load the disk fills: publishes get E_MPUB_FAILED, cairnd stays up and keeps
-// serving reads, nothing it acknowledged is lost, and once space returns publishes succeed again.
-// A kill -9 afterwards loses nothing acknowledged either.
+// Under publish load the disk fills: publishes get E_MPUB_FAILED over TCP and 503 EXITING over
+// HTTP (nsqd's answers, which clients retry), cairnd stays up and keeps serving reads, nothing it
+// acknowledged is lost, and once space returns publishes succeed again. A kill -9 afterwards loses
+// nothing acknowledged either.
 TEST(Fault, AFullDiskFailsPublishesLosesNothingAcknowledgedAndRecovers) {
   TempDir dir;
   ScopedTmpfs disk(dir.sub("mnt"), "256m");
@@ -164,6 +165,9 @@ TEST(Fault, AFullDiskFailsPublishesLosesNothingAcknowledgedAndRecovers) {
   {
     HttpClient http(cairnd.http_port());
     EXPECT_EQ(http.Get("/ping").status, 500) << "/ping must say the store cannot write";
+    const Reply pub = http.Post("/pub?topic=t0", std::string(64u << 10, 'h'));
+    EXPECT_EQ(pub.status, 503) << pub.body;
+    EXPECT_EQ(pub.body, R"({"message":"EXITING"})");
   }
 
   std::filesystem::remove(disk.path() + "/ballast");

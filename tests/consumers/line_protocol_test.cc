@@ -22,14 +22,14 @@ void PrintTo(const FieldValue& v, std::ostream* os) {
 
 void PrintTo(const Point& p, std::ostream* os) {
   *os << "Point{" << FormatLine(p) << "}";
-  if (auto why = WhyUnwritable(p)) *os << " (unwritable: " << *why << ")";
+  if (auto st = CheckWritable(p); !st) *os << " (unwritable: " << st.error().message << ")";
 }
 
-void PrintTo(const tl::expected<Point, std::string>& p, std::ostream* os) {
+void PrintTo(const Result<Point>& p, std::ostream* os) {
   if (p) {
     PrintTo(*p, os);
   } else {
-    *os << "error: " << p.error();
+    *os << "error: " << p.error().ToString();
   }
 }
 
@@ -43,7 +43,7 @@ constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 Point ParseOk(std::string_view line) {
   auto p = ParseLine(line);
   if (!p) {
-    ADD_FAILURE() << "unexpected error for [" << line << "]: " << p.error();
+    ADD_FAILURE() << "unexpected error for [" << line << "]: " << p.error().message;
     return {};
   }
   return *p;
@@ -55,7 +55,8 @@ std::string ParseErr(std::string_view line) {
     ADD_FAILURE() << "expected an error for [" << line << "], got " << testing::PrintToString(*p);
     return {};
   }
-  return p.error();
+  EXPECT_EQ(p.error().code, Errc::kInvalidArgument);
+  return p.error().message;
 }
 
 // The single field of "m f=<text>".
@@ -557,18 +558,19 @@ TEST(LineProtocol, FormatRoundTripsTrickyPoints) {
        kMinTimestampNs},
   };
   for (const Point& p : points) {
-    EXPECT_EQ(WhyUnwritable(p), std::nullopt) << testing::PrintToString(p);
+    EXPECT_TRUE(CheckWritable(p)) << testing::PrintToString(p);
     EXPECT_EQ(ParseLine(FormatLine(p)), p) << FormatLine(p);
   }
 }
 
-TEST(LineProtocol, WhyUnwritableNamesWhatLineProtocolCannotSay) {
+TEST(LineProtocol, CheckWritableNamesWhatLineProtocolCannotSay) {
   const Point good{"m", {{"k", "v"}}, {{"f", FieldValue::Integer(1)}}, 1};
-  EXPECT_EQ(WhyUnwritable(good), std::nullopt);
+  EXPECT_TRUE(CheckWritable(good));
   auto with = [&](auto change) {
     Point p = good;
     change(p);
-    return WhyUnwritable(p).value_or("(writable)");
+    const Status st = CheckWritable(p);
+    return st ? std::string("(writable)") : st.error().message;
   };
   EXPECT_EQ(with([](Point& p) { p.measurement = ""; }), "empty measurement");
   EXPECT_EQ(with([](Point& p) { p.measurement = "m\\"; }),
@@ -696,7 +698,7 @@ TEST(LineProtocol, FormatRoundTripsRandomPoints) {
   int with_backslash = 0;
   for (int i = 0; i < 500; ++i) {
     const Point p = gen.Next();
-    ASSERT_EQ(WhyUnwritable(p), std::nullopt) << testing::PrintToString(p);
+    ASSERT_TRUE(CheckWritable(p)) << testing::PrintToString(p);
     const std::string line = FormatLine(p);
     ASSERT_EQ(ParseLine(line), p) << line;
     ASSERT_EQ(Lines(line), std::vector<std::string>{line});  // never taken for a comment
@@ -768,12 +770,12 @@ TEST(LineProtocol, RandomMutationsNeverCrashOrMisread) {
     }
     auto p = ParseLine(line);
     if (!p) {
-      ASSERT_FALSE(p.error().empty()) << line;
-      ASSERT_LT(p.error().size(), 512u) << line;
+      ASSERT_FALSE(p.error().message.empty()) << line;
+      ASSERT_LT(p.error().message.size(), 512u) << line;
       continue;
     }
     ++parsed;
-    ASSERT_EQ(WhyUnwritable(*p), std::nullopt) << line;
+    ASSERT_TRUE(CheckWritable(*p)) << line;
     const std::string formatted = FormatLine(*p);
     ASSERT_EQ(ParseLine(formatted), *p) << "line: " << line << "\nformatted: " << formatted;
   }

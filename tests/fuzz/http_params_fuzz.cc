@@ -49,7 +49,7 @@ void CheckDuration(std::string_view text) {
   // whole milliseconds.
   const auto in_ms = ParseDurationIn<milliseconds>(text);
   if (!d) {
-    FUZZ_CHECK(!d.error().empty() && !in_ms);
+    FUZZ_CHECK(!d.error().message.empty() && !in_ms);
     return;
   }
   FUZZ_CHECK(d->count() >= 0);  // no sign is accepted

@@ -1,13 +1,13 @@
 // Harness: a `metrics` message body as cairn-metrics reads it (consumers/common/line_protocol.h,
 // metrics_message.h): consumers::PrepareMetricsMessage over the whole body, and each line it
 // yields (ForEachLine) through ParseLine, ParseLineInto (on a Point reused from line to line, as
-// the worker does), WhyUnwritable, FormatLine and AppendForWrite; RejectedRecord for what the
+// the worker does), CheckWritable, FormatLine and AppendForWrite; RejectedRecord for what the
 // parser refuses.
 //
 // Checked besides crashes, sanitizer reports, time and memory:
 // - every line is either written or rejected, and what is written ends in '\n', one per point;
 // - ParseLineInto on a reused Point gives what ParseLine gives on a fresh one;
-// - a parsed point is writable (WhyUnwritable), its canonical form (FormatLine) parses back to
+// - a parsed point is writable (CheckWritable), its canonical form (FormatLine) parses back to
 //   it, and the line as written for InfluxDB (AppendForWrite) parses to it with its timestamp;
 // - a rejected line's record for the rejected topic is JSON.
 #include <cstdint>
@@ -30,12 +30,12 @@ void CheckLine(std::string_view line, Point* reused) {
   const auto into = ParseLineInto(line, reused);
   FUZZ_CHECK(fresh.has_value() == into.has_value());
   if (!fresh) {
-    FUZZ_CHECK(!fresh.error().empty() && fresh.error() == into.error());
+    FUZZ_CHECK(!fresh.error().message.empty() && fresh.error().message == into.error().message);
     return;
   }
   const Point& p = *fresh;
   FUZZ_CHECK(*reused == p);
-  FUZZ_CHECK(!WhyUnwritable(p).has_value());
+  FUZZ_CHECK(CheckWritable(p).has_value());
   const std::string canonical = FormatLine(p);
   const auto again = ParseLine(canonical);
   FUZZ_CHECK(again && *again == p);

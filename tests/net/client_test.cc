@@ -59,10 +59,12 @@ struct Received {
   }
 };
 
+// "" once published, otherwise the error with its code ("rejected: E_BAD_TOPIC ...").
 std::string PublishSync(ClientLoop& loop, nsq::Producer& p, std::string topic, std::string body) {
   std::promise<std::string> done;
   loop.Run([&] {
-    p.Publish(std::move(topic), std::move(body), [&](std::string e) { done.set_value(e); });
+    p.Publish(std::move(topic), std::move(body),
+              [&](Status st) { done.set_value(st ? "" : st.error().ToString()); });
     return 0;
   });
   return done.get_future().get();
@@ -90,8 +92,8 @@ TEST(Client, PublishesAndConsumesEveryKindOfPublish) {
   std::promise<int> all;
   loop.Run([&] {
     auto left = std::make_shared<int>(12);
-    auto done = [&all, left](std::string e) {
-      EXPECT_EQ(e, "");
+    auto done = [&all, left](Status st) {
+      EXPECT_TRUE(st) << st.error().ToString();
       if (--*left == 0) all.set_value(0);
     };
     for (int i = 0; i < 10; ++i) producer->Publish("logs", lines[static_cast<size_t>(i)], done);
@@ -152,7 +154,7 @@ TEST(Client, BrokerErrorsReachTheCallerAndTheProducerRecovers) {
   auto producer = loop.Run(
       [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
   EXPECT_EQ(PublishSync(loop, *producer, "bad!topic", "x"),
-            "E_BAD_TOPIC PUB topic name \"bad!topic\" is not valid");
+            "rejected: E_BAD_TOPIC PUB topic name \"bad!topic\" is not valid");
   // The broker closed that connection; the next publish dials again.
   EXPECT_EQ(PublishSync(loop, *producer, "t", "x"), "");
   loop.Run([&] {

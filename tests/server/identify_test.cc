@@ -52,7 +52,7 @@ TEST(Identify, InvalidValuesGetNsqdsTexts) {
   auto err = [&](std::string_view json) {
     auto s = net::IdentifySettings::Defaults(options);
     auto r = net::ApplyIdentify(json, options, broker, &s);
-    return r ? std::string("(accepted)") : r.error();
+    return r ? std::string("(accepted)") : r.error().message;
   };
   EXPECT_EQ(err(R"({"heartbeat_interval":999})"), "heartbeat interval (999) is invalid");
   EXPECT_EQ(err(R"({"heartbeat_interval":60001})"), "heartbeat interval (60001) is invalid");

@@ -590,5 +590,35 @@ TEST(Server, SampleRateDeliversAShareAndFinishesTheRest) {
   EXPECT_FALSE(other.Read(300ms));
 }
 
+// A port already taken is an error cairnd can report and exit on, not an exception: it names the
+// listener and the address, and the store opened before it is closed again, so the same data
+// directory opens once the port is free.
+TEST(Server, OpenOnAPortInUseNamesTheAddressAndReleasesTheStore) {
+  TempDir dir;
+  boost::asio::io_context io;
+  const auto loopback = boost::asio::ip::make_address("127.0.0.1");
+  boost::asio::ip::tcp::acceptor taken(io, {loopback, 0});
+  ServerOptions o;
+  o.store = storage::testing::TestOptions(dir.path());
+  o.tcp_address = taken.local_endpoint();
+  o.http_address = {loopback, 0};
+  auto failed = Server::Open(io, o);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, Errc::kUnavailable);
+  const std::string expected =
+      fmt::format("TCP: cannot listen on 127.0.0.1:{}: ", taken.local_endpoint().port());
+  EXPECT_EQ(failed.error().message.substr(0, expected.size()), expected) << failed.error();
+
+  o.tcp_address = {loopback, 0};
+  o.http_address = taken.local_endpoint();
+  failed = Server::Open(io, o);
+  ASSERT_FALSE(failed);
+  EXPECT_TRUE(failed.error().message.starts_with("HTTP: cannot listen on")) << failed.error();
+
+  o.http_address = {loopback, 0};
+  auto opened = Server::Open(io, o);
+  ASSERT_TRUE(opened) << opened.error();
+}
+
 }  // namespace
 }  // namespace cairn::testing
