@@ -43,6 +43,7 @@ storage::Result<std::shared_ptr<Topic>> Broker::GetOrCreateTopic(std::string_vie
   auto topic = std::make_shared<Topic>(this, std::string(name), std::move(log));
   topics_.emplace(std::string(name), topic);
   spdlog::info("topic={} created", name);
+  Announce(true, name);
   return topic;
 }
 
@@ -61,8 +62,10 @@ storage::Status Broker::DeleteTopic(std::string_view name) {
   if (topic->log().durable()) {
     if (auto st = store_.DeleteTopic(name); !st) return st;
   }
+  const std::string deleted = it->first;
   topics_.erase(it);
-  spdlog::info("topic={} deleted", name);
+  spdlog::info("topic={} deleted", deleted);
+  Announce(false, deleted);
   return {};
 }
 
@@ -72,12 +75,33 @@ std::vector<std::shared_ptr<Topic>> Broker::topics() const {
   return out;
 }
 
+void Broker::SetRegistryListener(std::function<void(const RegistryChange&)> listener) {
+  registry_listener_ = std::move(listener);
+}
+
+std::vector<RegistryChange> Broker::Registrations() const {
+  std::vector<RegistryChange> out;
+  for (const auto& [name, topic] : topics_) {
+    const std::vector<Channel*> channels = topic->channels();
+    if (channels.empty()) out.push_back({true, name, ""});
+    for (const Channel* c : channels) out.push_back({true, name, c->name()});
+  }
+  return out;
+}
+
+void Broker::Announce(bool registered, std::string_view topic, std::string_view channel) {
+  if (registry_listener_) {
+    registry_listener_({registered, std::string(topic), std::string(channel)});
+  }
+}
+
 void Broker::OnEphemeralTopicIdle(const std::string& name) {
   Post([this, name] {
     auto it = topics_.find(name);
     if (it == topics_.end() || !it->second->channels().empty()) return;
     topics_.erase(it);
     spdlog::info("topic={} deleted (ephemeral, no channels left)", name);
+    Announce(false, name);
   });
 }
 

@@ -22,6 +22,14 @@
 
 namespace cairn {
 
+// A topic or channel came into being or went away: what a broker announces to nsqlookupd
+// (REGISTER and UNREGISTER). `channel` is empty for the topic itself.
+struct RegistryChange {
+  bool registered = true;
+  std::string topic;
+  std::string channel;
+};
+
 class Broker {
  public:
   Broker(boost::asio::io_context& io, storage::Store& store, BrokerOptions options);
@@ -55,6 +63,14 @@ class Broker {
   // An ephemeral topic lost its last channel: it is deleted (after the current call).
   void OnEphemeralTopicIdle(const std::string& name);
 
+  // Called on the io thread for every topic and channel created or deleted from now on, by a
+  // client, an operator or the broker itself (ephemeral ones going idle); ephemeral ones
+  // included, as nsqd announces them.
+  void SetRegistryListener(std::function<void(const RegistryChange&)> listener);
+  // Every topic and channel now, as announced on a fresh connection to nsqlookupd (nsqd's
+  // order of things): each channel as (topic, channel), a topic without channels as (topic, "").
+  std::vector<RegistryChange> Registrations() const;
+
   // Runs `fn` on the io thread. Safe from any thread. Calls made while the io thread has not
   // yet drained earlier ones share one wake-up: a group commit of 64 publishes completes with one
   // hand-off to the io thread, not 64.
@@ -62,15 +78,17 @@ class Broker {
 
  private:
   void DrainPosted();
-  // Topics create and delete their channels' cursors in the store.
+  // Topics create and delete their channels' cursors in the store, and announce their channels.
   friend class Topic;
   storage::Store& store() { return store_; }
+  void Announce(bool registered, std::string_view topic, std::string_view channel = {});
 
   boost::asio::io_context& io_;
   storage::Store& store_;
   const BrokerOptions options_;
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;
   bool stopped_ = false;
+  std::function<void(const RegistryChange&)> registry_listener_;
 
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;   // guarded by posted_mu_

@@ -92,6 +92,7 @@ storage::Result<Channel*> Topic::GetOrCreateChannel(std::string_view name,
   Channel* raw = channel.get();
   channels_.emplace(std::string(name), std::move(channel));
   spdlog::info("topic={} channel={} created start_offset={}", name_, name, start);
+  broker_->Announce(true, name_, name);
   return raw;
 }
 
@@ -125,6 +126,7 @@ void Topic::EraseChannel(const std::string& name) {
   if (it == channels_.end() || it->second->subscriber_count() > 0) return;
   channels_.erase(it);
   spdlog::info("topic={} channel={} deleted (ephemeral, no subscribers left)", name_, name);
+  broker_->Announce(false, name_, name);
   if (ephemeral_ && channels_.empty()) broker_->OnEphemeralTopicIdle(name_);
 }
 
@@ -137,8 +139,10 @@ storage::Status Topic::DeleteChannel(std::string_view name) {
   if (log_->durable() && !it->second->ephemeral()) {
     if (auto st = broker_->store().DeleteChannel(name_, name); !st) return st;
   }
+  const std::string deleted = it->first;
   channels_.erase(it);
-  spdlog::info("topic={} channel={} deleted", name_, name);
+  spdlog::info("topic={} channel={} deleted", name_, deleted);
+  broker_->Announce(false, name_, deleted);
   return {};
 }
 

@@ -42,8 +42,20 @@ void AddFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
                  "<addr>:<port> to listen on for HTTP clients (nsqd's API, /stats, /metrics)")
       ->capture_default_str();
   app.add_option("--broadcast-address", options->broadcast_address,
-                 "address this broker is reachable at, as /info reports it (default: hostname)")
+                 "address that will be registered with lookupd, and that /info reports "
+                 "(defaults to the OS hostname)")
       ->capture_default_str();
+  app.add_option("--broadcast-tcp-port", options->broadcast_tcp_port,
+                 "TCP port that will be registered with lookupd (defaults to the TCP port that "
+                 "this cairnd is listening on)")
+      ->capture_default_str();
+  app.add_option("--broadcast-http-port", options->broadcast_http_port,
+                 "HTTP port that will be registered with lookupd (defaults to the HTTP port "
+                 "that this cairnd is listening on)")
+      ->capture_default_str();
+  app.add_option("--lookupd-tcp-address", options->lookupd_tcp_addresses,
+                 "lookupd TCP address (may be given multiple times)")
+      ->allow_extra_args(false);
   app.add_option("--data-path", options->store.path,
                  "directory holding the store (created if missing)")
       ->capture_default_str();

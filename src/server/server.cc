@@ -8,6 +8,7 @@
 #include "net/http_server.h"
 #include "src/base/address.h"
 #include "src/server/http_api.h"
+#include "src/server/identify.h"
 #include "src/server/tcp_server.h"
 
 namespace cairn {
@@ -66,6 +67,44 @@ Result<std::unique_ptr<Server>> Server::Open(boost::asio::io_context& io, Server
 void Server::Start() {
   tcp_->Start();
   http_->Start();
+  JoinLookupd();
+}
+
+void Server::JoinLookupd() {
+  if (options_.lookupd_tcp_addresses.empty()) return;
+  nsq::LookupdIdentity identity;
+  identity.broadcast_address = options_.broadcast_address;
+  identity.tcp_port =
+      options_.broadcast_tcp_port != 0 ? options_.broadcast_tcp_port : tcp_endpoint().port();
+  identity.http_port =
+      options_.broadcast_http_port != 0 ? options_.broadcast_http_port : http_endpoint().port();
+  identity.hostname = options_.hostname;
+  identity.version = std::string(net::kNsqdVersion);
+  auto snapshot = [this] {
+    std::vector<nsq::LookupdRegistration> out;
+    for (RegistryChange& r : broker_->Registrations()) {
+      out.push_back({std::move(r.topic), std::move(r.channel)});
+    }
+    return out;
+  };
+  for (const std::string& address : options_.lookupd_tcp_addresses) {
+    lookupd_.push_back(std::make_shared<nsq::LookupdPeer>(io_.get_executor(), address, identity,
+                                                          snapshot, options_.lookupd));
+  }
+  broker_->SetRegistryListener([this](const RegistryChange& change) {
+    for (auto& peer : lookupd_) {
+      nsq::LookupdRegistration r{change.topic, change.channel};
+      change.registered ? peer->Register(std::move(r)) : peer->Unregister(std::move(r));
+    }
+  });
+  for (auto& peer : lookupd_) peer->Start();
+}
+
+// nsqlookupd forgets a broker whose connection closed: consumers stop finding it.
+void Server::LeaveLookupd() {
+  broker_->SetRegistryListener(nullptr);
+  for (auto& peer : lookupd_) peer->Close();
+  lookupd_.clear();
 }
 
 boost::asio::ip::tcp::endpoint Server::tcp_endpoint() const { return tcp_->local_endpoint(); }
@@ -76,6 +115,7 @@ size_t Server::connection_count() const {
 
 void Server::Drain(std::chrono::steady_clock::duration deadline, std::function<void()> done) {
   drained_ = std::move(done);
+  LeaveLookupd();
   tcp_->Drain();
   http_->Drain();
   WaitDrained(std::chrono::steady_clock::now() + deadline);
@@ -99,6 +139,7 @@ void Server::WaitDrained(std::chrono::steady_clock::time_point deadline) {
 }
 
 void Server::Stop() {
+  LeaveLookupd();
   tcp_->Drain();
   tcp_->CloseAll();
   http_->Drain();

@@ -16,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "net/lookupd.h"
 #include "src/base/error.h"
 #include "src/core/broker.h"
 #include "src/server/options.h"
@@ -37,9 +38,15 @@ struct ServerOptions {
   // Where to listen (port 0 picks one: local_endpoint() and http_endpoint() say which).
   boost::asio::ip::tcp::endpoint tcp_address{boost::asio::ip::address_v4::any(), 4150};
   boost::asio::ip::tcp::endpoint http_address{boost::asio::ip::address_v4::any(), 4151};
-  // What /info and /stats report about this broker.
+  // What /info and /stats report about this broker, and nsqlookupd is told.
   std::string hostname = "localhost";
   std::string broadcast_address = "localhost";
+  // The nsqlookupd instances to register with ("host:port", their TCP port), and the ports
+  // consumers should dial there; 0: the ports this broker listens on (nsqd's defaults).
+  std::vector<std::string> lookupd_tcp_addresses;
+  uint16_t broadcast_tcp_port = 0;
+  uint16_t broadcast_http_port = 0;
+  nsq::LookupdOptions lookupd;
   // Seconds since the epoch /info reports as the start; 0: when Open() ran.
   int64_t start_time = 0;
 };
@@ -80,6 +87,9 @@ class Server {
  private:
   Server(boost::asio::io_context& io, ServerOptions options);
   void WaitDrained(std::chrono::steady_clock::time_point deadline);
+  // Registers with each nsqlookupd, and keeps them told of every topic and channel.
+  void JoinLookupd();
+  void LeaveLookupd();
 
   boost::asio::io_context& io_;
   const ServerOptions options_;
@@ -88,6 +98,7 @@ class Server {
   std::unique_ptr<net::TcpServer> tcp_;
   std::unique_ptr<net::HttpServer> http_;
   std::unique_ptr<net::HttpApi> api_;
+  std::vector<std::shared_ptr<nsq::LookupdPeer>> lookupd_;
   boost::asio::steady_timer drain_timer_;
   std::function<void()> drained_;
   bool closed_ = false;

@@ -183,7 +183,17 @@ def nsq_frame():
     seeds = [frame(0, b"OK"), frame(0, b"_heartbeat_"), frame(0, b"CLOSE_WAIT"),
              frame(1, b"E_INVALID invalid command X"), frame(1, b"E_FIN_FAILED FIN 000000000000002a failed"),
              msg, frame(0, negotiated), negotiated, msg[:9]]
-    return seeds + [frame(0, negotiated) + frame(0, b"OK") + msg + frame(0, b"_heartbeat_") + msg]
+    # nsqlookupd's answers to cairnd: a size and the data, no frame type.
+    lookupd = (b'{"broadcast_address":"vm","hostname":"vm","http_port":4161,"tcp_port":4160,'
+               b'"version":"1.3.0"}')
+    answers = [answer(lookupd), answer(b"OK"), answer(b"E_BAD_TOPIC REGISTER topic name 'a!' is not valid"),
+               answer(b"E_INVALID client must IDENTIFY")]
+    return (seeds + answers + [answer(lookupd) + answer(b"OK") * 3]
+            + [frame(0, negotiated) + frame(0, b"OK") + msg + frame(0, b"_heartbeat_") + msg])
+
+
+def answer(data):
+    return struct.pack(">I", len(data)) + data
 
 
 def identify():

@@ -1,7 +1,8 @@
 // Harness: what our NSQ client (net/client.h) reads from a broker: frames parsed one after another
 // from one buffer (nsq::ParseFrame, under a small and under the default frame limit), message
 // frames split by nsq::ParseMessage, and the feature-negotiation JSON (nsq::ParseNegotiated), fed
-// both as a response frame and as the whole input.
+// both as a response frame and as the whole input; and what cairnd reads from nsqlookupd, the
+// same bytes as its answers (nsq::ParseLookupdAnswer: a size and the data, no frame type).
 //
 // Checked besides crashes and sanitizer reports:
 // - a parsed frame consumed its 4-byte size plus that many bytes, at most what it was given, and
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <variant>
 
+#include "net/lookupd.h"
 #include "net/protocol.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -23,6 +25,7 @@ namespace cairn::nsq {
 namespace {
 
 using fuzz::Within;
+using Parser = FrameOutcome (*)(std::string_view, size_t);
 
 bool SameOutcome(const FrameOutcome& a, const FrameOutcome& b) {
   if (a.index() != b.index()) return false;
@@ -39,17 +42,17 @@ bool SameOutcome(const FrameOutcome& a, const FrameOutcome& b) {
 
 // The outcome reached when the bytes arrive just as FrameNeedMore asks for them; nullopt if that
 // takes more than `buf` holds.
-std::optional<FrameOutcome> Streamed(std::string_view buf, size_t max_frame) {
+std::optional<FrameOutcome> Streamed(Parser parse, std::string_view buf, size_t max_frame) {
   size_t have = 0;
   for (;;) {
-    FrameOutcome o = ParseFrame(buf.substr(0, have), max_frame);
+    FrameOutcome o = parse(buf.substr(0, have), max_frame);
     const auto* more = std::get_if<FrameNeedMore>(&o);
     if (more == nullptr) return o;
     FUZZ_CHECK(more->bytes >= 1);
     if (more->bytes > buf.size() - have) return std::nullopt;
     if (more->bytes > 1) {
       FUZZ_CHECK(std::holds_alternative<FrameNeedMore>(
-          ParseFrame(buf.substr(0, have + more->bytes - 1), max_frame)));
+          parse(buf.substr(0, have + more->bytes - 1), max_frame)));
     }
     have += more->bytes;
   }
@@ -91,12 +94,20 @@ void CheckFrame(std::string_view buf, const FrameParsed& p, size_t max_frame) {
   }
 }
 
-void Run(std::string_view buf, size_t max_frame) {
+// A lookupd answer: its size and data, typed by the data's first bytes.
+void CheckAnswer(std::string_view buf, const FrameParsed& p, size_t max_response) {
+  FUZZ_CHECK(p.consumed >= 4 && p.consumed <= buf.size() && p.consumed - 4 <= max_response);
+  FUZZ_CHECK(p.frame.data.size() == p.consumed - 4 && Within(p.frame.data, buf));
+  FUZZ_CHECK((p.frame.type == FrameType::kError) == p.frame.data.starts_with("E_"));
+  FUZZ_CHECK(p.frame.type != FrameType::kMessage);
+}
+
+void Run(Parser parse, std::string_view buf, size_t max_frame) {
   size_t pos = 0;
   while (pos < buf.size()) {
     const std::string_view rest = buf.substr(pos);
-    const FrameOutcome outcome = ParseFrame(rest, max_frame);
-    if (const auto streamed = Streamed(rest, max_frame)) {
+    const FrameOutcome outcome = parse(rest, max_frame);
+    if (const auto streamed = Streamed(parse, rest, max_frame)) {
       FUZZ_CHECK(SameOutcome(*streamed, outcome));
     } else {
       FUZZ_CHECK(std::holds_alternative<FrameNeedMore>(outcome));
@@ -107,7 +118,11 @@ void Run(std::string_view buf, size_t max_frame) {
     }
     const auto* p = std::get_if<FrameParsed>(&outcome);
     if (p == nullptr) return;
-    CheckFrame(rest, *p, max_frame);
+    if (parse == &ParseFrame) {
+      CheckFrame(rest, *p, max_frame);
+    } else {
+      CheckAnswer(rest, *p, max_frame);
+    }
     pos += p->consumed;
   }
 }
@@ -117,8 +132,10 @@ void Run(std::string_view buf, size_t max_frame) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view buf(reinterpret_cast<const char*>(data), size);
-  cairn::nsq::Run(buf, 256);
-  cairn::nsq::Run(buf, size_t{64} << 20);  // ClientOptions::max_frame's default
+  cairn::nsq::Run(&cairn::nsq::ParseFrame, buf, 256);
+  cairn::nsq::Run(&cairn::nsq::ParseFrame, buf, size_t{64} << 20);  // ClientOptions::max_frame
+  cairn::nsq::Run(&cairn::nsq::ParseLookupdAnswer, buf, 256);
+  cairn::nsq::Run(&cairn::nsq::ParseLookupdAnswer, buf, size_t{1} << 20);  // LookupdOptions
   cairn::nsq::CheckNegotiated(buf);
   return 0;
 }

@@ -330,13 +330,13 @@ class HttpClient {
   boost::beast::flat_buffer buffer_;
 };
 
-// cairnd as a child process, for what only a real process shows: kill -9, resident memory.
-class CairndProcess {
+// A server as a child process (cairnd, nsqlookupd: both log "TCP: listening on
+// 127.0.0.1:<port>" and the same for HTTP), for what only a real process shows.
+class ListeningProcess {
  public:
-  // Starts cairnd and waits until it listens (port() is 0 if it exited first); with
-  // `wait_until_listening` off it returns at once, for a test that kills it while it starts.
-  CairndProcess(const std::string& data_path, std::vector<std::string> extra = {},
-                bool wait_until_listening = true) {
+  // Starts `args` and waits until it listens on TCP and HTTP (port() is 0 if it exited first);
+  // with `wait_until_listening` off it returns at once, for a test that kills it while it starts.
+  explicit ListeningProcess(std::vector<std::string> args, bool wait_until_listening = true) {
     int pipefd[2];
     if (pipe(pipefd) != 0) std::abort();
     pid_ = fork();
@@ -344,12 +344,6 @@ class CairndProcess {
       dup2(pipefd[1], 2);
       close(pipefd[0]);
       close(pipefd[1]);
-      // $CAIRND runs the test against another build (an older one, to see a fix's test fail).
-      const char* binary = std::getenv("CAIRND");
-      std::vector<std::string> args = {binary != nullptr ? binary : CAIRN_BIN_DIR "/cairnd",
-                                       "--data-path=" + data_path, "--tcp-address=127.0.0.1:0",
-                                       "--http-address=127.0.0.1:0"};
-      args.insert(args.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -379,7 +373,7 @@ class CairndProcess {
       }
     });
   }
-  ~CairndProcess() {
+  ~ListeningProcess() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       Wait();
@@ -392,7 +386,7 @@ class CairndProcess {
   uint16_t http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
   std::string startup_log() const { return log(); }
-  // Everything cairnd logged so far (its first MiB).
+  // Everything it logged so far (its first MiB).
   std::string log() const {
     std::lock_guard lock(log_mu_);
     return log_;
@@ -437,6 +431,53 @@ class CairndProcess {
   mutable std::mutex log_mu_;
   std::string log_;
   uint16_t port_ = 0, http_port_ = 0;
+};
+
+// cairnd as a child process, for what only a real process shows: kill -9, resident memory.
+// $CAIRND runs the test against another build (an older one, to see a fix's test fail).
+class CairndProcess : public ListeningProcess {
+ public:
+  CairndProcess(const std::string& data_path, std::vector<std::string> extra = {},
+                bool wait_until_listening = true)
+      : ListeningProcess(Args(data_path, std::move(extra)), wait_until_listening) {}
+
+ private:
+  static std::vector<std::string> Args(const std::string& data_path,
+                                       std::vector<std::string> extra) {
+    const char* binary = std::getenv("CAIRND");
+    std::vector<std::string> args = {binary != nullptr ? binary : CAIRN_BIN_DIR "/cairnd",
+                                     "--data-path=" + data_path, "--tcp-address=127.0.0.1:0",
+                                     "--http-address=127.0.0.1:0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+};
+
+// A binary from NSQ v1.3.0 (nsqlookupd, nsq_tail, gonsq_roundtrip2, ...) in $NSQ_BIN_DIR; "" if
+// it is not there, and `why` says so (the test then skips).
+inline std::string NsqBinary(const std::string& name, std::string* why) {
+  const char* dir = std::getenv("NSQ_BIN_DIR");
+  if (dir == nullptr || *dir == '\0') {
+    *why = "NSQ_BIN_DIR is not set: it names the folder holding NSQ's binaries (" + name + ")";
+    return "";
+  }
+  std::string path = std::string(dir) + "/" + name;
+  if (access(path.c_str(), X_OK) != 0) {
+    *why = path + " is not an executable";
+    return "";
+  }
+  return path;
+}
+
+// nsqlookupd from $NSQ_BIN_DIR on loopback; ports 0 pick free ones (a restart may ask for the
+// ones it had).
+class LookupdProcess : public ListeningProcess {
+ public:
+  LookupdProcess(const std::string& binary, uint16_t tcp_port = 0, uint16_t http_port = 0)
+      : ListeningProcess({binary, fmt::format("--tcp-address=127.0.0.1:{}", tcp_port),
+                          fmt::format("--http-address=127.0.0.1:{}", http_port)}) {}
+  std::string tcp_address() const { return fmt::format("127.0.0.1:{}", port()); }
+  std::string http_address() const { return fmt::format("127.0.0.1:{}", http_port()); }
 };
 
 }  // namespace cairn::testing

@@ -1,0 +1,243 @@
+// cairnd in a fleet: it registers with a real nsqlookupd (from $NSQ_BIN_DIR) as nsqd does, and
+// NSQ's own consumers find it there.
+#include <sys/socket.h>
+
+#include <chrono>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/eventually.h"
+#include "tests/server/test_support.h"
+
+namespace cairn::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+#define REQUIRE_NSQ_BINARY(var, name)     \
+  std::string var;                        \
+  {                                       \
+    std::string why;                      \
+    var = NsqBinary(name, &why);          \
+    if (var.empty()) GTEST_SKIP() << why; \
+  }
+
+// nsqlookupd's /lookup?topic= answer, or null when it knows no such topic.
+Json Lookup(uint16_t lookupd_http_port, const std::string& topic) {
+  HttpClient http(lookupd_http_port);
+  const Reply r = http.Get("/lookup?topic=" + topic);
+  if (r.status != 200) return nullptr;
+  return Json::parse(r.body, nullptr, false);
+}
+
+// The producers nsqlookupd lists for `topic` with this TCP port.
+size_t ListedWithPort(const Json& lookup, uint16_t tcp_port) {
+  size_t n = 0;
+  if (!lookup.is_object() || !lookup["producers"].is_array()) return 0;
+  for (const Json& p : lookup["producers"]) n += p.value("tcp_port", 0) == tcp_port ? 1 : 0;
+  return n;
+}
+
+bool HasChannel(const Json& lookup, const std::string& channel) {
+  if (!lookup.is_object() || !lookup["channels"].is_array()) return false;
+  for (const Json& c : lookup["channels"]) {
+    if (c == channel) return true;
+  }
+  return false;
+}
+
+// The topics nsqlookupd's /nodes lists for the producer with this TCP port; null if it lists
+// no such producer.
+Json NodeTopics(uint16_t lookupd_http_port, uint16_t tcp_port) {
+  HttpClient http(lookupd_http_port);
+  const Json nodes = Json::parse(http.Get("/nodes").body, nullptr, false);
+  if (!nodes.is_object() || !nodes["producers"].is_array()) return nullptr;
+  for (const Json& p : nodes["producers"]) {
+    if (p.value("tcp_port", 0) == tcp_port) return p["topics"];
+  }
+  return nullptr;
+}
+
+std::vector<std::string> LookupdFlags(const LookupdProcess& lookupd) {
+  return {"--broadcast-address=127.0.0.1", "--lookupd-tcp-address=" + lookupd.tcp_address()};
+}
+
+TEST(Lookupd, RegistersTopicsAndChannelsAsTheyComeAndTakesThemBack) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  TempDir dir;
+  LookupdProcess lookupd(nsqlookupd);
+  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
+  CairndProcess cairnd(dir.path(), LookupdFlags(lookupd));
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+
+  HttpClient http(cairnd.http_port());
+  ASSERT_EQ(http.Post("/pub?topic=logs", "a line").status, 200);
+  ASSERT_EQ(http.Post("/channel/create?topic=logs&channel=archive").status, 200);
+  ASSERT_TRUE(Eventually([&] {
+    return HasChannel(Lookup(lookupd.http_port(), "logs"), "archive");
+  })) << cairnd.log();
+  const Json lookup = Lookup(lookupd.http_port(), "logs");
+  ASSERT_EQ(ListedWithPort(lookup, cairnd.port()), 1u) << lookup.dump();
+  const Json& producer = lookup["producers"][0];
+  EXPECT_EQ(producer["broadcast_address"], "127.0.0.1");
+  EXPECT_EQ(producer["http_port"], cairnd.http_port());
+  EXPECT_EQ(producer["version"], "1.3.0");
+
+  // An ephemeral channel is registered while it has a subscriber, and gone with the last one
+  // (nsqlookupd drops an ephemeral channel nobody has any more).
+  {
+    RawClient sub(cairnd.port());
+    sub.Identify("{}");
+    sub.Subscribe("logs", "tail#ephemeral");
+    EXPECT_TRUE(Eventually(
+        [&] { return HasChannel(Lookup(lookupd.http_port(), "logs"), "tail#ephemeral"); }));
+  }
+  EXPECT_TRUE(Eventually([&] {
+    return !HasChannel(Lookup(lookupd.http_port(), "logs"), "tail#ephemeral");
+  })) << Lookup(lookupd.http_port(), "logs").dump();
+
+  // Deleting the topic takes it back: nsqlookupd lists this broker with no topics.
+  ASSERT_EQ(http.Post("/topic/delete?topic=logs").status, 200);
+  EXPECT_TRUE(Eventually([&] {
+    return NodeTopics(lookupd.http_port(), cairnd.port()) == Json::array();
+  })) << NodeTopics(lookupd.http_port(), cairnd.port()).dump();
+  EXPECT_EQ(ListedWithPort(Lookup(lookupd.http_port(), "logs"), cairnd.port()), 0u);
+}
+
+// nsqlookupd forgets a broker whose connection closed. When it comes back (or cairnd does), every
+// topic and channel is registered again, those cairnd loaded from its store included.
+TEST(Lookupd, EverythingIsRegisteredAgainAfterEitherSideRestarts) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  TempDir dir;
+  auto lookupd = std::make_unique<LookupdProcess>(nsqlookupd);
+  ASSERT_NE(lookupd->http_port(), 0) << lookupd->log();
+  const uint16_t tcp_port = lookupd->port(), http_port = lookupd->http_port();
+  const std::vector<std::string> flags = LookupdFlags(*lookupd);
+  auto cairnd = std::make_unique<CairndProcess>(dir.path(), flags);
+  ASSERT_NE(cairnd->port(), 0) << cairnd->startup_log();
+  {
+    HttpClient http(cairnd->http_port());
+    ASSERT_EQ(http.Post("/pub?topic=metrics", "m 1").status, 200);
+    ASSERT_EQ(http.Post("/channel/create?topic=metrics&channel=influx").status, 200);
+    ASSERT_EQ(http.Post("/topic/create?topic=quiet").status, 200);
+  }
+  auto listed = [&](uint16_t cairnd_port) {
+    const Json m = Lookup(http_port, "metrics");
+    return ListedWithPort(m, cairnd_port) == 1 && HasChannel(m, "influx") &&
+           ListedWithPort(Lookup(http_port, "quiet"), cairnd_port) == 1;
+  };
+  ASSERT_TRUE(Eventually([&] { return listed(cairnd->port()); })) << cairnd->log();
+
+  lookupd->Signal(SIGKILL);
+  lookupd = std::make_unique<LookupdProcess>(nsqlookupd, tcp_port, http_port);
+  ASSERT_EQ(lookupd->http_port(), http_port) << "nsqlookupd could not have its ports back\n"
+                                             << lookupd->log();
+  EXPECT_TRUE(Eventually([&] { return listed(cairnd->port()); }, 30s))
+      << "not registered again with the new nsqlookupd:\n"
+      << cairnd->log();
+
+  cairnd->Signal(SIGKILL);
+  cairnd = std::make_unique<CairndProcess>(dir.path(), flags);
+  ASSERT_NE(cairnd->port(), 0) << cairnd->startup_log();
+  EXPECT_TRUE(Eventually([&] { return listed(cairnd->port()); }))
+      << "the topics loaded from the store are not registered:\n"
+      << cairnd->log();
+}
+
+// An nsqlookupd that accepts connections and never answers, and one that refuses them, hold up
+// nothing: publishing and delivery go on, and a working nsqlookupd beside them is kept told.
+TEST(Lookupd, ASilentOrAbsentLookupdHoldsUpNothing) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  TempDir dir;
+  LookupdProcess lookupd(nsqlookupd);
+  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
+  // Silent: the kernel completes connections into the backlog; nobody ever reads.
+  boost::asio::io_context io;
+  const auto loopback = boost::asio::ip::make_address("127.0.0.1");
+  boost::asio::ip::tcp::acceptor silent(io, {loopback, 0});
+  // Absent: a port that was just free.
+  uint16_t absent_port = 0;
+  {
+    boost::asio::ip::tcp::acceptor a(io, {loopback, 0});
+    absent_port = a.local_endpoint().port();
+  }
+  CairndProcess cairnd(dir.path(), {"--broadcast-address=127.0.0.1",
+                                    fmt::format("--lookupd-tcp-address=127.0.0.1:{}",
+                                                silent.local_endpoint().port()),
+                                    fmt::format("--lookupd-tcp-address=127.0.0.1:{}", absent_port),
+                                    "--lookupd-tcp-address=" + lookupd.tcp_address()});
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+
+  RawClient pub(cairnd.port());
+  pub.Identify("{}");
+  RawClient sub(cairnd.port());
+  sub.Identify("{}");
+  sub.Subscribe("events", "c");
+  sub.Cmd("RDY 100");
+  for (int i = 0; i < 50; ++i) pub.Publish("events", fmt::format("e{}", i));
+  for (int i = 0; i < 50; ++i) {
+    auto m = sub.ReadMessage();
+    ASSERT_TRUE(m) << "delivery stalled at " << i << "\n" << cairnd.log();
+    EXPECT_EQ(m->body, fmt::format("e{}", i));
+    sub.Cmd("FIN " + m->id);
+  }
+  EXPECT_TRUE(Eventually([&] { return HasChannel(Lookup(lookupd.http_port(), "events"), "c"); }))
+      << cairnd.log();
+  HttpClient http(cairnd.http_port());
+  EXPECT_EQ(http.Get("/ping").status, 200);
+}
+
+// NSQ's own consumers find cairnd through nsqlookupd: nsq_tail, and go-nsq (gonsq_roundtrip2
+// publishes to cairnd and consumes through nsqlookupd, checking every message).
+TEST(Lookupd, NsqToolsAndGoNsqConsumeThroughLookupd) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
+  REQUIRE_NSQ_BINARY(nsq_tail, "nsq_tail");
+  TempDir dir;
+  LookupdProcess lookupd(nsqlookupd);
+  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
+  CairndProcess cairnd(dir.path(), LookupdFlags(lookupd));
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+
+  const std::string command = fmt::format(
+      "{} -nsqd-tcp-address=127.0.0.1:{} -lookupd-http-address={} -topic=fleet -channel=check "
+      "-n 400 -lookupd-poll-interval=200ms -timeout=60s 2>&1",
+      roundtrip, cairnd.port(), lookupd.http_address());
+  std::string output;
+  FILE* p = popen(command.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
+  const int status = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output << "\n" << cairnd.log();
+
+  // nsq_tail subscribes an ephemeral channel on every broker nsqlookupd lists for the topic; a
+  // new channel starts at the end of the log, so publish once it is there.
+  const std::string tail = fmt::format("timeout 60 {} --lookupd-http-address={} --topic=fleet -n 1",
+                                       nsq_tail, lookupd.http_address());
+  FILE* t = popen(tail.c_str(), "r");
+  ASSERT_NE(t, nullptr);
+  const bool subscribed = Eventually(
+      [&] {
+        const Json l = Lookup(lookupd.http_port(), "fleet");
+        if (!l.is_object()) return false;
+        for (const Json& c : l["channels"]) {
+          if (c.get<std::string>().starts_with("tail")) return true;
+        }
+        return false;
+      },
+      30s);
+  HttpClient http(cairnd.http_port());
+  EXPECT_EQ(http.Post("/pub?topic=fleet", "seen by nsq_tail").status, 200);
+  std::string tailed;
+  while (fgets(buf, sizeof buf, t) != nullptr) tailed += buf;
+  EXPECT_EQ(WEXITSTATUS(pclose(t)), 0);
+  EXPECT_TRUE(subscribed) << cairnd.log();
+  EXPECT_EQ(tailed, "seen by nsq_tail\n");
+}
+
+}  // namespace
+}  // namespace cairn::testing
