@@ -348,5 +348,47 @@ TEST_F(Core, AnEphemeralTopicKeepsItsNewestMessagesInMemoryOnly) {
   EXPECT_EQ(s.Bodies(), (std::vector<std::string>{"m2", "m3", "m4"}));
 }
 
+// What nsqlookupd is told: every topic and channel as it comes and goes, ephemeral ones included
+// (an ephemeral channel goes with its last subscriber, an ephemeral topic with its last channel),
+// and a snapshot of everything for a fresh connection.
+TEST_F(Core, TopicsAndChannelsAreAnnouncedAsTheyComeAndGo) {
+  std::vector<std::string> said;
+  broker_->SetRegistryListener([&](const RegistryChange& c) {
+    said.push_back(
+        fmt::format("{} {} {}", c.registered ? "REGISTER" : "UNREGISTER", c.topic, c.channel));
+  });
+  Topic& t = MakeTopic("t");
+  MakeTopic("t");  // exists: nothing new
+  ASSERT_TRUE(t.GetOrCreateChannel("kept"));
+  Channel* tail = *t.GetOrCreateChannel("tail#ephemeral");
+  Topic& e = MakeTopic("e#ephemeral");
+  Channel* only = *e.GetOrCreateChannel("c#ephemeral");
+  MakeTopic("quiet");
+  auto snapshot = [&] {
+    std::vector<std::string> out;
+    for (const RegistryChange& r : broker_->Registrations())
+      out.push_back(r.topic + "/" + r.channel);
+    return out;
+  };
+  EXPECT_EQ(snapshot(), (std::vector<std::string>{"e#ephemeral/c#ephemeral", "quiet/", "t/kept",
+                                                  "t/tail#ephemeral"}));
+
+  FakeSubscriber s;
+  tail->AddSubscriber(&s);
+  tail->RemoveSubscriber(&s);
+  only->AddSubscriber(&s);
+  only->RemoveSubscriber(&s);
+  Poll();
+  ASSERT_TRUE(t.DeleteChannel("kept"));
+  ASSERT_TRUE(broker_->DeleteTopic("t"));
+  EXPECT_EQ(said,
+            (std::vector<std::string>{
+                "REGISTER t ", "REGISTER t kept", "REGISTER t tail#ephemeral",
+                "REGISTER e#ephemeral ", "REGISTER e#ephemeral c#ephemeral", "REGISTER quiet ",
+                "UNREGISTER t tail#ephemeral", "UNREGISTER e#ephemeral c#ephemeral",
+                "UNREGISTER e#ephemeral ", "UNREGISTER t kept", "UNREGISTER t "}));
+  EXPECT_EQ(snapshot(), (std::vector<std::string>{"quiet/"}));
+}
+
 }  // namespace
 }  // namespace cairn
