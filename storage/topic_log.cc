@@ -414,9 +414,9 @@ Result<uint64_t> TopicLog::OffsetForTime(int64_t ts_ns) const {
   std::vector<std::shared_ptr<const DecodedBatch>> tail;
   {
     std::lock_guard lock(mu_);
-    lo = committed_.start_offset;
+    lo = std::max(committed_.start_offset, trimming_to_);
     hi = committed_.next_offset;
-    if (lo == hi || ts_ns <= committed_.first_ts) return lo;
+    if (lo >= hi || ts_ns <= committed_.first_ts) return std::min(lo, hi);
     if (ts_ns > committed_.last_ts) return hi;
     if (!tail_.empty() && tail_.front()->header().first_ts < ts_ns) {
       tail.assign(tail_.begin(), tail_.end());
@@ -447,6 +447,9 @@ Result<uint64_t> TopicLog::OffsetForTime(int64_t ts_ns) const {
     it->SeekForPrev(keys::Batch(id_, mid));
     if (!it->Valid()) {
       if (!it->status().ok()) return tl::unexpected(FromRocks(it->status(), "seeking by time"));
+      // Retention trimmed past `mid` after `lo` was read (the iterator was made after it):
+      // search again from the new start. Retention only moves forward, so this ends.
+      if (TrimmedBelow() > mid) return OffsetForTime(ts_ns);
       return Fail(Errc::kCorruption, fmt::format("topic {}: no batch holds offset {}", name_, mid));
     }
     auto h = ParseBatchHeader(it->value().ToStringView());
