@@ -1,12 +1,17 @@
 #include "net/client.h"
 
 #include <algorithm>
+#include <random>
 
 #include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
+
+#include "net/http_client.h"
+#include "net/lookupd.h"
+#include "src/base/address.h"
 
 namespace cairn::nsq {
 
@@ -350,11 +355,26 @@ Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers,
       channel_(std::move(channel)),
       max_in_flight_(max_in_flight),
       options_(std::move(options)) {
-  for (auto& ep : brokers) {
-    Link link;
-    link.endpoint = ep;
-    link.retry = std::make_unique<asio::steady_timer>(ex);
-    links_.push_back(std::move(link));
+  for (const auto& ep : brokers) AddLink(FormatAddress(ep), ep);
+}
+
+Consumer::Consumer(asio::any_io_executor ex, LookupdDiscovery discovery, std::string topic,
+                   std::string channel, int64_t max_in_flight, ClientOptions options)
+    : ex_(ex),
+      topic_(std::move(topic)),
+      channel_(std::move(channel)),
+      max_in_flight_(max_in_flight),
+      options_(std::move(options)),
+      discovery_(std::move(discovery)),
+      poll_timer_(std::make_unique<asio::steady_timer>(ex)),
+      resolver_(std::make_unique<tcp::resolver>(ex)),
+      jitter_state_(std::random_device{}()) {
+  for (const std::string& address : discovery_.http_addresses) {
+    // Checked by the caller; an address that is not host:port is asked nothing.
+    auto split = SplitHostPort(address);
+    if (!split) continue;
+    lookupds_.push_back(
+        std::make_unique<net::HttpClient>(ex, split->host, split->port, std::chrono::seconds(5)));
   }
 }
 
@@ -363,16 +383,128 @@ Consumer::~Consumer() { Close(); }
 void Consumer::Start(Handler handler) {
   handler_ = std::move(handler);
   for (size_t i = 0; i < links_.size(); ++i) Dial(i);
+  if (!lookupds_.empty()) Poll();
+}
+
+size_t Consumer::AddLink(std::string address, std::optional<tcp::endpoint> endpoint) {
+  Link link;
+  link.address = std::move(address);
+  link.endpoint = endpoint;
+  link.retry = std::make_unique<asio::steady_timer>(ex_);
+  links_.push_back(std::move(link));
+  return links_.size() - 1;
+}
+
+void Consumer::Poll() {
+  if (closed_ || !receiving_) return;
+  // One round asks every nsqlookupd; the union of the answers is applied when the last is in.
+  struct Round {
+    size_t waiting = 0;
+    bool answered = false;
+    std::vector<std::string> listed;
+  };
+  auto round = std::make_shared<Round>();
+  round->waiting = lookupds_.size();
+  // '#' (ephemeral topics) must be escaped in a query; names allow no other such character.
+  std::string target = "/lookup?topic=";
+  for (char c : topic_) target += c == '#' ? std::string("%23") : std::string(1, c);
+  for (auto& lookupd : lookupds_) {
+    lookupd->Request(
+        boost::beast::http::verb::get, target, "", "", [this, round](net::HttpResult r) {
+          if (r.status == 200) {
+            if (auto listed = ParseLookupProducers(r.body)) {
+              round->answered = true;
+              for (auto& a : *listed) {
+                if (std::find(round->listed.begin(), round->listed.end(), a) ==
+                    round->listed.end()) {
+                  round->listed.push_back(std::move(a));
+                }
+              }
+            }
+          } else if (r.status == 404) {
+            round->answered = true;  // TOPIC_NOT_FOUND: no broker has the topic (yet)
+          }
+          if (--round->waiting > 0 || closed_) return;
+          if (round->answered) ApplyListing(round->listed);
+          jitter_state_ = jitter_state_ * 6364136223846793005u + 1442695040888963407u;
+          const double u =
+              static_cast<double>(jitter_state_ >> 11) / static_cast<double>(1ull << 53);
+          poll_timer_->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(
+              discovery_.poll_interval * (0.85 + 0.3 * u)));
+          poll_timer_->async_wait([this](boost::system::error_code ec) {
+            if (!ec) Poll();
+          });
+        });
+  }
+}
+
+void Consumer::ApplyListing(const std::vector<std::string>& addresses) {
+  bool changed = false;
+  for (size_t i = 0; i < links_.size(); ++i) {
+    Link& link = links_[i];
+    const bool listed =
+        std::find(addresses.begin(), addresses.end(), link.address) != addresses.end();
+    if (listed && link.dropped) {
+      link.dropped = link.unlisted = false;
+      link.backoff = std::chrono::milliseconds(0);
+      changed = true;
+      Dial(i);
+    } else if (listed) {
+      link.unlisted = false;
+    } else if (!link.dropped) {
+      link.unlisted = true;
+      if (!link.conn) {
+        link.dropped = true;
+        link.retry->cancel();
+        changed = true;
+      }
+    }
+  }
+  for (const std::string& address : addresses) {
+    const bool known = std::any_of(links_.begin(), links_.end(),
+                                   [&](const Link& l) { return l.address == address; });
+    if (!known) {
+      Dial(AddLink(address, std::nullopt));
+      changed = true;
+    }
+  }
+  if (changed) UpdateRdy();
 }
 
 int64_t Consumer::RdyPerConnection() const {
-  const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(links_.size()));
+  const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(brokers()));
   return std::max<int64_t>(1, max_in_flight_ / n);
 }
 
+void Consumer::UpdateRdy() {
+  if (!receiving_) return;
+  for (auto& link : links_) {
+    if (link.subscribed && link.conn && link.conn->open()) {
+      link.conn->Ready(std::min(RdyPerConnection(), link.conn->negotiated().max_rdy_count));
+    }
+  }
+}
+
 void Consumer::Dial(size_t i) {
-  if (closed_ || !receiving_) return;
-  auto conn = std::make_shared<Connection>(ex_, links_[i].endpoint, options_);
+  if (closed_ || !receiving_ || links_[i].dropped) return;
+  if (links_[i].endpoint) return Connect(i, *links_[i].endpoint);
+  // A discovered broker is resolved on every dial: a DNS name may have moved.
+  auto split = SplitHostPort(links_[i].address);
+  if (!split) {
+    links_[i].dropped = true;
+    return;
+  }
+  resolver_->async_resolve(
+      split->host, std::to_string(split->port),
+      [this, i](boost::system::error_code ec, const tcp::resolver::results_type& results) {
+        if (ec == asio::error::operation_aborted || closed_) return;
+        if (ec || results.empty()) return ScheduleRedial(i);
+        Connect(i, results.begin()->endpoint());
+      });
+}
+
+void Consumer::Connect(size_t i, const tcp::endpoint& endpoint) {
+  auto conn = std::make_shared<Connection>(ex_, endpoint, options_);
   links_[i].conn = conn;
   conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
     Delivered from = d;
@@ -380,8 +512,14 @@ void Consumer::Dial(size_t i) {
     handler_(from, MessageRef(c.weak(), d.id, i));
   });
   conn->SetCloseHandler([this, i](const std::string&) {
-    links_[i].conn.reset();
-    links_[i].subscribed = false;
+    Link& link = links_[i];
+    link.conn.reset();
+    link.subscribed = false;
+    if (link.unlisted) {
+      link.dropped = true;  // it left nsqlookupd: not dialled again
+      UpdateRdy();
+      return;
+    }
     ScheduleRedial(i);
   });
   conn->Open([this, i, conn](Status opened) {
@@ -409,6 +547,7 @@ void Consumer::ScheduleRedial(size_t i) {
 
 void Consumer::StopReceiving() {
   receiving_ = false;
+  if (poll_timer_) poll_timer_->cancel();
   for (auto& link : links_) {
     link.retry->cancel();
     if (link.conn && link.conn->open()) {
@@ -422,6 +561,9 @@ void Consumer::Close() {
   if (closed_) return;
   closed_ = true;
   receiving_ = false;
+  if (poll_timer_) poll_timer_->cancel();
+  if (resolver_) resolver_->cancel();
+  lookupds_.clear();  // their callbacks are dropped
   for (auto& link : links_) {
     link.retry->cancel();
     if (auto conn = std::move(link.conn)) {
@@ -429,6 +571,15 @@ void Consumer::Close() {
       conn->Close("consumer closed");
     }
   }
+}
+
+size_t Consumer::brokers() const {
+  return static_cast<size_t>(
+      std::count_if(links_.begin(), links_.end(), [](const Link& l) { return !l.dropped; }));
+}
+
+std::string Consumer::broker_address(size_t i) const {
+  return i < links_.size() ? links_[i].address : std::string();
 }
 
 size_t Consumer::connected() const {

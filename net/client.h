@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,6 +24,10 @@
 #include "net/input_buffer.h"
 #include "net/protocol.h"
 #include "src/base/error.h"
+
+namespace cairn::net {
+class HttpClient;
+}
 
 namespace cairn::nsq {
 
@@ -168,18 +173,35 @@ class Producer {
   boost::asio::steady_timer retry_;
 };
 
+// Where a Consumer finds its brokers: asking nsqlookupd, as go-nsq does.
+struct LookupdDiscovery {
+  std::vector<std::string> http_addresses;  // each nsqlookupd's HTTP API, "host:port"
+  // How often they are asked (go-nsq's lookupd_poll_interval); each wait is jittered by up to
+  // 15% either way, so that a fleet of consumers does not ask in step.
+  std::chrono::milliseconds poll_interval{60'000};
+};
+
 // Consumes one topic/channel from one or more brokers, keeping a connection to each (reconnect
 // with backoff) and spreading max_in_flight over them as RDY.
+//
+// With LookupdDiscovery the brokers are the producers nsqlookupd lists for the topic: all of
+// them, asked at every poll (their union, so one nsqlookupd that restarted and lost some
+// registrations hides none). A new broker is connected at once; one no longer listed is dropped:
+// at once if it is not connected, else when its connection closes (it is then not dialled
+// again). A poll that no nsqlookupd answers changes nothing.
 class Consumer {
  public:
   // The handler settles each message: ref.Finish(), ref.Requeue(delay), or later through the
-  // MessageRef it keeps. Delivered::broker and MessageRef::broker() are the index in `brokers`
-  // of the broker the message came from.
+  // MessageRef it keeps. Delivered::broker and MessageRef::broker() name the broker the message
+  // came from: its index in `brokers`, or with discovery the order in which it was first listed
+  // (an index is never reused for another address).
   using Handler = std::function<void(const Delivered&, const MessageRef&)>;
 
   Consumer(boost::asio::any_io_executor ex, std::vector<boost::asio::ip::tcp::endpoint> brokers,
            std::string topic, std::string channel, int64_t max_in_flight,
            ClientOptions options = {});
+  Consumer(boost::asio::any_io_executor ex, LookupdDiscovery discovery, std::string topic,
+           std::string channel, int64_t max_in_flight, ClientOptions options = {});
   ~Consumer();
   void Start(Handler handler);
   // Stops taking messages: RDY 0 and CLS on every connection. Messages already delivered can
@@ -189,18 +211,30 @@ class Consumer {
   // Connections subscribed and ready for messages.
   size_t connected() const;
   uint64_t reconnects() const { return reconnects_; }
+  // Brokers consumed from: connected, or to be dialled again.
+  size_t brokers() const;
+  // The address of broker `i` ("host:port"), as Delivered::broker names it.
+  std::string broker_address(size_t i) const;
 
  private:
   struct Link {
-    boost::asio::ip::tcp::endpoint endpoint;
+    std::string address;  // "host:port"; resolved on every dial when discovered
+    std::optional<boost::asio::ip::tcp::endpoint> endpoint;  // given, not discovered
     std::shared_ptr<Connection> conn;
     std::chrono::milliseconds backoff{0};
     std::unique_ptr<boost::asio::steady_timer> retry;
     bool subscribed = false;
+    bool unlisted = false;  // nsqlookupd no longer lists it: dropped once its connection closes
+    bool dropped = false;
   };
+  size_t AddLink(std::string address, std::optional<boost::asio::ip::tcp::endpoint> endpoint);
   void Dial(size_t i);
+  void Connect(size_t i, const boost::asio::ip::tcp::endpoint& endpoint);
   void ScheduleRedial(size_t i);
   int64_t RdyPerConnection() const;
+  void UpdateRdy();
+  void Poll();
+  void ApplyListing(const std::vector<std::string>& addresses);
 
   boost::asio::any_io_executor ex_;
   std::string topic_, channel_;
@@ -210,6 +244,11 @@ class Consumer {
   std::vector<Link> links_;
   bool receiving_ = true, closed_ = false;
   uint64_t reconnects_ = 0;
+  LookupdDiscovery discovery_;
+  std::vector<std::unique_ptr<net::HttpClient>> lookupds_;
+  std::unique_ptr<boost::asio::steady_timer> poll_timer_;
+  std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
+  uint64_t jitter_state_ = 0;
 };
 
 }  // namespace cairn::nsq

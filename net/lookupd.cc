@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "src/base/address.h"
 #include "src/base/duration.h"
 
 // GCC 12 warns falsely on asio's coroutine frames (its bug 109224: a frame allocated with asio's
@@ -73,6 +74,32 @@ FrameOutcome ParseLookupdAnswer(std::string_view buf, size_t max_response) {
   const std::string_view data = buf.substr(4, size);
   return FrameParsed{Frame{data.starts_with("E_") ? FrameType::kError : FrameType::kResponse, data},
                      4 + size};
+}
+
+Result<std::vector<std::string>> ParseLookupProducers(std::string_view json) {
+  const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return Fail(Errc::kInvalidArgument, "not a JSON object");
+  const auto producers = j.find("producers");
+  if (producers == j.end() || !producers->is_array()) {
+    return Fail(Errc::kInvalidArgument, "no \"producers\" array");
+  }
+  std::vector<std::string> out;
+  for (const nlohmann::json& p : *producers) {
+    if (!p.is_object()) continue;
+    const auto address = p.find("broadcast_address");
+    const auto port = p.find("tcp_port");
+    if (address == p.end() || !address->is_string() || port == p.end() ||
+        !port->is_number_integer()) {
+      continue;
+    }
+    const std::string& host = address->get_ref<const std::string&>();
+    const int64_t n = port->get<int64_t>();
+    if (host.empty() || n < 1 || n > 65535) continue;
+    std::string a = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, n)
+                                                        : fmt::format("{}:{}", host, n);
+    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(std::move(a));
+  }
+  return out;
 }
 
 LookupdPeer::LookupdPeer(asio::any_io_executor ex, std::string address, LookupdIdentity identity,
@@ -186,18 +213,15 @@ asio::awaitable<void> LookupdPeer::Run() {
 }
 
 asio::awaitable<Status> LookupdPeer::Session() {
-  const size_t colon = address_.rfind(':');
-  if (colon == std::string::npos) co_return Fail(Errc::kInvalidArgument, "expected host:port");
-  std::string host = address_.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
+  const auto split = SplitHostPort(address_);
+  if (!split) co_return tl::unexpected(split.error());
   boost::system::error_code ec;
   Arm(options_.timeout);
-  auto endpoints = co_await resolver_.async_resolve(host, address_.substr(colon + 1),
+  auto endpoints = co_await resolver_.async_resolve(split->host, std::to_string(split->port),
                                                     asio::redirect_error(asio::use_awaitable, ec));
-  if (!ec)
+  if (!ec) {
     co_await asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  }
   Disarm();
   if (ec) co_return Fail(Errc::kUnavailable, "connect: " + ec.message());
   socket_.set_option(tcp::no_delay(true), ec);

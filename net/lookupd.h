@@ -76,6 +76,12 @@ void AppendLookupdRegistration(std::string& out, bool registered, const LookupdR
 // when the data starts with "E_". Answers over `max_response` bytes are an error.
 FrameOutcome ParseLookupdAnswer(std::string_view buf, size_t max_response);
 
+// The brokers nsqlookupd's HTTP API lists for a topic (GET /lookup?topic=): each producer's
+// "broadcast_address:tcp_port" ("[addr]:port" for an IPv6 address), once each, in its order.
+// Producers without an address or a port in 1-65535 are left out; a body that is not the JSON
+// nsqlookupd sends gives kInvalidArgument. Never throws.
+Result<std::vector<std::string>> ParseLookupProducers(std::string_view json);
+
 class LookupdPeer : public std::enable_shared_from_this<LookupdPeer> {
  public:
   // Every current registration, for a fresh connection.

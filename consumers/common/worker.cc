@@ -23,6 +23,11 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--nsqd-http-address", flags.nsqd_http_addresses,
                  "cairnd HTTP address, for channel positions and seeks")
       ->capture_default_str();
+  app.add_option("--lookupd-http-address", flags.lookupd_http_addresses,
+                 "nsqlookupd HTTP address (repeatable): consume from every broker it lists for "
+                 "the topic, instead of from --nsqd-tcp-address");
+  AddDurationFlag(app, "--lookupd-poll-interval", &flags.lookupd_poll_interval,
+                  "how often nsqlookupd is asked for the topic's brokers (jittered by 15%)");
   app.add_option("--topic", flags.topic, "topic to consume")->capture_default_str();
   app.add_option("--channel", flags.channel, "channel to consume on")->capture_default_str();
   app.add_option("--max-in-flight", flags.max_in_flight,
@@ -71,6 +76,27 @@ Result<std::vector<tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags) {
   }
   if (out.empty()) return Fail(Errc::kInvalidArgument, "--nsqd-tcp-address is required");
   return out;
+}
+
+Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const WorkerFlags& flags,
+                                                    nsq::ClientOptions options) {
+  if (!flags.lookupd_http_addresses.empty()) {
+    for (const auto& a : flags.lookupd_http_addresses) {
+      if (auto split = SplitHostPort(a); !split)
+        return Fail("--lookupd-http-address", split.error());
+    }
+    if (flags.lookupd_poll_interval.count() <= 0) {
+      return Fail(Errc::kInvalidArgument, "--lookupd-poll-interval must be positive");
+    }
+    return std::make_unique<nsq::Consumer>(
+        io.get_executor(),
+        nsq::LookupdDiscovery{flags.lookupd_http_addresses, flags.lookupd_poll_interval},
+        flags.topic, flags.channel, flags.max_in_flight, std::move(options));
+  }
+  auto brokers = BrokerEndpoints(flags);
+  if (!brokers) return tl::unexpected(brokers.error());
+  return std::make_unique<nsq::Consumer>(io.get_executor(), std::move(*brokers), flags.topic,
+                                         flags.channel, flags.max_in_flight, std::move(options));
 }
 
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,

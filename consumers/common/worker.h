@@ -15,13 +15,14 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
-#include "src/base/error.h"
 
 #include "consumers/common/influx_writer.h"
+#include "net/client.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/prometheus.h"
 #include "src/base/duration_flag.h"
+#include "src/base/error.h"
 
 namespace cairn::consumers {
 
@@ -30,6 +31,10 @@ struct WorkerFlags {
   // cairn-replay takes one per broker, paired in order with nsqd_tcp_addresses; cairn-logger
   // takes one.
   std::vector<std::string> nsqd_http_addresses{"127.0.0.1:4151"};
+  // When given, the brokers to consume from are the ones these nsqlookupd list for the topic
+  // (--nsqd-tcp-address is then only where a worker publishes, if it does).
+  std::vector<std::string> lookupd_http_addresses;
+  std::chrono::milliseconds lookupd_poll_interval{60'000};
   std::string topic;
   std::string channel;
   int64_t max_in_flight = 200;
@@ -58,6 +63,11 @@ void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options);
 void SetUpLogging(const WorkerFlags& flags);
 // The --nsqd-tcp-address endpoints; kInvalidArgument naming the flag and the address.
 Result<std::vector<boost::asio::ip::tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags);
+// The consumer of --topic/--channel the flags ask for: through nsqlookupd when
+// --lookupd-http-address is given, else from every --nsqd-tcp-address.
+Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(boost::asio::io_context& io,
+                                                    const WorkerFlags& flags,
+                                                    nsq::ClientOptions options = {});
 // An HttpClient for one --nsqd-http-address.
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
                                                     const std::string& address);

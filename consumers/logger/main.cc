@@ -433,6 +433,11 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", brokers.error().message);
     return 2;
   }
+  if (!s.worker.lookupd_http_addresses.empty()) {
+    spdlog::critical(
+        "cairn-logger does not consume through nsqlookupd yet: give --nsqd-tcp-address");
+    return 2;
+  }
   if (brokers->size() != 1 || s.worker.nsqd_http_addresses.size() != 1) {
     // Offsets order and deduplicate the lines, and the warm start seeks one broker's channel.
     spdlog::critical(

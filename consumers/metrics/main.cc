@@ -33,9 +33,10 @@ struct Settings {
   std::chrono::milliseconds shutdown_timeout{20'000};
 };
 
-// A message among all the consumer receives: the broker it came from (its index among
-// --nsqd-tcp-address) and its id there. Ids alone collide: cairnd's are topic offsets, and every
-// broker counts from 0. A redelivery, after a timeout or a reconnect, has the same key.
+// A message among all the consumer receives: the broker it came from (the consumer's index for
+// it: its place among --nsqd-tcp-address, or in discovery order) and its id there. Ids alone
+// collide: cairnd's are topic offsets, and every broker counts from 0. A redelivery, after a
+// timeout or a reconnect, has the same key.
 using MessageKey = std::pair<size_t, nsq::MessageId>;
 
 struct MessageKeyHash {
@@ -53,19 +54,19 @@ std::string Describe(const MessageKey& k) {
 
 class MetricsWorker {
  public:
-  MetricsWorker(asio::io_context& io, const Settings& s,
-                std::vector<asio::ip::tcp::endpoint> brokers, std::unique_ptr<InfluxWriter> writer)
+  // Rejected lines are published to `publish_to` (the first --nsqd-tcp-address).
+  MetricsWorker(asio::io_context& io, const Settings& s, std::unique_ptr<nsq::Consumer> consumer,
+                asio::ip::tcp::endpoint publish_to, std::unique_ptr<InfluxWriter> writer)
       : io_(io),
         s_(s),
         writer_(std::move(writer)),
-        consumer_(io.get_executor(), brokers, s.worker.topic, s.worker.channel,
-                  s.worker.max_in_flight),
-        producer_(io.get_executor(), brokers.front()),
+        consumer_(std::move(consumer)),
+        producer_(io.get_executor(), publish_to),
         touch_timer_(io),
         stop_timer_(io) {}
 
   void Start() {
-    consumer_.Start(
+    consumer_->Start(
         [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
     ArmTouch();
   }
@@ -74,14 +75,14 @@ class MetricsWorker {
   void Shutdown(std::function<void()> done) {
     if (stopping_) return;
     stopping_ = true;
-    consumer_.StopReceiving();
+    consumer_->StopReceiving();
     writer_->Flush();
     deadline_ = std::chrono::steady_clock::now() + s_.shutdown_timeout;
     WaitDrained(std::move(done));
   }
 
   std::string Health() const {
-    if (consumer_.connected() == 0) return "not subscribed on any nsqd";
+    if (consumer_->connected() == 0) return "not subscribed on any nsqd";
     return "";
   }
 
@@ -106,7 +107,11 @@ class MetricsWorker {
     e.Sample("cairn_metrics_errors_total", "kind=\"rejected_publish\"",
              static_cast<double>(publish_failures_));
     e.Family("cairn_metrics_nsqd_connections", "gauge", "Brokers subscribed to.");
-    e.Sample("cairn_metrics_nsqd_connections", "", static_cast<double>(consumer_.connected()));
+    e.Sample("cairn_metrics_nsqd_connections", "", static_cast<double>(consumer_->connected()));
+    e.Family("cairn_metrics_brokers", "gauge",
+             "Brokers consumed from: subscribed, or to be dialled again (with "
+             "--lookupd-http-address, the ones nsqlookupd lists).");
+    e.Sample("cairn_metrics_brokers", "", static_cast<double>(consumer_->brokers()));
     writer_->Expose(e, "cairn_metrics");
   }
 
@@ -145,7 +150,7 @@ class MetricsWorker {
     for (const auto& r : rejected) {
       spdlog::warn("line rejected {} reason=\"{}\"", Describe(key), r.reason);
       records.push_back(RejectedRecord(
-          r, s_.worker.topic, s_.worker.channel, s_.worker.nsqd_tcp_addresses.at(key.first),
+          r, s_.worker.topic, s_.worker.channel, consumer_->broker_address(key.first),
           std::string_view(id.data(), id.size()), it->second.timestamp_ns));
     }
     PublishRejected(key, std::move(records));
@@ -207,7 +212,7 @@ class MetricsWorker {
     // Let the REQs and FINs go out before the connections close.
     stop_timer_.expires_after(std::chrono::milliseconds(100));
     stop_timer_.async_wait([this, done = std::move(done)](boost::system::error_code) {
-      consumer_.Close();
+      consumer_->Close();
       producer_.Stop();
       spdlog::info("stopped: finished={} points_written={}", finished_,
                    writer_->stats().points_written);
@@ -218,7 +223,7 @@ class MetricsWorker {
   asio::io_context& io_;
   const Settings& s_;
   std::unique_ptr<InfluxWriter> writer_;
-  nsq::Consumer consumer_;
+  std::unique_ptr<nsq::Consumer> consumer_;
   nsq::Producer producer_;
   asio::steady_timer touch_timer_, stop_timer_;
   HeldMap held_;
@@ -261,7 +266,12 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", writer.error().message);
     return 2;
   }
-  MetricsWorker worker(io, s, *brokers, std::move(*writer));
+  auto consumer = MakeConsumer(io, s.worker);
+  if (!consumer) {
+    spdlog::critical("{}", consumer.error().message);
+    return 2;
+  }
+  MetricsWorker worker(io, s, std::move(*consumer), brokers->front(), std::move(*writer));
   auto started = WorkerHttp::Start(
       io, s.worker.http_address, [&] { return worker.Health(); },
       [&](net::Exposition& e) { worker.Expose(e); });

@@ -482,6 +482,12 @@ int main(int argc, char** argv) {
     spdlog::critical("--to is before --from");
     return 2;
   }
+  if (!s.worker.lookupd_http_addresses.empty()) {
+    spdlog::critical(
+        "cairn-replay does not find brokers through nsqlookupd yet: give each broker's "
+        "--nsqd-tcp-address and --nsqd-http-address");
+    return 2;
+  }
   auto brokers = BrokerEndpoints(s.worker);
   if (!brokers) {
     spdlog::critical("{}", brokers.error().message);

@@ -10,30 +10,41 @@ namespace cairn {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-Result<tcp::endpoint> ParseAddress(std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return Fail(Errc::kInvalidArgument, fmt::format("invalid address \"{}\": {}", text, why));
-  };
+namespace {
+
+tl::unexpected<Error> BadAddress(std::string_view text, std::string_view why) {
+  return Fail(Errc::kInvalidArgument, fmt::format("invalid address \"{}\": {}", text, why));
+}
+
+}  // namespace
+
+Result<HostPort> SplitHostPort(std::string_view text) {
   const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos) return bad("expected host:port");
+  if (colon == std::string_view::npos) return BadAddress(text, "expected host:port");
   std::string_view host = text.substr(0, colon);
   const std::string_view port_text = text.substr(colon + 1);
   unsigned port = 0;
   auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc() || p != port_text.data() + port_text.size() || port > 65535) {
-    return bad("bad port");
+    return BadAddress(text, "bad port");
   }
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  if (host.empty()) return tcp::endpoint(tcp::v4(), static_cast<uint16_t>(port));
+  return HostPort{std::string(host), static_cast<uint16_t>(port)};
+}
+
+Result<tcp::endpoint> ParseAddress(std::string_view text) {
+  auto split = SplitHostPort(text);
+  if (!split) return tl::unexpected(split.error());
+  if (split->host.empty()) return tcp::endpoint(tcp::v4(), split->port);
   boost::system::error_code err;
-  auto address = asio::ip::make_address(std::string(host), err);
-  if (!err) return tcp::endpoint(address, static_cast<uint16_t>(port));
+  auto address = asio::ip::make_address(split->host, err);
+  if (!err) return tcp::endpoint(address, split->port);
   asio::io_context io;
   tcp::resolver resolver(io);
-  auto results = resolver.resolve(std::string(host), std::string(port_text), err);
-  if (err || results.empty()) return bad(err ? err.message() : "no address");
+  auto results = resolver.resolve(split->host, std::to_string(split->port), err);
+  if (err || results.empty()) return BadAddress(text, err ? err.message() : "no address");
   return results.begin()->endpoint();
 }
 

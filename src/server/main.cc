@@ -108,6 +108,12 @@ Status Resolve(const Flags& flags, ServerOptions* options) {
   if (!endpoint) return Fail("--tcp-address", endpoint.error());
   auto http_endpoint = ParseAddress(flags.http_address);
   if (!http_endpoint) return Fail("--http-address", http_endpoint.error());
+  for (const std::string& lookupd : options->lookupd_tcp_addresses) {
+    // Resolved on every connect, not now: a lookupd's name may not resolve yet at start.
+    if (auto split = SplitHostPort(lookupd); !split) {
+      return Fail("--lookupd-tcp-address", split.error());
+    }
+  }
   options->store.sync = *policy;
   options->store.default_codec = *codec;
   options->store.default_retention.age = flags.retention_age;

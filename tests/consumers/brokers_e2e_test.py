@@ -90,9 +90,12 @@ class TwoBrokers(WithInflux):
     # ---- cairn-metrics ----
 
     def start_metrics(self, *extra):
-        w = Process([CAIRN_METRICS, f"--nsqd-tcp-address={self.tcp('a')}",
-                     f"--nsqd-tcp-address={self.tcp('b')}", "--http-address=127.0.0.1:0",
-                     f"--influxdb-url={self.influx.url}", f"--database={self.db}", *extra],
+        return self.start_metrics_only(f"--nsqd-tcp-address={self.tcp('a')}",
+                                       f"--nsqd-tcp-address={self.tcp('b')}", *extra)
+
+    def start_metrics_only(self, *flags):
+        w = Process([CAIRN_METRICS, "--http-address=127.0.0.1:0",
+                     f"--influxdb-url={self.influx.url}", f"--database={self.db}", *flags],
                     {"http": r"HTTP: listening on (\S+)"}, "cairn-metrics")
         self.workers.append(w)
         return w.start()
@@ -158,6 +161,66 @@ class TwoBrokers(WithInflux):
                          ("not line protocol", "0000000000000000", self.tcp("b")))
         wait_until(lambda: self.channel_settled("b", "influxdb") == (0, 0, 1),
                    "the message finished on broker b", WAIT)
+
+    # ---- through nsqlookupd ----
+
+    def start_lookupd(self):
+        binary = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqlookupd")
+        if not os.environ.get("NSQ_BIN_DIR") or not os.access(binary, os.X_OK):
+            self.skipTest(f"needs nsqlookupd from NSQ_BIN_DIR ({binary!r} is not there)")
+        lookupd = Process([binary, "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"],
+                          {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
+                          "nsqlookupd")
+        self.workers.append(lookupd)
+        return lookupd.start()
+
+    def register(self, name, lookupd):
+        """Broker `name` again on its data, now registering with `lookupd` (new ports)."""
+        if self.brokers[name].running():
+            self.assertEqual(self.brokers[name].stop(), 0)
+        self.brokers[name] = Cairnd(os.path.join(self.tmp.name, name), extra=(
+            "--broadcast-address=127.0.0.1",
+            f"--lookupd-tcp-address=127.0.0.1:{lookupd.port('tcp')}")).start()
+
+    def test_metrics_consumes_the_brokers_lookupd_lists_as_they_come_and_go(self):
+        lookupd = self.start_lookupd()
+        self.register("a", lookupd)
+        self.publish_both()  # b is not registered: its points stay there
+        w = self.start_metrics_only(f"--lookupd-http-address=127.0.0.1:{lookupd.port('http')}",
+                                    "--lookupd-poll-interval=200ms",
+                                    f"--nsqd-tcp-address={self.tcp('a')}",
+                                    "--flush-interval=100ms")
+        self.wait_points({"a": EXPECTED["a"]})
+        self.assertEqual(self.worker_metric(w, "cairn_metrics_brokers"), 1)
+
+        self.register("b", lookupd)  # found at the next poll, its backlog consumed
+        self.wait_points(EXPECTED)
+        wait_until(lambda: self.worker_metric(w, "cairn_metrics_nsqd_connections") == 2,
+                   "subscribed on both brokers", WAIT)
+
+        # a leaves (SIGTERM: it leaves nsqlookupd first): dropped, not dialled again.
+        self.assertEqual(self.brokers["a"].stop(), 0)
+        wait_until(lambda: self.worker_metric(w, "cairn_metrics_brokers") == 1,
+                   "broker a dropped", WAIT)
+        self.assertEqual(self.worker_metric(w, "cairn_metrics_nsqd_connections"), 1)
+
+        # It comes back on other ports: found again, and what it gets next is written.
+        self.register("a", lookupd)
+        wait_until(lambda: self.worker_metric(w, "cairn_metrics_nsqd_connections") == 2,
+                   "broker a found again", WAIT)
+        self.brokers["a"].pub("metrics", "load,broker=a value=1000i")
+        self.wait_points({"a": (N + 1, EXPECTED["a"][1] + 1000), "b": EXPECTED["b"]})
+        for name in ("a", "b"):
+            wait_until(lambda: self.channel_settled(name, "influxdb")[:2] == (0, 0),
+                       f"every message finished on broker {name}", WAIT)
+
+    def test_workers_that_cannot_use_lookupd_yet_say_so(self):
+        for binary in (CAIRN_REPLAY,):
+            r = subprocess.run([binary, "--lookupd-http-address=127.0.0.1:4161", "--from=-1h",
+                                f"--influxdb-url={self.influx.url}", f"--database={self.db}"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("nsqlookupd yet", r.stderr)
 
     # ---- cairn-replay ----
 

@@ -188,7 +188,11 @@ def nsq_frame():
                b'"version":"1.3.0"}')
     answers = [answer(lookupd), answer(b"OK"), answer(b"E_BAD_TOPIC REGISTER topic name 'a!' is not valid"),
                answer(b"E_INVALID client must IDENTIFY")]
-    return (seeds + answers + [answer(lookupd) + answer(b"OK") * 3]
+    # nsqlookupd's /lookup?topic= answer, as consumers read it.
+    lookup = (b'{"channels":["c"],"producers":[{"remote_address":"127.0.0.1:5","hostname":"vm",'
+              b'"broadcast_address":"127.0.0.1","tcp_port":4150,"http_port":4151,"version":"1.3.0"},'
+              b'{"broadcast_address":"::1","tcp_port":4150},{"broadcast_address":"x","tcp_port":70000}]}')
+    return (seeds + answers + [lookup, answer(lookupd) + answer(b"OK") * 3]
             + [frame(0, negotiated) + frame(0, b"OK") + msg + frame(0, b"_heartbeat_") + msg])
 
 

@@ -2,7 +2,9 @@
 // from one buffer (nsq::ParseFrame, under a small and under the default frame limit), message
 // frames split by nsq::ParseMessage, and the feature-negotiation JSON (nsq::ParseNegotiated), fed
 // both as a response frame and as the whole input; and what cairnd reads from nsqlookupd, the
-// same bytes as its answers (nsq::ParseLookupdAnswer: a size and the data, no frame type).
+// same bytes as its answers (nsq::ParseLookupdAnswer: a size and the data, no frame type); and
+// what a consumer reads from nsqlookupd's HTTP API (nsq::ParseLookupProducers: every address
+// listed is "host:port" with a port in range, and none twice).
 //
 // Checked besides crashes and sanitizer reports:
 // - a parsed frame consumed its 4-byte size plus that many bytes, at most what it was given, and
@@ -102,6 +104,22 @@ void CheckAnswer(std::string_view buf, const FrameParsed& p, size_t max_response
   FUZZ_CHECK(p.frame.type != FrameType::kMessage);
 }
 
+void CheckProducers(std::string_view json) {
+  const auto listed = ParseLookupProducers(json);
+  if (!listed) {
+    FUZZ_CHECK(!listed.error().message.empty());
+    return;
+  }
+  for (size_t i = 0; i < listed->size(); ++i) {
+    const std::string& a = (*listed)[i];
+    const size_t colon = a.rfind(':');
+    FUZZ_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < a.size());
+    const int port = std::stoi(a.substr(colon + 1));
+    FUZZ_CHECK(port >= 1 && port <= 65535);
+    for (size_t j = 0; j < i; ++j) FUZZ_CHECK((*listed)[j] != a);
+  }
+}
+
 void Run(Parser parse, std::string_view buf, size_t max_frame) {
   size_t pos = 0;
   while (pos < buf.size()) {
@@ -137,5 +155,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cairn::nsq::Run(&cairn::nsq::ParseLookupdAnswer, buf, 256);
   cairn::nsq::Run(&cairn::nsq::ParseLookupdAnswer, buf, size_t{1} << 20);  // LookupdOptions
   cairn::nsq::CheckNegotiated(buf);
+  cairn::nsq::CheckProducers(buf);
   return 0;
 }
