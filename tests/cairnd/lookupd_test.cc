@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -237,6 +238,55 @@ TEST(Lookupd, NsqToolsAndGoNsqConsumeThroughLookupd) {
   EXPECT_EQ(WEXITSTATUS(pclose(t)), 0);
   EXPECT_TRUE(subscribed) << cairnd.log();
   EXPECT_EQ(tailed, "seen by nsq_tail\n");
+}
+
+// nsqadmin pointed at nsqlookupd shows every cairnd of the fleet, their topics and channels with
+// depths added up, and its actions reach every broker.
+TEST(Lookupd, NsqadminShowsTheFleetAndItsActionsReachEveryBroker) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  REQUIRE_NSQ_BINARY(nsqadmin, "nsqadmin");
+  TempDir dir;
+  LookupdProcess lookupd(nsqlookupd);
+  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
+  CairndProcess a(dir.sub("a"), LookupdFlags(lookupd));
+  CairndProcess b(dir.sub("b"), LookupdFlags(lookupd));
+  ASSERT_NE(a.port(), 0) << a.startup_log();
+  ASSERT_NE(b.port(), 0) << b.startup_log();
+  for (const CairndProcess* c : {&a, &b}) {
+    HttpClient http(c->http_port());
+    ASSERT_EQ(http.Post("/mpub?topic=logs", "one\ntwo").status, 200);
+    ASSERT_EQ(http.Post("/channel/create?topic=logs&channel=archive").status, 200);
+  }
+  ASSERT_TRUE(Eventually([&] {
+    return ListedWithPort(Lookup(lookupd.http_port(), "logs"), a.port()) == 1 &&
+           ListedWithPort(Lookup(lookupd.http_port(), "logs"), b.port()) == 1;
+  }));
+  NsqadminProcess admin(nsqadmin, lookupd.http_address());
+  ASSERT_NE(admin.http_port(), 0) << admin.log();
+  HttpClient ui(admin.http_port());
+
+  const Json nodes = Json::parse(ui.Get("/api/nodes").body, nullptr, false);
+  ASSERT_TRUE(nodes.is_object()) << ui.Get("/api/nodes").body;
+  std::set<int> ports;
+  for (const Json& n : nodes["nodes"]) ports.insert(n.value("tcp_port", 0));
+  EXPECT_EQ(ports, (std::set<int>{a.port(), b.port()})) << nodes.dump();
+
+  const Reply channel = ui.Get("/api/topics/logs/archive");
+  const Json c = Json::parse(channel.body, nullptr, false);
+  ASSERT_TRUE(c.is_object()) << channel.body;
+  EXPECT_EQ(c["depth"], 4) << "two messages waiting on each broker: " << channel.body;
+  EXPECT_EQ(c["nodes"].size(), 2u) << channel.body;
+
+  // Actions: nsqadmin calls each broker's /channel/pause and /channel/empty.
+  EXPECT_EQ(ui.Post("/api/topics/logs/archive", R"({"action":"pause"})").status, 200);
+  EXPECT_EQ(ui.Post("/api/topics/logs/archive", R"({"action":"empty"})").status, 200);
+  for (const CairndProcess* broker : {&a, &b}) {
+    HttpClient http(broker->http_port());
+    const Json stats = Json::parse(http.Get("/stats?format=json&topic=logs").body);
+    const Json& ch = stats["topics"][0]["channels"][0];
+    EXPECT_EQ(ch["paused"], true) << stats.dump();
+    EXPECT_EQ(ch["depth"], 0) << stats.dump();
+  }
 }
 
 }  // namespace

@@ -336,7 +336,9 @@ class ListeningProcess {
  public:
   // Starts `args` and waits until it listens on TCP and HTTP (port() is 0 if it exited first);
   // with `wait_until_listening` off it returns at once, for a test that kills it while it starts.
-  explicit ListeningProcess(std::vector<std::string> args, bool wait_until_listening = true) {
+  // `tcp` off: it listens on HTTP only (nsqadmin).
+  explicit ListeningProcess(std::vector<std::string> args, bool wait_until_listening = true,
+                            bool tcp = true) {
     int pipefd[2];
     if (pipe(pipefd) != 0) std::abort();
     pid_ = fork();
@@ -361,7 +363,7 @@ class ListeningProcess {
       if (std::regex_search(line, m, listening)) {
         const auto p = static_cast<uint16_t>(std::stoi(m[2].str()));
         (m[1] == "TCP" ? port_ : http_port_) = p;
-        if (port_ != 0 && http_port_ != 0) break;
+        if ((port_ != 0 || !tcp) && http_port_ != 0) break;
       }
     }
     // Keep draining stderr so cairnd never blocks on a full pipe; the first MiB is kept.
@@ -468,6 +470,15 @@ inline std::string NsqBinary(const std::string& name, std::string* why) {
   }
   return path;
 }
+
+// nsqadmin from $NSQ_BIN_DIR on loopback, reading the fleet from nsqlookupd.
+class NsqadminProcess : public ListeningProcess {
+ public:
+  NsqadminProcess(const std::string& binary, const std::string& lookupd_http_address)
+      : ListeningProcess({binary, "--http-address=127.0.0.1:0",
+                          "--lookupd-http-address=" + lookupd_http_address},
+                         true, /*tcp=*/false) {}
+};
 
 // nsqlookupd from $NSQ_BIN_DIR on loopback; ports 0 pick free ones (a restart may ask for the
 // ones it had).
