@@ -30,6 +30,7 @@
 #include "bench/sample_traffic.h"
 #include "net/client.h"
 #include "src/base/address.h"
+#include "src/base/duration_flag.h"
 
 namespace {
 
@@ -114,6 +115,9 @@ struct Config {
   double rate = 0;        // total messages/s; 0: as fast as it goes
   double drain_seconds = 30;
   uint64_t expect = 0;  // with no publishers: messages each channel must receive (a backlog)
+  // Consumers find the brokers through these nsqlookupd instead of consuming from `address`.
+  std::vector<std::string> lookupd;
+  std::chrono::milliseconds lookupd_poll_interval{1'000};
 };
 
 class Bench {
@@ -127,6 +131,21 @@ class Bench {
     bodies_ = SampleBodies(cfg_.size, 200);
   }
 
+  // nsqlookupd lists a broker for the topic only once the topic exists there: subscribe every
+  // channel once on the broker published to (a SUB creates both), then leave.
+  void CreateChannels(const nsq::ClientOptions& opts) {
+    for (int c = 0; c < cfg_.channels; ++c) {
+      nsq::Consumer once(io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_}, cfg_.topic,
+                         fmt::format("bench{}", c), 1, opts);
+      once.Start([](const nsq::Delivered&, const nsq::MessageRef&) {});
+      const auto deadline = Clock::now() + std::chrono::seconds(10);
+      while (once.connected() == 0 && Clock::now() < deadline) {
+        io_.run_for(std::chrono::milliseconds(5));
+      }
+      once.Close();
+    }
+  }
+
   nlohmann::json Run() {
     nsq::ClientOptions opts;
     opts.client_id = "cairn-bench";
@@ -136,11 +155,17 @@ class Bench {
     // Consumers run on a thread of their own, so that a busy publishing loop does not add its
     // queueing to the delivery latency being measured (and the other way round).
     delivered_ = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(cfg_.channels));
+    if (!cfg_.lookupd.empty()) CreateChannels(opts);
     for (int c = 0; c < cfg_.channels; ++c) {
       for (int m = 0; m < cfg_.consumers; ++m) {
-        auto consumer = std::make_unique<nsq::Consumer>(
-            con_io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_}, cfg_.topic,
-            fmt::format("bench{}", c), cfg_.rdy, opts);
+        auto consumer = cfg_.lookupd.empty()
+                            ? std::make_unique<nsq::Consumer>(
+                                  con_io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_},
+                                  cfg_.topic, fmt::format("bench{}", c), cfg_.rdy, opts)
+                            : std::make_unique<nsq::Consumer>(
+                                  con_io_.get_executor(),
+                                  nsq::LookupdDiscovery{cfg_.lookupd, cfg_.lookupd_poll_interval},
+                                  cfg_.topic, fmt::format("bench{}", c), cfg_.rdy, opts);
         consumer->Start([this, c](const nsq::Delivered& d, const nsq::MessageRef& ref) {
           int64_t sent = 0;
           if (d.body.size() >= 8) std::memcpy(&sent, d.body.data(), 8);
@@ -328,6 +353,11 @@ int main(int argc, char** argv) {
   CLI::App app{"cairn-bench: NSQ load generator (cairnd or any nsqd); prints one JSON line"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // last wins
   app.add_option("--nsqd-tcp-address", cfg.address, "broker to load")->capture_default_str();
+  app.add_option("--lookupd-http-address", cfg.lookupd,
+                 "nsqlookupd HTTP address (repeatable): consume from every broker it lists for the "
+                 "topic (publishing still goes to --nsqd-tcp-address)");
+  AddDurationFlag(app, "--lookupd-poll-interval", &cfg.lookupd_poll_interval,
+                  "how often the consumers ask nsqlookupd");
   app.add_option("--topic", cfg.topic, "topic to publish to and consume")->capture_default_str();
   app.add_option("--publishers", cfg.publishers, "publishing connections")->capture_default_str();
   app.add_option("--batch", cfg.batch, "messages per publish: 1 sends PUB, more send MPUB")

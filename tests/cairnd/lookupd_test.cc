@@ -289,5 +289,34 @@ TEST(Lookupd, NsqadminShowsTheFleetAndItsActionsReachEveryBroker) {
   }
 }
 
+// cairn-bench's consumers find the broker through nsqlookupd and get every message on every
+// channel.
+TEST(Lookupd, CairnBenchConsumesThroughLookupd) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  if (access(CAIRN_BIN_DIR "/cairn-bench", X_OK) != 0) {
+    GTEST_SKIP() << "cairn-bench is not built (-DCAIRN_BUILD_BENCH=OFF)";
+  }
+  TempDir dir;
+  LookupdProcess lookupd(nsqlookupd);
+  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
+  CairndProcess cairnd(dir.path(), LookupdFlags(lookupd));
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  const std::string command = fmt::format(
+      "timeout 120 {}/cairn-bench --nsqd-tcp-address=127.0.0.1:{} --lookupd-http-address={} "
+      "--lookupd-poll-interval=100ms --messages=2000 --channels=2 --consumers=2 2>&1",
+      CAIRN_BIN_DIR, cairnd.port(), lookupd.http_address());
+  std::string output;
+  FILE* p = popen(command.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
+  EXPECT_EQ(WEXITSTATUS(pclose(p)), 0) << output;
+  const Json result = Json::parse(output.substr(output.rfind("\n{") + 1), nullptr, false);
+  ASSERT_TRUE(result.is_object()) << output;
+  EXPECT_EQ(result["published"], 2000) << output;
+  EXPECT_EQ(result["delivered"], 4000) << output;
+  EXPECT_EQ(result["delivered_all"], true) << output;
+}
+
 }  // namespace
 }  // namespace cairn::testing
