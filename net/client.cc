@@ -425,6 +425,7 @@ void Consumer::Poll() {
             round->answered = true;  // TOPIC_NOT_FOUND: no broker has the topic (yet)
           }
           if (--round->waiting > 0 || closed_) return;
+          lookupd_answering_ = round->answered;
           if (round->answered) ApplyListing(round->listed);
           jitter_state_ = jitter_state_ * 6364136223846793005u + 1442695040888963407u;
           const double u =

@@ -213,6 +213,9 @@ class Consumer {
   uint64_t reconnects() const { return reconnects_; }
   // Brokers consumed from: connected, or to be dialled again.
   size_t brokers() const;
+  // With discovery: whether nsqlookupd answered the last poll (a topic no broker has yet is an
+  // answer); true without discovery.
+  bool lookupd_answering() const { return lookupd_answering_; }
   // The address of broker `i` ("host:port"), as Delivered::broker names it.
   std::string broker_address(size_t i) const;
 
@@ -249,6 +252,7 @@ class Consumer {
   std::unique_ptr<boost::asio::steady_timer> poll_timer_;
   std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
   uint64_t jitter_state_ = 0;
+  bool lookupd_answering_ = true;
 };
 
 }  // namespace cairn::nsq

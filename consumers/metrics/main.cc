@@ -82,6 +82,10 @@ class MetricsWorker {
   }
 
   std::string Health() const {
+    // Through nsqlookupd, no broker having the topic yet is a normal state (a new cluster).
+    if (consumer_->brokers() == 0) {
+      return consumer_->lookupd_answering() ? "" : "nsqlookupd does not answer";
+    }
     if (consumer_->connected() == 0) return "not subscribed on any nsqd";
     return "";
   }

@@ -61,6 +61,11 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 LISTEN_FLAGS = {"--tcp-address": "TCP", "--http-address": "HTTP"}
 # Flags that name a broker to reach, and the broker's listen flag they must land on.
 BROKER_FLAGS = {"--nsqd-tcp-address": "--tcp-address", "--nsqd-http-address": "--http-address"}
+# Flags that name an nsqlookupd to reach, and its listen flag they must land on.
+LOOKUPD_FLAGS = {"--lookupd-tcp-address": "--tcp-address",
+                 "--lookupd-http-address": "--http-address"}
+# NSQ's own binaries the manifests run (from $NSQ_BIN_DIR in the loopback runs).
+NSQ_BINARIES = ("nsqlookupd", "nsqadmin")
 URL_FLAGS = ("--influxdb-url",)
 # Pods allowed to run as uid 0, and why: the node's container logs are root's.
 ROOT_EXCEPTIONS = {("DaemonSet", "cairn-fluentd")}
@@ -474,6 +479,7 @@ class Cluster:
         self.dead.bind(("127.0.0.1", 0))
         self.dead_url = f"http://127.0.0.1:{self.dead.getsockname()[1]}"
         self.broker = {}  # listen flag of the broker -> its bound port
+        self.lookupd = {}  # listen flag of the one nsqlookupd standing in for all -> its port
 
     def close(self):
         for p in self.processes:
@@ -487,12 +493,23 @@ class Cluster:
     def argv(self, workload, container):
         """The loopback command line for a container: its manifest args, rewritten."""
         binary = binary_of(container)
-        self.test.assertIn(binary, CAIRN_BINARIES, f"{container['name']} runs {binary}")
+        self.test.assertIn(binary, CAIRN_BINARIES + NSQ_BINARIES,
+                           f"{container['name']} runs {binary}")
         args = expanded_args(workload, container)
         out = []
         for flag, value in flag_items(args):
             if flag in LISTEN_FLAGS:
                 out.append(f"{flag}=127.0.0.1:0")
+            elif flag == "--broadcast-address":
+                # What is registered with nsqlookupd must be dialable here.
+                out.append(f"{flag}=127.0.0.1")
+            elif flag in LOOKUPD_FLAGS:
+                target_w, target_c, target = resolve_in_cluster(*split_address(value))
+                self.test.assertEqual(binary_of(target_c), "nsqlookupd", f"{flag}={value}")
+                self.test.assertEqual(target, LOOKUPD_FLAGS[flag], f"{flag}={value}")
+                if not self.lookupd:
+                    self.start_lookupd()
+                out.append(f"{flag}=127.0.0.1:{self.lookupd[target]}")
             elif flag in BROKER_FLAGS:
                 host, port = split_address(value)
                 _, _, target = resolve_in_cluster(host, port)
@@ -509,6 +526,8 @@ class Cluster:
                     self.test.fail(f"{flag}={value} looks like an address the test does not "
                                    "know how to map to loopback; teach it")
                 out.append(flag if value is None else f"{flag}={value}")
+        if binary in NSQ_BINARIES:
+            return [os.path.join(os.environ["NSQ_BIN_DIR"], binary)] + out
         return [os.path.join(BIN, binary)] + out
 
     def start(self, workload, container):
@@ -522,6 +541,18 @@ class Cluster:
             if flag in LISTEN_FLAGS:
                 ports[flag] = p.listening(LISTEN_FLAGS[flag])
         return p, ports
+
+    def start_lookupd(self):
+        """nsqlookupd from $NSQ_BIN_DIR, with its manifest's flags: one process stands in for
+        every replica (the loopback runs map each replica's address to it)."""
+        binary = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqlookupd")
+        if not os.environ.get("NSQ_BIN_DIR") or not os.access(binary, os.X_OK):
+            self.test.skipTest(f"needs nsqlookupd from NSQ_BIN_DIR ({binary!r} is not there)")
+        sts = one("StatefulSet", "nsqlookupd")
+        (c,) = containers(sts)
+        self.lookupd = {"--tcp-address": None}  # argv() must not start it again
+        _, self.lookupd = self.start(sts, c)
+        return self.lookupd
 
     def start_broker(self):
         sts = one("StatefulSet", "cairnd")
@@ -733,6 +764,30 @@ class Consistency(unittest.TestCase):
                         self.assertEqual(target_flag, BROKER_FLAGS[flag], f"{flag}={value}")
                         seen += 1
         self.assertGreaterEqual(seen, 6)
+
+    def test_brokers_register_with_every_nsqlookupd_and_consumers_ask_every_one(self):
+        """Every --lookupd-*-address reaches nsqlookupd's listen flag of its protocol; cairnd
+        names each nsqlookupd replica once, and so does every consumer and nsqadmin."""
+        lookupd = one("StatefulSet", "nsqlookupd")
+        replicas = lookupd["spec"]["replicas"]
+        self.assertGreaterEqual(replicas, 3)
+        users = set()
+        for w in workloads():
+            for c in containers(w):
+                by_flag = {}
+                for flag, value in flag_items(expanded_args(w, c)):
+                    if flag in LOOKUPD_FLAGS:
+                        target_w, target_c, target = resolve_in_cluster(*split_address(value))
+                        self.assertEqual(binary_of(target_c), "nsqlookupd", f"{flag}={value}")
+                        self.assertEqual(target, LOOKUPD_FLAGS[flag], f"{flag}={value}")
+                        by_flag.setdefault(flag, []).append(value.split(".")[0])
+                for flag, pods in by_flag.items():
+                    self.assertEqual(sorted(pods), [f"nsqlookupd-{i}" for i in range(replicas)],
+                                     f"{c['name']} {flag}")
+                    users.add((binary_of(c), flag))
+        self.assertTrue({("cairnd", "--lookupd-tcp-address"),
+                         ("cairn-metrics", "--lookupd-http-address"),
+                         ("nsqadmin", "--lookupd-http-address")} <= users, users)
 
     def test_collector_configs_name_addresses_that_resolve(self):
         """The cairnd addresses in collectors/*.conf and in every container's environment reach,
@@ -959,12 +1014,23 @@ class Processes(unittest.TestCase):
         checked = self.probe_all(sts, c, ports)
         self.assertEqual({k for k, _ in checked}, {"startupProbe", "readinessProbe",
                                                     "livenessProbe"})
+        # The name it registers: its pod's stable DNS name (127.0.0.1 in this loopback run).
+        self.assertEqual(dict(flag_items(expanded_args(sts, c)))["--broadcast-address"],
+                         f"cairnd-0.cairnd-headless.{NAMESPACE}.svc")
         status, body = http_get(ports["--http-address"], "/info")
         self.assertEqual(status, 200)
         info = json.loads(body)
-        self.assertEqual(info["broadcast_address"], f"cairnd-0.cairnd-headless.{NAMESPACE}.svc")
         self.assertEqual((info["tcp_port"], info["http_port"]),
                          (ports["--tcp-address"], ports["--http-address"]))
+        # It registered with nsqlookupd: a topic created on it is listed there at once.
+        self.assertEqual(http_post(ports["--http-address"], "/topic/create?topic=check")[0], 200)
+        lookupd_http = self.cluster.lookupd["--http-address"]
+
+        def listed():
+            status, body = http_get(lookupd_http, "/lookup?topic=check")
+            return status == 200 and any(p["tcp_port"] == ports["--tcp-address"]
+                                         for p in json.loads(body)["producers"])
+        wait_until(listed, "nsqlookupd to list cairnd for the topic", timeout=20)
         # A connected client while it stops: it still ends within the grace period.
         client = socket.create_connection(("127.0.0.1", ports["--tcp-address"]), timeout=5)
         client.sendall(b"  V2")
