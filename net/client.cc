@@ -397,46 +397,25 @@ size_t Consumer::AddLink(std::string address, std::optional<tcp::endpoint> endpo
 
 void Consumer::Poll() {
   if (closed_ || !receiving_) return;
-  // One round asks every nsqlookupd; the union of the answers is applied when the last is in.
-  struct Round {
-    size_t waiting = 0;
-    bool answered = false;
-    std::vector<std::string> listed;
-  };
-  auto round = std::make_shared<Round>();
-  round->waiting = lookupds_.size();
-  // '#' (ephemeral topics) must be escaped in a query; names allow no other such character.
-  std::string target = "/lookup?topic=";
-  for (char c : topic_) target += c == '#' ? std::string("%23") : std::string(1, c);
-  for (auto& lookupd : lookupds_) {
-    lookupd->Request(
-        boost::beast::http::verb::get, target, "", "", [this, round](net::HttpResult r) {
-          if (r.status == 200) {
-            if (auto listed = ParseLookupProducers(r.body)) {
-              round->answered = true;
-              for (auto& a : *listed) {
-                if (std::find(round->listed.begin(), round->listed.end(), a) ==
-                    round->listed.end()) {
-                  round->listed.push_back(std::move(a));
-                }
-              }
-            }
-          } else if (r.status == 404) {
-            round->answered = true;  // TOPIC_NOT_FOUND: no broker has the topic (yet)
-          }
-          if (--round->waiting > 0 || closed_) return;
-          lookupd_answering_ = round->answered;
-          if (round->answered) ApplyListing(round->listed);
-          jitter_state_ = jitter_state_ * 6364136223846793005u + 1442695040888963407u;
-          const double u =
-              static_cast<double>(jitter_state_ >> 11) / static_cast<double>(1ull << 53);
-          poll_timer_->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(
-              discovery_.poll_interval * (0.85 + 0.3 * u)));
-          poll_timer_->async_wait([this](boost::system::error_code ec) {
-            if (!ec) Poll();
-          });
-        });
-  }
+  std::vector<net::HttpClient*> lookupds;
+  for (auto& l : lookupds_) lookupds.push_back(l.get());
+  // Close() destroys the clients, which then call nothing back.
+  LookupTopic(lookupds, topic_, [this](Result<std::vector<LookupdProducer>> listed) {
+    if (closed_) return;
+    lookupd_answering_ = listed.has_value();
+    if (listed) {
+      std::vector<std::string> addresses;
+      for (auto& p : *listed) addresses.push_back(std::move(p.tcp_address));
+      ApplyListing(addresses);
+    }
+    jitter_state_ = jitter_state_ * 6364136223846793005u + 1442695040888963407u;
+    const double u = static_cast<double>(jitter_state_ >> 11) / static_cast<double>(1ull << 53);
+    poll_timer_->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(
+        discovery_.poll_interval * (0.85 + 0.3 * u)));
+    poll_timer_->async_wait([this](boost::system::error_code ec) {
+      if (!ec) Poll();
+    });
+  });
 }
 
 void Consumer::ApplyListing(const std::vector<std::string>& addresses) {

@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "net/http_client.h"
 #include "src/base/address.h"
 #include "src/base/duration.h"
 
@@ -76,30 +77,80 @@ FrameOutcome ParseLookupdAnswer(std::string_view buf, size_t max_response) {
                      4 + size};
 }
 
-Result<std::vector<std::string>> ParseLookupProducers(std::string_view json) {
+Result<std::vector<LookupdProducer>> ParseLookupProducers(std::string_view json) {
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return Fail(Errc::kInvalidArgument, "not a JSON object");
   const auto producers = j.find("producers");
   if (producers == j.end() || !producers->is_array()) {
     return Fail(Errc::kInvalidArgument, "no \"producers\" array");
   }
-  std::vector<std::string> out;
+  // A port in range, or 0.
+  auto port_of = [](const nlohmann::json& p, const char* key) -> int64_t {
+    const auto port = p.find(key);
+    if (port == p.end() || !port->is_number_integer()) return 0;
+    const int64_t n = port->get<int64_t>();
+    return n >= 1 && n <= 65535 ? n : 0;
+  };
+  std::vector<LookupdProducer> out;
   for (const nlohmann::json& p : *producers) {
     if (!p.is_object()) continue;
     const auto address = p.find("broadcast_address");
-    const auto port = p.find("tcp_port");
-    if (address == p.end() || !address->is_string() || port == p.end() ||
-        !port->is_number_integer()) {
-      continue;
-    }
+    if (address == p.end() || !address->is_string()) continue;
     const std::string& host = address->get_ref<const std::string&>();
-    const int64_t n = port->get<int64_t>();
-    if (host.empty() || n < 1 || n > 65535) continue;
-    std::string a = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, n)
-                                                        : fmt::format("{}:{}", host, n);
-    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(std::move(a));
+    const int64_t tcp = port_of(p, "tcp_port"), http = port_of(p, "http_port");
+    if (host.empty() || tcp == 0) continue;
+    auto join = [&](int64_t port) {
+      return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
+                                                 : fmt::format("{}:{}", host, port);
+    };
+    LookupdProducer producer{join(tcp), http == 0 ? "" : join(http)};
+    if (std::none_of(out.begin(), out.end(), [&](const LookupdProducer& o) {
+          return o.tcp_address == producer.tcp_address;
+        })) {
+      out.push_back(std::move(producer));
+    }
   }
   return out;
+}
+
+void LookupTopic(const std::vector<net::HttpClient*>& lookupds, std::string_view topic,
+                 std::function<void(Result<std::vector<LookupdProducer>>)> done) {
+  struct Round {
+    size_t waiting = 0;
+    bool answered = false;
+    std::vector<LookupdProducer> listed;
+    std::function<void(Result<std::vector<LookupdProducer>>)> done;
+  };
+  auto round = std::make_shared<Round>();
+  round->waiting = lookupds.size();
+  round->done = std::move(done);
+  if (lookupds.empty()) {
+    return round->done(Fail(Errc::kInvalidArgument, "no nsqlookupd to ask"));
+  }
+  // '#' (ephemeral topics) must be escaped in a query; names allow no other such character.
+  std::string target = "/lookup?topic=";
+  for (char c : topic) target += c == '#' ? std::string("%23") : std::string(1, c);
+  for (net::HttpClient* lookupd : lookupds) {
+    lookupd->Request(boost::beast::http::verb::get, target, "", "", [round](net::HttpResult r) {
+      if (r.status == 200) {
+        if (auto listed = ParseLookupProducers(r.body)) {
+          round->answered = true;
+          for (auto& p : *listed) {
+            if (std::none_of(
+                    round->listed.begin(), round->listed.end(),
+                    [&](const LookupdProducer& o) { return o.tcp_address == p.tcp_address; })) {
+              round->listed.push_back(std::move(p));
+            }
+          }
+        }
+      } else if (r.status == 404) {
+        round->answered = true;  // TOPIC_NOT_FOUND
+      }
+      if (--round->waiting > 0) return;
+      if (!round->answered) return round->done(Fail(Errc::kUnavailable, "no nsqlookupd answered"));
+      round->done(std::move(round->listed));
+    });
+  }
 }
 
 LookupdPeer::LookupdPeer(asio::any_io_executor ex, std::string address, LookupdIdentity identity,

@@ -33,6 +33,10 @@
 #include "net/protocol.h"
 #include "src/base/error.h"
 
+namespace cairn::net {
+class HttpClient;
+}
+
 namespace cairn::nsq {
 
 inline constexpr std::string_view kMagicLookupV1 = "  V1";
@@ -76,11 +80,25 @@ void AppendLookupdRegistration(std::string& out, bool registered, const LookupdR
 // when the data starts with "E_". Answers over `max_response` bytes are an error.
 FrameOutcome ParseLookupdAnswer(std::string_view buf, size_t max_response);
 
-// The brokers nsqlookupd's HTTP API lists for a topic (GET /lookup?topic=): each producer's
-// "broadcast_address:tcp_port" ("[addr]:port" for an IPv6 address), once each, in its order.
-// Producers without an address or a port in 1-65535 are left out; a body that is not the JSON
-// nsqlookupd sends gives kInvalidArgument. Never throws.
-Result<std::vector<std::string>> ParseLookupProducers(std::string_view json);
+// A broker as nsqlookupd's HTTP API lists it: "broadcast_address:tcp_port" and
+// "broadcast_address:http_port" ("[addr]:port" for an IPv6 address).
+struct LookupdProducer {
+  std::string tcp_address;
+  std::string http_address;  // "" when nsqlookupd gave no usable http_port
+  bool operator==(const LookupdProducer&) const = default;
+};
+
+// The brokers nsqlookupd's HTTP API lists for a topic (GET /lookup?topic=), once each (by TCP
+// address), in its order. Producers without an address or a TCP port in 1-65535 are left out;
+// a body that is not the JSON nsqlookupd sends gives kInvalidArgument. Never throws.
+Result<std::vector<LookupdProducer>> ParseLookupProducers(std::string_view json);
+
+// Asks every nsqlookupd (their HTTP APIs, given as clients) which brokers have `topic`. `done`
+// gets the union of the answers, in order; a 404 (no broker has the topic, yet) is an answer
+// with none; kUnavailable if no nsqlookupd answered. The clients must outlive the call, or
+// drop it with them (an HttpClient destroyed calls nothing back).
+void LookupTopic(const std::vector<net::HttpClient*>& lookupds, std::string_view topic,
+                 std::function<void(Result<std::vector<LookupdProducer>>)> done);
 
 class LookupdPeer : public std::enable_shared_from_this<LookupdPeer> {
  public:

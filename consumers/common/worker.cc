@@ -99,6 +99,26 @@ Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const 
                                          flags.channel, flags.max_in_flight, std::move(options));
 }
 
+Result<std::vector<nsq::LookupdProducer>> LookupBrokers(asio::io_context& io,
+                                                        const WorkerFlags& flags) {
+  std::vector<std::unique_ptr<net::HttpClient>> clients;
+  std::vector<net::HttpClient*> lookupds;
+  for (const auto& a : flags.lookupd_http_addresses) {
+    auto split = SplitHostPort(a);
+    if (!split) return Fail("--lookupd-http-address", split.error());
+    clients.push_back(std::make_unique<net::HttpClient>(io.get_executor(), split->host, split->port,
+                                                        std::chrono::seconds(5)));
+    lookupds.push_back(clients.back().get());
+  }
+  std::optional<Result<std::vector<nsq::LookupdProducer>>> found;
+  nsq::LookupTopic(lookupds, flags.topic, [&](auto r) { found = std::move(r); });
+  while (!found && io.run_one() > 0) {
+  }
+  io.restart();
+  if (!found) return Fail(Errc::kUnavailable, "nsqlookupd: no answer");
+  return std::move(*found);
+}
+
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
                                                     const std::string& address) {
   auto ep = ParseAddress(address);

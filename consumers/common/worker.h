@@ -20,6 +20,7 @@
 #include "net/client.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "net/lookupd.h"
 #include "net/prometheus.h"
 #include "src/base/duration_flag.h"
 #include "src/base/error.h"
@@ -68,6 +69,10 @@ Result<std::vector<boost::asio::ip::tcp::endpoint>> BrokerEndpoints(const Worker
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(boost::asio::io_context& io,
                                                     const WorkerFlags& flags,
                                                     nsq::ClientOptions options = {});
+// The brokers the --lookupd-http-address nsqlookupd list for --topic now, asked once: runs `io`
+// until each has answered or timed out (5 s).
+Result<std::vector<nsq::LookupdProducer>> LookupBrokers(boost::asio::io_context& io,
+                                                        const WorkerFlags& flags);
 // An HttpClient for one --nsqd-http-address.
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
                                                     const std::string& address);

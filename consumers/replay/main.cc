@@ -482,11 +482,29 @@ int main(int argc, char** argv) {
     spdlog::critical("--to is before --from");
     return 2;
   }
+  asio::io_context io(1);
   if (!s.worker.lookupd_http_addresses.empty()) {
-    spdlog::critical(
-        "cairn-replay does not find brokers through nsqlookupd yet: give each broker's "
-        "--nsqd-tcp-address and --nsqd-http-address");
-    return 2;
+    // Every broker nsqlookupd lists for the topic now: the range is replayed from each.
+    auto found = LookupBrokers(io, s.worker);
+    if (!found) {
+      spdlog::critical("{}", found.error().message);
+      return 2;
+    }
+    s.worker.nsqd_tcp_addresses.clear();
+    s.worker.nsqd_http_addresses.clear();
+    for (const auto& p : *found) {
+      if (p.http_address.empty()) {
+        spdlog::critical("nsqlookupd lists {} without an HTTP port", p.tcp_address);
+        return 2;
+      }
+      s.worker.nsqd_tcp_addresses.push_back(p.tcp_address);
+      s.worker.nsqd_http_addresses.push_back(p.http_address);
+    }
+    if (found->empty()) {
+      spdlog::info("no broker nsqlookupd lists has topic {}: nothing to replay", s.worker.topic);
+      return 0;
+    }
+    spdlog::info("nsqlookupd lists {} brokers for topic {}", found->size(), s.worker.topic);
   }
   auto brokers = BrokerEndpoints(s.worker);
   if (!brokers) {
@@ -503,7 +521,6 @@ int main(int argc, char** argv) {
         tcp.size(), http_addresses.size());
     return 2;
   }
-  asio::io_context io(1);
   std::vector<Source> sources(tcp.size());
   for (size_t i = 0; i < tcp.size(); ++i) {
     auto client = BrokerHttp(io, http_addresses[i]);

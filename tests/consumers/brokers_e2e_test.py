@@ -214,13 +214,34 @@ class TwoBrokers(WithInflux):
             wait_until(lambda: self.channel_settled(name, "influxdb")[:2] == (0, 0),
                        f"every message finished on broker {name}", WAIT)
 
-    def test_workers_that_cannot_use_lookupd_yet_say_so(self):
-        for binary in (CAIRN_REPLAY,):
-            r = subprocess.run([binary, "--lookupd-http-address=127.0.0.1:4161", "--from=-1h",
-                                f"--influxdb-url={self.influx.url}", f"--database={self.db}"],
-                               capture_output=True, text=True, timeout=30)
-            self.assertEqual(r.returncode, 2)
-            self.assertIn("nsqlookupd yet", r.stderr)
+    def test_replay_backfills_every_broker_lookupd_lists_for_the_topic(self):
+        lookupd = self.start_lookupd()
+        for name in ("a", "b"):
+            self.register(name, lookupd)
+        self.publish_both()
+        lookup = f"--lookupd-http-address=127.0.0.1:{lookupd.port('http')}"
+        r = subprocess.run([CAIRN_REPLAY, lookup, f"--influxdb-url={self.influx.url}",
+                            f"--database={self.db}", "--flush-interval=100ms", "--from", "-1h",
+                            "--json"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((summary["messages"], summary["points"]), (2 * N, 2 * N))
+        self.assertEqual(sorted(b["nsqd_tcp_address"] for b in summary["brokers"]),
+                         sorted([self.tcp("a"), self.tcp("b")]))
+        self.wait_points(EXPECTED)
+        # A topic no broker has: nothing to replay, and it says so.
+        r = subprocess.run([CAIRN_REPLAY, lookup, "--topic=absent", "--from", "-1h",
+                            f"--influxdb-url={self.influx.url}", f"--database={self.db}"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertIn("no broker nsqlookupd lists has topic absent", r.stderr)
+
+    def test_logger_refuses_lookupd_until_it_keys_lines_by_broker(self):
+        r = subprocess.run([os.path.join(os.path.dirname(CAIRN_METRICS), "cairn-logger"),
+                            "--lookupd-http-address=127.0.0.1:4161"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("nsqlookupd yet", r.stderr)
 
     # ---- cairn-replay ----
 

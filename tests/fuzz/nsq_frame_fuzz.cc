@@ -110,13 +110,17 @@ void CheckProducers(std::string_view json) {
     FUZZ_CHECK(!listed.error().message.empty());
     return;
   }
-  for (size_t i = 0; i < listed->size(); ++i) {
-    const std::string& a = (*listed)[i];
+  auto check_address = [](const std::string& a) {
     const size_t colon = a.rfind(':');
     FUZZ_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < a.size());
     const int port = std::stoi(a.substr(colon + 1));
     FUZZ_CHECK(port >= 1 && port <= 65535);
-    for (size_t j = 0; j < i; ++j) FUZZ_CHECK((*listed)[j] != a);
+  };
+  for (size_t i = 0; i < listed->size(); ++i) {
+    const LookupdProducer& p = (*listed)[i];
+    check_address(p.tcp_address);
+    if (!p.http_address.empty()) check_address(p.http_address);
+    for (size_t j = 0; j < i; ++j) FUZZ_CHECK((*listed)[j].tcp_address != p.tcp_address);
   }
 }
 
