@@ -119,6 +119,14 @@ Result<std::vector<nsq::LookupdProducer>> LookupBrokers(asio::io_context& io,
   return std::move(*found);
 }
 
+Status CheckPairedHttp(const WorkerFlags& flags) {
+  if (flags.nsqd_http_addresses.size() == flags.nsqd_tcp_addresses.size()) return {};
+  return Fail(Errc::kInvalidArgument,
+              fmt::format("give one --nsqd-http-address per --nsqd-tcp-address, in the same order "
+                          "(got {} TCP and {} HTTP addresses)",
+                          flags.nsqd_tcp_addresses.size(), flags.nsqd_http_addresses.size()));
+}
+
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
                                                     const std::string& address) {
   auto ep = ParseAddress(address);

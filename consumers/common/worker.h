@@ -73,6 +73,9 @@ Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(boost::asio::io_context& io,
 // until each has answered or timed out (5 s).
 Result<std::vector<nsq::LookupdProducer>> LookupBrokers(boost::asio::io_context& io,
                                                         const WorkerFlags& flags);
+// Each broker's HTTP API is named by the --nsqd-http-address at its --nsqd-tcp-address's place:
+// kInvalidArgument unless there are as many of each.
+Status CheckPairedHttp(const WorkerFlags& flags);
 // An HttpClient for one --nsqd-http-address.
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
                                                     const std::string& address);

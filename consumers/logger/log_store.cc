@@ -8,12 +8,12 @@
 namespace cairn::consumers {
 
 // Where the overheads come from (libstdc++ and glibc malloc, x86-64):
-//  - a line is a Line in its app's deque: 40 bytes (offset + std::string), in 480-byte deque
-//    blocks (12 lines a block, 496 with malloc's header) plus the deque's map of block
-//    pointers: about 42 bytes a line;
+//  - a line is a Line in its app's deque: 56 bytes (its position, 24, + std::string), in
+//    504-byte deque blocks (9 lines a block, 512 with malloc's header) plus the deque's map of
+//    block pointers: about 58 bytes a line;
 //  - its text, when longer than std::string's 15-byte inline buffer, is a heap block of
 //    size + 1 rounded up to 16 with an 8-byte header: 8 to 24 bytes beyond the characters;
-//  - so 64 covers a line of any length, with a little to spare for the allocator's slack.
+//  - so 88 covers a line of any length, with a little to spare for the allocator's slack.
 //  - an app is a node of the unordered_map (its name's std::string, the deque, the dropped
 //    offset, the hash and the next pointer: about 140 bytes, 160 from malloc), its bucket
 //    (8 bytes at a load of 1), an empty deque's map and first block (64 + 480 bytes from
@@ -25,7 +25,7 @@ LogStore::LogStore(LogStoreOptions options) : options_(options) {
   options_.lines_per_app = std::max<size_t>(options_.lines_per_app, 1);
 }
 
-LogStore::Added LogStore::Add(std::string_view app_name, uint64_t offset, std::string line) {
+LogStore::Added LogStore::Add(std::string_view app_name, LinePosition at, std::string line) {
   auto it = apps_.find(app_name);
   if (it == apps_.end()) {
     it = apps_.emplace(std::string(app_name), App{}).first;
@@ -33,16 +33,16 @@ LogStore::Added LogStore::Add(std::string_view app_name, uint64_t offset, std::s
     by_size_.emplace(0, &it->first);
   }
   App& app = it->second;
-  if (app.dropped_through && offset <= *app.dropped_through) {
+  if (app.dropped_through && at <= *app.dropped_through) {
     ++counters_.too_old;
     return Added::kTooOld;
   }
-  // Nearly always at the end: offsets arrive in order.
+  // Nearly always at the end: positions arrive in order.
   auto pos = app.lines.end();
-  if (!app.lines.empty() && app.lines.back().offset >= offset) {
-    pos = std::lower_bound(app.lines.begin(), app.lines.end(), offset,
-                           [](const Line& l, uint64_t o) { return l.offset < o; });
-    if (pos != app.lines.end() && pos->offset == offset) {
+  if (!app.lines.empty() && app.lines.back().at >= at) {
+    pos = std::lower_bound(app.lines.begin(), app.lines.end(), at,
+                           [](const Line& l, const LinePosition& p) { return l.at < p; });
+    if (pos != app.lines.end() && pos->at == at) {
       ++counters_.duplicates;
       return Added::kDuplicate;
     }
@@ -50,7 +50,7 @@ LogStore::Added LogStore::Add(std::string_view app_name, uint64_t offset, std::s
   // The estimate counts size(), so do not keep spare capacity a caller's appends left.
   if (line.capacity() > line.size() + 16) line.shrink_to_fit();
   by_size_.erase({app.lines.size(), &it->first});
-  pos = app.lines.insert(pos, Line{offset, std::move(line)});
+  pos = app.lines.insert(pos, Line{at, std::move(line)});
   by_size_.emplace(app.lines.size(), &it->first);
   ++lines_;
   bytes_ += LineBytes(*pos);
@@ -67,7 +67,7 @@ void LogStore::DropOldest(Apps::iterator it) {
   App& app = it->second;
   by_size_.erase({app.lines.size(), &it->first});
   const Line& oldest = app.lines.front();
-  app.dropped_through = std::max(app.dropped_through.value_or(0), oldest.offset);
+  app.dropped_through = std::max(app.dropped_through.value_or(LinePosition()), oldest.at);
   bytes_ -= LineBytes(oldest);
   --lines_;
   app.lines.pop_front();

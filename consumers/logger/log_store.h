@@ -1,11 +1,13 @@
-// The lines cairn-logger holds: per app, the last lines of its log, each tagged with the offset
-// of the message it came from, bounded per app (lines) and overall (bytes).
+// The lines cairn-logger holds: per app, the last lines of its log, each tagged with the position
+// of the message it came from (LinePosition), bounded per app (lines) and overall (bytes).
 //
-// Order and duplicates. An app's lines are kept in offset order, which is the order cairnd
-// published them in. A line whose offset is already held is ignored, and so is one older than a
-// line the app has already dropped (it would not be among the last lines anyway), so a
-// redelivered message is never served twice; one that arrives out of order is inserted in place.
-// Offsets order one topic's log: the store expects its lines from one cairnd.
+// Order and duplicates. An app's lines are kept in position order: publish time, then broker,
+// then offset. On one broker that is offset order, the order cairnd published them in (its
+// publish times rise with the offset); across brokers it is publish-time order. A line whose
+// position is already held is ignored (a redelivery has the same broker, offset and publish
+// time), and so is one older than a line the app has already dropped (it would not be among the
+// last lines anyway), so a redelivered message is never served twice; one that arrives out of
+// order is inserted in place.
 //
 // Memory. bytes() is an estimate of the heap the store holds: for each line its length plus
 // kLineOverhead, for each app the length of its name plus kAppOverhead. Both overheads are
@@ -32,6 +34,21 @@
 
 namespace cairn::consumers {
 
+// Where a line's message is: its publish time (ns since the epoch), the broker it came from (the
+// consumer's index for it) and its offset there. From an offset alone (publish time 0, broker
+// 0): a position on one broker, for callers that order by offset only.
+struct LinePosition {
+  int64_t publish_ns = 0;
+  uint32_t broker = 0;
+  uint64_t offset = 0;
+
+  LinePosition() = default;
+  LinePosition(uint64_t offset) : offset(offset) {}  // NOLINT: implicit on purpose
+  LinePosition(int64_t publish_ns, uint32_t broker, uint64_t offset)
+      : publish_ns(publish_ns), broker(broker), offset(offset) {}
+  auto operator<=>(const LinePosition&) const = default;
+};
+
 struct LogStoreOptions {
   // Lines kept per app (--lines-per-app); the oldest go first. At least 1.
   size_t lines_per_app = 1000;
@@ -41,7 +58,7 @@ struct LogStoreOptions {
 
 struct LogStoreCounters {
   uint64_t stored = 0;              // lines added
-  uint64_t duplicates = 0;          // ignored: offset already held
+  uint64_t duplicates = 0;          // ignored: position already held
   uint64_t too_old = 0;             // ignored: older than a line the app already dropped
   uint64_t dropped_per_app = 0;     // dropped for lines_per_app
   uint64_t dropped_for_memory = 0;  // dropped for max_bytes
@@ -51,14 +68,14 @@ struct LogStoreCounters {
 class LogStore {
  public:
   // Estimated heap per line beyond its characters, and per app beyond its name (log_store.cc).
-  static constexpr size_t kLineOverhead = 64;
+  static constexpr size_t kLineOverhead = 88;
   static constexpr size_t kAppOverhead = 1024;
 
   enum class Added { kStored, kDuplicate, kTooOld };
 
   explicit LogStore(LogStoreOptions options);
 
-  Added Add(std::string_view app, uint64_t offset, std::string line);
+  Added Add(std::string_view app, LinePosition at, std::string line);
   // Appends the last `n` lines of `app`, oldest first, each followed by "\n", to `out`.
   // Returns how many; 0 for an app the store holds nothing of.
   size_t AppendLast(std::string_view app, size_t n, std::string& out) const;
@@ -75,13 +92,13 @@ class LogStore {
 
  private:
   struct Line {
-    uint64_t offset;
+    LinePosition at;
     std::string text;
   };
   struct App {
     std::deque<Line> lines;
-    // Offsets up to this one are older than a line the app dropped.
-    std::optional<uint64_t> dropped_through;
+    // Positions up to this one are older than a line the app dropped.
+    std::optional<LinePosition> dropped_through;
   };
   struct Hash {
     using is_transparent = void;

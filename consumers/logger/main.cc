@@ -5,10 +5,11 @@
 // its own /metrics.
 //
 // Warm start: memory is lost on a restart, the log is not. Before subscribing, the logger rewinds
-// its durable channel to --warm-start ago (POST /channel/seek?to=time:...), so the channel
-// delivers that part of the topic again, in offset order, and the store files it exactly as it
-// did the first time. A message is FINished as soon as its line is stored: the logger holds
-// nothing a crash could lose that the warm start does not bring back.
+// its durable channel on every broker to --warm-start ago (POST /channel/seek?to=time:...), so
+// the channels deliver that part of the topic again, and the store files it exactly as it did
+// the first time (lines keyed by publish time, broker and offset: log_store.h). A message is
+// FINished as soon as its line is stored: the logger holds nothing a crash could lose that the warm
+// start does not bring back.
 #include <charconv>
 #include <chrono>
 #include <ctime>
@@ -77,14 +78,17 @@ bool IsTrue(const std::string* text) {
 
 class LoggerWorker {
  public:
-  LoggerWorker(asio::io_context& io, const Settings& s, asio::ip::tcp::endpoint broker,
-               std::unique_ptr<net::HttpClient> broker_http, std::function<void()> fatal)
+  // `brokers[i]` is reached over HTTP by `broker_http[i]`.
+  LoggerWorker(asio::io_context& io, const Settings& s,
+               std::vector<asio::ip::tcp::endpoint> brokers,
+               std::vector<std::unique_ptr<net::HttpClient>> broker_http,
+               std::function<void()> fatal)
       : io_(io),
         s_(s),
         broker_http_(std::move(broker_http)),
         fatal_(std::move(fatal)),
         store_(s.store),
-        consumer_(io.get_executor(), {broker}, s.worker.topic, s.worker.channel,
+        consumer_(io.get_executor(), std::move(brokers), s.worker.topic, s.worker.channel,
                   s.worker.max_in_flight, ClientOptionsFor()),
         retry_timer_(io),
         stop_timer_(io) {}
@@ -101,7 +105,9 @@ class LoggerWorker {
     asio::co_spawn(
         io_,
         [this]() -> asio::awaitable<void> {
-          if (!co_await PrepareChannel()) co_return;
+          for (size_t i = 0; i < broker_http_.size(); ++i) {
+            if (!co_await PrepareChannel(*broker_http_[i])) co_return;
+          }
           if (stopping_) co_return;
           consumer_.Start(
               [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
@@ -236,25 +242,27 @@ class LoggerWorker {
     return c.stored + c.duplicates + c.too_old + bad_ids_;
   }
 
-  // POST topic/create, channel/create (a new channel starts at the warm-start time, or at the
-  // end of the log without one), and with a warm start channel/seek, each retried with backoff
-  // while cairnd is unreachable or failing. False if the logger must stop.
-  asio::awaitable<bool> PrepareChannel() {
+  // On one broker: POST topic/create, channel/create (a new channel starts at the warm-start
+  // time, or at the end of the log without one), and with a warm start channel/seek, each
+  // retried with backoff while cairnd is unreachable or failing. False if the logger must stop.
+  asio::awaitable<bool> PrepareChannel(net::HttpClient& broker) {
     const std::string tc = "topic=" + s_.worker.topic + "&channel=" + s_.worker.channel;
-    if (!co_await CallBroker("/topic/create?topic=" + s_.worker.topic, true)) co_return false;
+    if (!co_await CallBroker(broker, "/topic/create?topic=" + s_.worker.topic, true)) {
+      co_return false;
+    }
     std::string position = "latest";
     if (s_.warm_start.count() > 0) {
       position =
           "time:" + FormatRfc3339(WallNowNs() - std::chrono::nanoseconds(s_.warm_start).count());
     }
-    if (!co_await CallBroker("/channel/create?" + tc + "&start=" + position, true)) {
+    if (!co_await CallBroker(broker, "/channel/create?" + tc + "&start=" + position, true)) {
       co_return false;
     }
     if (s_.warm_start.count() == 0) {
       spdlog::info("warm start off: the channel resumes where it was (a new one at the end)");
       co_return true;
     }
-    if (co_await CallBroker("/channel/seek?" + tc + "&to=" + position, false)) {
+    if (co_await CallBroker(broker, "/channel/seek?" + tc + "&to=" + position, false)) {
       spdlog::info("warm start: channel {} rewound to {} ({} ago); refilling from there",
                    s_.worker.channel, position.substr(5), FormatDuration(s_.warm_start));
     } else if (!stopping_) {
@@ -265,11 +273,11 @@ class LoggerWorker {
 
   // One POST to cairnd's HTTP API, retried with backoff (100 ms doubling to 10 s) while it fails
   // without an answer or with a 5xx. A 4xx is final: fatal when `required`, else false.
-  asio::awaitable<bool> CallBroker(std::string target, bool required) {
+  asio::awaitable<bool> CallBroker(net::HttpClient& broker, std::string target, bool required) {
     auto backoff = 100ms;
     for (;;) {
-      net::HttpResult r = co_await broker_http_->AsyncRequest(http::verb::post, target, "", "",
-                                                              asio::use_awaitable);
+      net::HttpResult r =
+          co_await broker.AsyncRequest(http::verb::post, target, "", "", asio::use_awaitable);
       if (stopping_) co_return false;
       if (r.ok()) {
         spdlog::debug("POST {}: {}", target, r.status);
@@ -303,13 +311,14 @@ class LoggerWorker {
       spdlog::warn("message id {} is not an offset; dropped",
                    std::string_view(d.id.data(), d.id.size()));
     } else {
-      // The offset alone names the message: the logger reads one broker (main refuses more).
-      // Reading several would need the store keyed by (d.broker, offset).
+      // Brokers number from 0: the broker and the offset name the message, the publish time
+      // orders it among the brokers'.
       FiledRecord r = FileRecord(d.body);
       ++by_kind_[static_cast<size_t>(r.kind)];
       auto f = followers_.find(r.app);
       std::string copy = f != followers_.end() ? r.line : std::string();
-      if (store_.Add(r.app, *offset, std::move(r.line)) == LogStore::Added::kStored &&
+      const LinePosition at(d.timestamp_ns, static_cast<uint32_t>(d.broker), *offset);
+      if (store_.Add(r.app, at, std::move(r.line)) == LogStore::Added::kStored &&
           f != followers_.end()) {
         f->second.pending += copy;
         f->second.pending += '\n';
@@ -379,7 +388,7 @@ class LoggerWorker {
 
   asio::io_context& io_;
   const Settings& s_;
-  std::unique_ptr<net::HttpClient> broker_http_;
+  std::vector<std::unique_ptr<net::HttpClient>> broker_http_;
   std::function<void()> fatal_;
   LogStore store_;
   nsq::Consumer consumer_;
@@ -435,24 +444,27 @@ int main(int argc, char** argv) {
   }
   if (!s.worker.lookupd_http_addresses.empty()) {
     spdlog::critical(
-        "cairn-logger does not consume through nsqlookupd yet: give --nsqd-tcp-address");
+        "cairn-logger does not consume through nsqlookupd yet: give each broker's "
+        "--nsqd-tcp-address and --nsqd-http-address");
     return 2;
   }
-  if (brokers->size() != 1 || s.worker.nsqd_http_addresses.size() != 1) {
-    // Offsets order and deduplicate the lines, and the warm start seeks one broker's channel.
-    spdlog::critical(
-        "cairn-logger consumes from one cairnd: give one --nsqd-tcp-address and one "
-        "--nsqd-http-address");
+  // The warm start seeks each broker's channel through its own API.
+  if (auto paired = CheckPairedHttp(s.worker); !paired) {
+    spdlog::critical("{}", paired.error().message);
     return 2;
   }
   asio::io_context io(1);
-  auto broker_http = BrokerHttp(io, s.worker.nsqd_http_addresses.front());
-  if (!broker_http) {
-    spdlog::critical("{}", broker_http.error().message);
-    return 2;
+  std::vector<std::unique_ptr<net::HttpClient>> broker_http;
+  for (const std::string& address : s.worker.nsqd_http_addresses) {
+    auto client = BrokerHttp(io, address);
+    if (!client) {
+      spdlog::critical("{}", client.error().message);
+      return 2;
+    }
+    broker_http.push_back(std::move(*client));
   }
   int exit_code = 0;
-  LoggerWorker worker(io, s, brokers->front(), std::move(*broker_http), [&] {
+  LoggerWorker worker(io, s, std::move(*brokers), std::move(broker_http), [&] {
     exit_code = 1;
     io.stop();
   });

@@ -513,12 +513,9 @@ int main(int argc, char** argv) {
   }
   const auto& tcp = s.worker.nsqd_tcp_addresses;
   const auto& http_addresses = s.worker.nsqd_http_addresses;
-  if (tcp.size() != http_addresses.size() && std::max(tcp.size(), http_addresses.size()) > 1) {
-    // Each broker's range comes from its own API: a broker must be named by both.
-    spdlog::critical(
-        "give one --nsqd-http-address per --nsqd-tcp-address, in the same order (got {} TCP and "
-        "{} HTTP addresses)",
-        tcp.size(), http_addresses.size());
+  // Each broker's range comes from its own API: a broker must be named by both.
+  if (auto paired = CheckPairedHttp(s.worker); !paired) {
+    spdlog::critical("{}", paired.error().message);
     return 2;
   }
   std::vector<Source> sources(tcp.size());

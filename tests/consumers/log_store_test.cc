@@ -440,6 +440,24 @@ TEST(LogStore, LastNOldestFirst) {
   EXPECT_EQ(out, "xb10\n");
 }
 
+// Two brokers number their topics from 0: the same offset from each is two lines, served in
+// publish-time order; a redelivery (same broker, offset and time) is still a duplicate, and a
+// line older than one the app dropped is too old whichever broker it comes from.
+TEST(LogStore, LinesOfSeveralBrokersAreServedInPublishTimeOrderOnceEach) {
+  LogStore s(Options(3));
+  EXPECT_EQ(s.Add("a", {1000, 0, 0}, "a0"), LogStore::Added::kStored);
+  EXPECT_EQ(s.Add("a", {1500, 1, 0}, "b0"), LogStore::Added::kStored);
+  EXPECT_EQ(s.Add("a", {1200, 0, 1}, "a1"), LogStore::Added::kStored);
+  EXPECT_EQ(s.Add("a", {1500, 1, 0}, "b0 again"), LogStore::Added::kDuplicate);
+  EXPECT_EQ(s.Add("a", {1200, 0, 1}, "a1 again"), LogStore::Added::kDuplicate);
+  EXPECT_EQ(s.Last("a", 10), (Views{"a0", "a1", "b0"}));
+  EXPECT_EQ(s.Add("a", {1600, 0, 2}, "a2"), LogStore::Added::kStored);  // drops a0
+  EXPECT_EQ(s.Last("a", 10), (Views{"a1", "b0", "a2"}));
+  EXPECT_EQ(s.Add("a", {900, 1, 7}, "older than a0"), LogStore::Added::kTooOld);
+  EXPECT_EQ(s.Add("a", {1550, 1, 1}, "b1"), LogStore::Added::kStored);  // between b0 and a2
+  EXPECT_EQ(s.Last("a", 10), (Views{"b0", "b1", "a2"}));
+}
+
 TEST(LogStore, UnknownAppHoldsNothing) {
   LogStore s(Options(10));
   std::string out;

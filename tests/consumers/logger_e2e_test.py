@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -378,6 +379,38 @@ class LoggerE2E(unittest.TestCase):
         self.publish([app_record("catalog", "after the restart")])
         wait_until(lambda: self.get("catalog", "log_lines=1")[1] ==
                    "catalog-web-1-x7k2p -- after the restart\n", "the live line")
+
+    def test_two_brokers_lines_in_publish_time_order_once_each_and_warm_start_on_both(self):
+        b = Cairnd(f"{self.tmp}/data_b")
+        self.processes.append(b)
+        b.start()
+        self.start_logger(f"--nsqd-tcp-address=127.0.0.1:{b.port('tcp')}",
+                          f"--nsqd-http-address=127.0.0.1:{b.port('http')}")
+        # One after the other, alternating brokers: offsets collide (both count from 0) and only
+        # the publish time orders them.
+        lines = [f"line {i}" for i in range(60)]
+        for i, line in enumerate(lines):
+            (self.cairnd if i % 2 == 0 else b).pub("logs", app_record("catalog", line))
+        expected = "".join(f"catalog-web-1-x7k2p -- {line}\n" for line in lines)
+        self.wait_stored(len(lines))
+        self.assertEqual(self.get("catalog", "log_lines=1000"), (200, expected))
+        self.assertEqual(self.metric("cairn_logger_nsqd_connections"), 2)
+
+        self.assertEqual(self.logger.stop(), 0, self.logger.log()[-3000:])
+        self.start_logger(f"--nsqd-tcp-address=127.0.0.1:{b.port('tcp')}",
+                          f"--nsqd-http-address=127.0.0.1:{b.port('http')}")
+        wait_until(lambda: self.get("catalog", "log_lines=1000") == (200, expected),
+                   "the same lines from both brokers after the restart")
+        self.assertEqual(self.logger.log().count("warm start: channel logger rewound to"), 2)
+        self.assertEqual(self.metric("cairn_logger_messages_total", 'result="stored"'), len(lines))
+
+    def test_unpaired_broker_addresses_are_refused(self):
+        r = subprocess.run([CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
+                            "--nsqd-tcp-address=127.0.0.1:1",
+                            f"--nsqd-http-address=127.0.0.1:{self.http_port}"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("one --nsqd-http-address per --nsqd-tcp-address", r.stderr)
 
     def alive(self):
         """The logger runs and answers /healthz within 5 s; fails at once if it died."""
