@@ -78,9 +78,10 @@ bool IsTrue(const std::string* text) {
 
 class LoggerWorker {
  public:
-  // `brokers[i]` is reached over HTTP by `broker_http[i]`.
-  LoggerWorker(asio::io_context& io, const Settings& s,
-               std::vector<asio::ip::tcp::endpoint> brokers,
+  // `broker_http` reaches the HTTP API of each broker whose channel is prepared (and rewound)
+  // before consuming: all of them, or with nsqlookupd the ones it listed at start (one found
+  // later is subscribed as it comes: a new channel there starts at the start of its log).
+  LoggerWorker(asio::io_context& io, const Settings& s, std::unique_ptr<nsq::Consumer> consumer,
                std::vector<std::unique_ptr<net::HttpClient>> broker_http,
                std::function<void()> fatal)
       : io_(io),
@@ -88,8 +89,7 @@ class LoggerWorker {
         broker_http_(std::move(broker_http)),
         fatal_(std::move(fatal)),
         store_(s.store),
-        consumer_(io.get_executor(), std::move(brokers), s.worker.topic, s.worker.channel,
-                  s.worker.max_in_flight, ClientOptionsFor()),
+        consumer_(std::move(consumer)),
         retry_timer_(io),
         stop_timer_(io) {}
 
@@ -109,7 +109,7 @@ class LoggerWorker {
             if (!co_await PrepareChannel(*broker_http_[i])) co_return;
           }
           if (stopping_) co_return;
-          consumer_.Start(
+          consumer_->Start(
               [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
           consuming_ = true;
           spdlog::info("consuming topic={} channel={} max_in_flight={}", s_.worker.topic,
@@ -127,12 +127,12 @@ class LoggerWorker {
       spdlog::info("stopped before subscribing");
       return done();
     }
-    consumer_.StopReceiving();
+    consumer_->StopReceiving();
     // Messages sent before the broker saw RDY 0 are still on their way; store and FIN them, and
     // let the last FINs go out before the connection closes.
     stop_timer_.expires_after(200ms);
     stop_timer_.async_wait([this, done = std::move(done)](boost::system::error_code) {
-      consumer_.Close();
+      consumer_->Close();
       spdlog::info("stopped: messages={} apps={} lines={} bytes={}", handled_total(), store_.apps(),
                    store_.lines(), store_.bytes());
       done();
@@ -224,12 +224,12 @@ class LoggerWorker {
     e.Family("cairn_logger_follow_streams", "gauge", "GET /logs/{app}?follow=true streams open.");
     e.Sample("cairn_logger_follow_streams", "", static_cast<double>(follow_count_));
     e.Family("cairn_logger_nsqd_connections", "gauge", "Brokers subscribed to.");
-    e.Sample("cairn_logger_nsqd_connections", "", static_cast<double>(consumer_.connected()));
+    e.Sample("cairn_logger_nsqd_connections", "", static_cast<double>(consumer_->connected()));
     e.Family("cairn_logger_nsqd_reconnects_total", "counter", "Connections to cairnd redialed.");
-    e.Sample("cairn_logger_nsqd_reconnects_total", "", static_cast<double>(consumer_.reconnects()));
+    e.Sample("cairn_logger_nsqd_reconnects_total", "",
+             static_cast<double>(consumer_->reconnects()));
   }
 
- private:
   static nsq::ClientOptions ClientOptionsFor() {
     nsq::ClientOptions o;
     o.client_id = "cairn-logger";
@@ -237,6 +237,7 @@ class LoggerWorker {
     return o;
   }
 
+ private:
   uint64_t handled_total() const {
     const auto& c = store_.counters();
     return c.stored + c.duplicates + c.too_old + bad_ids_;
@@ -391,7 +392,7 @@ class LoggerWorker {
   std::vector<std::unique_ptr<net::HttpClient>> broker_http_;
   std::function<void()> fatal_;
   LogStore store_;
-  nsq::Consumer consumer_;
+  std::unique_ptr<nsq::Consumer> consumer_;
   asio::steady_timer retry_timer_, stop_timer_;
   std::unordered_map<std::string, Followers> followers_;
   uint64_t last_follow_id_ = 0;
@@ -437,23 +438,29 @@ int main(int argc, char** argv) {
     spdlog::critical("invalid --topic {} or --channel {}", s.worker.topic, s.worker.channel);
     return 2;
   }
-  auto brokers = BrokerEndpoints(s.worker);
-  if (!brokers) {
-    spdlog::critical("{}", brokers.error().message);
-    return 2;
-  }
+  asio::io_context io(1);
   if (!s.worker.lookupd_http_addresses.empty()) {
-    spdlog::critical(
-        "cairn-logger does not consume through nsqlookupd yet: give each broker's "
-        "--nsqd-tcp-address and --nsqd-http-address");
-    return 2;
-  }
-  // The warm start seeks each broker's channel through its own API.
-  if (auto paired = CheckPairedHttp(s.worker); !paired) {
+    // The brokers that have the topic now get their channel prepared and rewound; the consumer
+    // follows nsqlookupd from there.
+    auto found = LookupBrokers(io, s.worker);
+    if (!found) {
+      spdlog::critical("{}", found.error().message);
+      return 2;
+    }
+    s.worker.nsqd_http_addresses.clear();
+    for (const auto& p : *found) {
+      if (!p.http_address.empty()) s.worker.nsqd_http_addresses.push_back(p.http_address);
+    }
+  } else if (auto paired = CheckPairedHttp(s.worker); !paired) {
+    // The warm start seeks each broker's channel through its own API.
     spdlog::critical("{}", paired.error().message);
     return 2;
   }
-  asio::io_context io(1);
+  auto consumer = MakeConsumer(io, s.worker, LoggerWorker::ClientOptionsFor());
+  if (!consumer) {
+    spdlog::critical("{}", consumer.error().message);
+    return 2;
+  }
   std::vector<std::unique_ptr<net::HttpClient>> broker_http;
   for (const std::string& address : s.worker.nsqd_http_addresses) {
     auto client = BrokerHttp(io, address);
@@ -464,7 +471,7 @@ int main(int argc, char** argv) {
     broker_http.push_back(std::move(*client));
   }
   int exit_code = 0;
-  LoggerWorker worker(io, s, std::move(*brokers), std::move(broker_http), [&] {
+  LoggerWorker worker(io, s, std::move(*consumer), std::move(broker_http), [&] {
     exit_code = 1;
     io.stop();
   });

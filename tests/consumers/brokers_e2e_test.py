@@ -236,13 +236,6 @@ class TwoBrokers(WithInflux):
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         self.assertIn("no broker nsqlookupd lists has topic absent", r.stderr)
 
-    def test_logger_refuses_lookupd_until_it_keys_lines_by_broker(self):
-        r = subprocess.run([os.path.join(os.path.dirname(CAIRN_METRICS), "cairn-logger"),
-                            "--lookupd-http-address=127.0.0.1:4161"],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 2)
-        self.assertIn("nsqlookupd yet", r.stderr)
-
     # ---- cairn-replay ----
 
     def replay(self, *args, brokers=("a", "b")):

@@ -404,6 +404,42 @@ class LoggerE2E(unittest.TestCase):
         self.assertEqual(self.logger.log().count("warm start: channel logger rewound to"), 2)
         self.assertEqual(self.metric("cairn_logger_messages_total", 'result="stored"'), len(lines))
 
+    def test_through_lookupd_every_broker_is_read_and_rewound(self):
+        binary = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqlookupd")
+        if not os.environ.get("NSQ_BIN_DIR") or not os.access(binary, os.X_OK):
+            self.skipTest(f"needs nsqlookupd from NSQ_BIN_DIR ({binary!r} is not there)")
+        lookupd = Process([binary, "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"],
+                          {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
+                          "nsqlookupd")
+        self.processes.append(lookupd)
+        lookupd.start()
+        register = ("--broadcast-address=127.0.0.1",
+                    f"--lookupd-tcp-address=127.0.0.1:{lookupd.port('tcp')}")
+        brokers = [Cairnd(f"{self.tmp}/fleet_{i}", extra=register) for i in range(2)]
+        for b in brokers:
+            self.processes.append(b)
+            b.start()
+        lines = [f"fleet {i}" for i in range(40)]
+        for i, line in enumerate(lines):
+            brokers[i % 2].pub("logs", app_record("catalog", line))
+        expected = "".join(f"catalog-web-1-x7k2p -- {line}\n" for line in lines)
+        flags = (f"--lookupd-http-address=127.0.0.1:{lookupd.port('http')}",
+                 "--lookupd-poll-interval=200ms")
+
+        def start():
+            self.logger = Process([CAIRN_LOGGER, "--http-address=127.0.0.1:0", *flags],
+                                  {"http": r"HTTP: listening on (\S+)"}, "cairn-logger")
+            self.processes.append(self.logger)
+            self.port = self.logger.start().port("http")
+        start()
+        wait_until(lambda: self.get("catalog", "log_lines=1000") == (200, expected),
+                   "the lines of both brokers, in publish-time order")
+        self.assertEqual(self.logger.stop(), 0, self.logger.log()[-3000:])
+        start()
+        wait_until(lambda: self.get("catalog", "log_lines=1000") == (200, expected),
+                   "the same lines after the restart (warm start on both brokers)")
+        self.assertEqual(self.logger.log().count("warm start: channel logger rewound to"), 2)
+
     def test_unpaired_broker_addresses_are_refused(self):
         r = subprocess.run([CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
                             "--nsqd-tcp-address=127.0.0.1:1",
