@@ -16,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cairnd, NsqReader, Process, WithInflux, metrics_text,  # noqa: E402
-                     wait_until)
+                     nsqlookupd, wait_until)
 
 CAIRN_METRICS = os.environ.get("CAIRN_METRICS", "")
 CAIRN_REPLAY = os.environ.get("CAIRN_REPLAY", "")
@@ -165,12 +165,7 @@ class TwoBrokers(WithInflux):
     # ---- through nsqlookupd ----
 
     def start_lookupd(self):
-        binary = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqlookupd")
-        if not os.environ.get("NSQ_BIN_DIR") or not os.access(binary, os.X_OK):
-            self.skipTest(f"needs nsqlookupd from NSQ_BIN_DIR ({binary!r} is not there)")
-        lookupd = Process([binary, "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"],
-                          {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
-                          "nsqlookupd")
+        lookupd = nsqlookupd(self)
         self.workers.append(lookupd)
         return lookupd.start()
 

@@ -150,6 +150,17 @@ class Process:
         return self.stop(signal.SIGKILL)
 
 
+def nsqlookupd(test):
+    """A Process running nsqlookupd from $NSQ_BIN_DIR on loopback ports, started ("tcp" and
+    "http" addresses); skips `test` when NSQ_BIN_DIR has none."""
+    binary = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqlookupd")
+    if not os.environ.get("NSQ_BIN_DIR") or not os.access(binary, os.X_OK):
+        test.skipTest(f"needs nsqlookupd from NSQ_BIN_DIR ({binary!r} is not there)")
+    return Process([binary, "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"],
+                   {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
+                   "nsqlookupd")
+
+
 class Cairnd(Process):
     def __init__(self, data_path, tcp_port=0, http_port=0, extra=()):
         super().__init__([CAIRND, f"--data-path={data_path}",

@@ -21,7 +21,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CAIRN_SAMPLE, CAIRND, Cairnd, Process, http_exchange,  # noqa: E402
-                     http_request, metric_total, sample_traffic, wait_until)
+                     http_request, metric_total, nsqlookupd, sample_traffic, wait_until)
 
 CAIRN_LOGGER = os.environ.get("CAIRN_LOGGER", "")
 WAIT = 20  # seconds, the most any single wait may take
@@ -405,12 +405,7 @@ class LoggerE2E(unittest.TestCase):
         self.assertEqual(self.metric("cairn_logger_messages_total", 'result="stored"'), len(lines))
 
     def test_through_lookupd_every_broker_is_read_and_rewound(self):
-        binary = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqlookupd")
-        if not os.environ.get("NSQ_BIN_DIR") or not os.access(binary, os.X_OK):
-            self.skipTest(f"needs nsqlookupd from NSQ_BIN_DIR ({binary!r} is not there)")
-        lookupd = Process([binary, "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"],
-                          {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
-                          "nsqlookupd")
+        lookupd = nsqlookupd(self)
         self.processes.append(lookupd)
         lookupd.start()
         register = ("--broadcast-address=127.0.0.1",
