@@ -19,7 +19,7 @@
 #include <string_view>
 #include <variant>
 
-#include "net/lookupd.h"
+#include "net/lookupd_protocol.h"
 #include "net/protocol.h"
 #include "tests/fuzz/fuzz_support.h"
 
