@@ -67,6 +67,11 @@ void SetUpLogging(const WorkerFlags& flags) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %L %v");
 }
 
+int ExitWith(const Error& error, int status) {
+  spdlog::critical("{}", error.message);
+  return status;
+}
+
 Result<std::vector<tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags) {
   std::vector<tcp::endpoint> out;
   for (const auto& a : flags.nsqd_tcp_addresses) {
@@ -99,8 +104,7 @@ Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const 
                                          flags.channel, flags.max_in_flight, std::move(options));
 }
 
-Result<std::vector<nsq::LookupdProducer>> LookupBrokers(asio::io_context& io,
-                                                        const WorkerFlags& flags) {
+Result<size_t> UseBrokersFromLookupd(asio::io_context& io, WorkerFlags& flags) {
   std::vector<std::unique_ptr<net::HttpClient>> clients;
   std::vector<net::HttpClient*> lookupds;
   for (const auto& a : flags.lookupd_http_addresses) {
@@ -116,7 +120,18 @@ Result<std::vector<nsq::LookupdProducer>> LookupBrokers(asio::io_context& io,
   }
   io.restart();
   if (!found) return Fail(Errc::kUnavailable, "nsqlookupd: no answer");
-  return std::move(*found);
+  if (!*found) return tl::unexpected(found->error());
+  flags.nsqd_tcp_addresses.clear();
+  flags.nsqd_http_addresses.clear();
+  for (const auto& p : **found) {
+    if (p.http_address.empty()) {
+      return Fail(Errc::kInvalidArgument,
+                  fmt::format("nsqlookupd lists {} without an HTTP port", p.tcp_address));
+    }
+    flags.nsqd_tcp_addresses.push_back(p.tcp_address);
+    flags.nsqd_http_addresses.push_back(p.http_address);
+  }
+  return (*found)->size();
 }
 
 Status CheckPairedHttp(const WorkerFlags& flags) {

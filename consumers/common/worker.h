@@ -62,6 +62,8 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags);
 void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options);
 // Sets up logging (spdlog to stderr, at --log-level).
 void SetUpLogging(const WorkerFlags& flags);
+// For a worker's main: logs why it cannot start and returns the exit status to leave with.
+int ExitWith(const Error& error, int status);
 // The --nsqd-tcp-address endpoints; kInvalidArgument naming the flag and the address.
 Result<std::vector<boost::asio::ip::tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags);
 // The consumer of --topic/--channel the flags ask for: through nsqlookupd when
@@ -69,10 +71,11 @@ Result<std::vector<boost::asio::ip::tcp::endpoint>> BrokerEndpoints(const Worker
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(boost::asio::io_context& io,
                                                     const WorkerFlags& flags,
                                                     nsq::ClientOptions options = {});
-// The brokers the --lookupd-http-address nsqlookupd list for --topic now, asked once: runs `io`
-// until each has answered or timed out (5 s).
-Result<std::vector<nsq::LookupdProducer>> LookupBrokers(boost::asio::io_context& io,
-                                                        const WorkerFlags& flags);
+// Replaces --nsqd-tcp-address and --nsqd-http-address with the brokers the
+// --lookupd-http-address nsqlookupd list for --topic now (asked once: runs `io` until each has
+// answered or timed out, 5 s), paired in the same order. Returns how many; an error if none
+// answered or one is listed without an HTTP port.
+Result<size_t> UseBrokersFromLookupd(boost::asio::io_context& io, WorkerFlags& flags);
 // Each broker's HTTP API is named by the --nsqd-http-address at its --nsqd-tcp-address's place:
 // kInvalidArgument unless there are as many of each.
 Status CheckPairedHttp(const WorkerFlags& flags);

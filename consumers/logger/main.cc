@@ -439,35 +439,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   asio::io_context io(1);
-  if (!s.worker.lookupd_http_addresses.empty()) {
-    // The brokers that have the topic now get their channel prepared and rewound; the consumer
-    // follows nsqlookupd from there.
-    auto found = LookupBrokers(io, s.worker);
-    if (!found) {
-      spdlog::critical("{}", found.error().message);
-      return 2;
-    }
-    s.worker.nsqd_http_addresses.clear();
-    for (const auto& p : *found) {
-      if (!p.http_address.empty()) s.worker.nsqd_http_addresses.push_back(p.http_address);
-    }
-  } else if (auto paired = CheckPairedHttp(s.worker); !paired) {
-    // The warm start seeks each broker's channel through its own API.
-    spdlog::critical("{}", paired.error().message);
-    return 2;
-  }
+  // The warm start seeks each broker's channel through its own API. With nsqlookupd, the
+  // brokers that have the topic now get theirs prepared and rewound; the consumer follows
+  // nsqlookupd from there.
+  const Result<size_t> brokers = s.worker.lookupd_http_addresses.empty()
+                                     ? CheckPairedHttp(s.worker).map([&] { return size_t{0}; })
+                                     : UseBrokersFromLookupd(io, s.worker);
+  if (!brokers) return ExitWith(brokers.error(), 2);
   auto consumer = MakeConsumer(io, s.worker, LoggerWorker::ClientOptionsFor());
-  if (!consumer) {
-    spdlog::critical("{}", consumer.error().message);
-    return 2;
-  }
+  if (!consumer) return ExitWith(consumer.error(), 2);
   std::vector<std::unique_ptr<net::HttpClient>> broker_http;
   for (const std::string& address : s.worker.nsqd_http_addresses) {
     auto client = BrokerHttp(io, address);
-    if (!client) {
-      spdlog::critical("{}", client.error().message);
-      return 2;
-    }
+    if (!client) return ExitWith(client.error(), 2);
     broker_http.push_back(std::move(*client));
   }
   int exit_code = 0;
@@ -481,10 +465,7 @@ int main(int argc, char** argv) {
       [&](const net::HttpRequest& r, const net::Query& q, net::HttpResponder& respond) {
         return worker.Route(r, q, respond);
       });
-  if (!started) {
-    spdlog::critical("{}", started.error().message);
-    return 1;
-  }
+  if (!started) return ExitWith(started.error(), 1);
   std::unique_ptr<WorkerHttp> http = std::move(*started);
   spdlog::info(
       "cairn-logger ready topic={} channel={} lines_per_app={} max_memory={} warm_start={}",

@@ -260,29 +260,17 @@ int main(int argc, char** argv) {
   SetUpLogging(s.worker);
 
   auto brokers = BrokerEndpoints(s.worker);
-  if (!brokers) {
-    spdlog::critical("{}", brokers.error().message);
-    return 2;
-  }
+  if (!brokers) return ExitWith(brokers.error(), 2);
   asio::io_context io(1);
   auto writer = InfluxWriter::Create(io, s.influx);
-  if (!writer) {
-    spdlog::critical("{}", writer.error().message);
-    return 2;
-  }
+  if (!writer) return ExitWith(writer.error(), 2);
   auto consumer = MakeConsumer(io, s.worker);
-  if (!consumer) {
-    spdlog::critical("{}", consumer.error().message);
-    return 2;
-  }
+  if (!consumer) return ExitWith(consumer.error(), 2);
   MetricsWorker worker(io, s, std::move(*consumer), brokers->front(), std::move(*writer));
   auto started = WorkerHttp::Start(
       io, s.worker.http_address, [&] { return worker.Health(); },
       [&](net::Exposition& e) { worker.Expose(e); });
-  if (!started) {
-    spdlog::critical("{}", started.error().message);
-    return 1;
-  }
+  if (!started) return ExitWith(started.error(), 1);
   std::unique_ptr<WorkerHttp> http = std::move(*started);
   worker.Start();
   spdlog::info("cairn-metrics ready topic={} channel={} influxdb={} database={} batch_size={}",

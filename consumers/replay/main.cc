@@ -485,46 +485,24 @@ int main(int argc, char** argv) {
   asio::io_context io(1);
   if (!s.worker.lookupd_http_addresses.empty()) {
     // Every broker nsqlookupd lists for the topic now: the range is replayed from each.
-    auto found = LookupBrokers(io, s.worker);
-    if (!found) {
-      spdlog::critical("{}", found.error().message);
-      return 2;
-    }
-    s.worker.nsqd_tcp_addresses.clear();
-    s.worker.nsqd_http_addresses.clear();
-    for (const auto& p : *found) {
-      if (p.http_address.empty()) {
-        spdlog::critical("nsqlookupd lists {} without an HTTP port", p.tcp_address);
-        return 2;
-      }
-      s.worker.nsqd_tcp_addresses.push_back(p.tcp_address);
-      s.worker.nsqd_http_addresses.push_back(p.http_address);
-    }
-    if (found->empty()) {
+    auto found = UseBrokersFromLookupd(io, s.worker);
+    if (!found) return ExitWith(found.error(), 2);
+    if (*found == 0) {
       spdlog::info("no broker nsqlookupd lists has topic {}: nothing to replay", s.worker.topic);
       return 0;
     }
-    spdlog::info("nsqlookupd lists {} brokers for topic {}", found->size(), s.worker.topic);
+    spdlog::info("nsqlookupd lists {} brokers for topic {}", *found, s.worker.topic);
   }
   auto brokers = BrokerEndpoints(s.worker);
-  if (!brokers) {
-    spdlog::critical("{}", brokers.error().message);
-    return 2;
-  }
+  if (!brokers) return ExitWith(brokers.error(), 2);
   const auto& tcp = s.worker.nsqd_tcp_addresses;
   const auto& http_addresses = s.worker.nsqd_http_addresses;
   // Each broker's range comes from its own API: a broker must be named by both.
-  if (auto paired = CheckPairedHttp(s.worker); !paired) {
-    spdlog::critical("{}", paired.error().message);
-    return 2;
-  }
+  if (auto paired = CheckPairedHttp(s.worker); !paired) return ExitWith(paired.error(), 2);
   std::vector<Source> sources(tcp.size());
   for (size_t i = 0; i < tcp.size(); ++i) {
     auto client = BrokerHttp(io, http_addresses[i]);
-    if (!client) {
-      spdlog::critical("{}", client.error().message);
-      return 2;
-    }
+    if (!client) return ExitWith(client.error(), 2);
     sources[i].tcp_address = tcp[i];
     sources[i].http_address = http_addresses[i];
     sources[i].tcp = (*brokers)[i];
@@ -533,10 +511,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<InfluxWriter> writer;
   if (!s.dry_run) {
     auto w = InfluxWriter::Create(io, s.influx);
-    if (!w) {
-      spdlog::critical("{}", w.error().message);
-      return 2;
-    }
+    if (!w) return ExitWith(w.error(), 2);
     writer = std::move(*w);
   }
   Replay replay(io, s, std::move(sources), std::move(writer), *from, *to);
@@ -545,10 +520,7 @@ int main(int argc, char** argv) {
     auto started = WorkerHttp::Start(
         io, s.worker.http_address, [&] { return replay.Health(); },
         [&](net::Exposition& e) { replay.Expose(e); });
-    if (!started) {
-      spdlog::critical("{}", started.error().message);
-      return 1;
-    }
+    if (!started) return ExitWith(started.error(), 1);
     http = std::move(*started);
   }
   auto signals = OnShutdownSignal(io, [&] { replay.Interrupt(); });

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <future>
 #include <set>
 #include <string>
 
@@ -62,50 +63,81 @@ Json NodeTopics(uint16_t lookupd_http_port, uint16_t tcp_port) {
   return nullptr;
 }
 
+// Runs a shell command to its end: its exit status and what it printed (stdout, and stderr if
+// the command sends it there).
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string output;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
+  return {WEXITSTATUS(pclose(p)), output};
+}
+
 std::vector<std::string> LookupdFlags(const LookupdProcess& lookupd) {
   return {"--broadcast-address=127.0.0.1", "--lookupd-tcp-address=" + lookupd.tcp_address()};
 }
 
+// One nsqlookupd, and one cairnd registered with it.
+struct OneBroker {
+  explicit OneBroker(const std::string& nsqlookupd)
+      : lookupd(nsqlookupd), cairnd(dir.path(), LookupdFlags(lookupd)) {}
+  bool up() const { return lookupd.http_port() != 0 && cairnd.port() != 0; }
+  // Runs a client against the fleet to its end: `program` and `flags`, whose {tcp} and {lookupd}
+  // name cairnd's TCP address and nsqlookupd's HTTP one. Its output; a failure unless it exits 0.
+  std::string RunClient(const std::string& program, const std::string& flags) {
+    const auto [status, output] =
+        RunCommand(program + " " +
+                   fmt::format(fmt::runtime(flags),
+                               fmt::arg("tcp", fmt::format("127.0.0.1:{}", cairnd.port())),
+                               fmt::arg("lookupd", lookupd.http_address())) +
+                   " 2>&1");
+    EXPECT_EQ(status, 0) << program << ": " << output << "\n" << cairnd.log();
+    return output;
+  }
+
+  TempDir dir;
+  LookupdProcess lookupd;
+  CairndProcess cairnd;
+};
+
 TEST(Lookupd, RegistersTopicsAndChannelsAsTheyComeAndTakesThemBack) {
   REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
-  TempDir dir;
-  LookupdProcess lookupd(nsqlookupd);
-  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
-  CairndProcess cairnd(dir.path(), LookupdFlags(lookupd));
-  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  OneBroker fleet(nsqlookupd);
+  ASSERT_TRUE(fleet.up()) << fleet.lookupd.log() << fleet.cairnd.startup_log();
 
-  HttpClient http(cairnd.http_port());
+  HttpClient http(fleet.cairnd.http_port());
   ASSERT_EQ(http.Post("/pub?topic=logs", "a line").status, 200);
   ASSERT_EQ(http.Post("/channel/create?topic=logs&channel=archive").status, 200);
   ASSERT_TRUE(Eventually([&] {
-    return HasChannel(Lookup(lookupd.http_port(), "logs"), "archive");
-  })) << cairnd.log();
-  const Json lookup = Lookup(lookupd.http_port(), "logs");
-  ASSERT_EQ(ListedWithPort(lookup, cairnd.port()), 1u) << lookup.dump();
+    return HasChannel(Lookup(fleet.lookupd.http_port(), "logs"), "archive");
+  })) << fleet.cairnd.log();
+  const Json lookup = Lookup(fleet.lookupd.http_port(), "logs");
+  ASSERT_EQ(ListedWithPort(lookup, fleet.cairnd.port()), 1u) << lookup.dump();
   const Json& producer = lookup["producers"][0];
   EXPECT_EQ(producer["broadcast_address"], "127.0.0.1");
-  EXPECT_EQ(producer["http_port"], cairnd.http_port());
+  EXPECT_EQ(producer["http_port"], fleet.cairnd.http_port());
   EXPECT_EQ(producer["version"], "1.3.0");
 
   // An ephemeral channel is registered while it has a subscriber, and gone with the last one
   // (nsqlookupd drops an ephemeral channel nobody has any more).
   {
-    RawClient sub(cairnd.port());
+    RawClient sub(fleet.cairnd.port());
     sub.Identify("{}");
     sub.Subscribe("logs", "tail#ephemeral");
     EXPECT_TRUE(Eventually(
-        [&] { return HasChannel(Lookup(lookupd.http_port(), "logs"), "tail#ephemeral"); }));
+        [&] { return HasChannel(Lookup(fleet.lookupd.http_port(), "logs"), "tail#ephemeral"); }));
   }
   EXPECT_TRUE(Eventually([&] {
-    return !HasChannel(Lookup(lookupd.http_port(), "logs"), "tail#ephemeral");
-  })) << Lookup(lookupd.http_port(), "logs").dump();
+    return !HasChannel(Lookup(fleet.lookupd.http_port(), "logs"), "tail#ephemeral");
+  })) << Lookup(fleet.lookupd.http_port(), "logs").dump();
 
   // Deleting the topic takes it back: nsqlookupd lists this broker with no topics.
   ASSERT_EQ(http.Post("/topic/delete?topic=logs").status, 200);
   EXPECT_TRUE(Eventually([&] {
-    return NodeTopics(lookupd.http_port(), cairnd.port()) == Json::array();
-  })) << NodeTopics(lookupd.http_port(), cairnd.port()).dump();
-  EXPECT_EQ(ListedWithPort(Lookup(lookupd.http_port(), "logs"), cairnd.port()), 0u);
+    return NodeTopics(fleet.lookupd.http_port(), fleet.cairnd.port()) == Json::array();
+  })) << NodeTopics(fleet.lookupd.http_port(), fleet.cairnd.port()).dump();
+  EXPECT_EQ(ListedWithPort(Lookup(fleet.lookupd.http_port(), "logs"), fleet.cairnd.port()), 0u);
 }
 
 // nsqlookupd forgets a broker whose connection closed. When it comes back (or cairnd does), every
@@ -197,33 +229,21 @@ TEST(Lookupd, NsqToolsAndGoNsqConsumeThroughLookupd) {
   REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
   REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
   REQUIRE_NSQ_BINARY(nsq_tail, "nsq_tail");
-  TempDir dir;
-  LookupdProcess lookupd(nsqlookupd);
-  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
-  CairndProcess cairnd(dir.path(), LookupdFlags(lookupd));
-  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  OneBroker fleet(nsqlookupd);
+  ASSERT_TRUE(fleet.up()) << fleet.lookupd.log() << fleet.cairnd.startup_log();
 
-  const std::string command = fmt::format(
-      "{} -nsqd-tcp-address=127.0.0.1:{} -lookupd-http-address={} -topic=fleet -channel=check "
-      "-n 400 -lookupd-poll-interval=200ms -timeout=60s 2>&1",
-      roundtrip, cairnd.port(), lookupd.http_address());
-  std::string output;
-  FILE* p = popen(command.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
-  const int status = pclose(p);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << output << "\n" << cairnd.log();
+  fleet.RunClient(roundtrip,
+                  "-nsqd-tcp-address={tcp} -lookupd-http-address={lookupd} -topic=fleet "
+                  "-channel=check -n 400 -lookupd-poll-interval=200ms -timeout=60s");
 
   // nsq_tail subscribes an ephemeral channel on every broker nsqlookupd lists for the topic; a
   // new channel starts at the end of the log, so publish once it is there.
   const std::string tail = fmt::format("timeout 60 {} --lookupd-http-address={} --topic=fleet -n 1",
-                                       nsq_tail, lookupd.http_address());
-  FILE* t = popen(tail.c_str(), "r");
-  ASSERT_NE(t, nullptr);
+                                       nsq_tail, fleet.lookupd.http_address());
+  auto tailed = std::async(std::launch::async, RunCommand, tail);
   const bool subscribed = Eventually(
       [&] {
-        const Json l = Lookup(lookupd.http_port(), "fleet");
+        const Json l = Lookup(fleet.lookupd.http_port(), "fleet");
         if (!l.is_object()) return false;
         for (const Json& c : l["channels"]) {
           if (c.get<std::string>().starts_with("tail")) return true;
@@ -231,13 +251,12 @@ TEST(Lookupd, NsqToolsAndGoNsqConsumeThroughLookupd) {
         return false;
       },
       30s);
-  HttpClient http(cairnd.http_port());
+  HttpClient http(fleet.cairnd.http_port());
   EXPECT_EQ(http.Post("/pub?topic=fleet", "seen by nsq_tail").status, 200);
-  std::string tailed;
-  while (fgets(buf, sizeof buf, t) != nullptr) tailed += buf;
-  EXPECT_EQ(WEXITSTATUS(pclose(t)), 0);
-  EXPECT_TRUE(subscribed) << cairnd.log();
-  EXPECT_EQ(tailed, "seen by nsq_tail\n");
+  const auto [tail_status, tail_output] = tailed.get();
+  EXPECT_EQ(tail_status, 0);
+  EXPECT_TRUE(subscribed) << fleet.cairnd.log();
+  EXPECT_EQ(tail_output, "seen by nsq_tail\n");
 }
 
 // nsqadmin pointed at nsqlookupd shows every cairnd of the fleet, their topics and channels with
@@ -296,21 +315,12 @@ TEST(Lookupd, CairnBenchConsumesThroughLookupd) {
   if (access(CAIRN_BIN_DIR "/cairn-bench", X_OK) != 0) {
     GTEST_SKIP() << "cairn-bench is not built (-DCAIRN_BUILD_BENCH=OFF)";
   }
-  TempDir dir;
-  LookupdProcess lookupd(nsqlookupd);
-  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
-  CairndProcess cairnd(dir.path(), LookupdFlags(lookupd));
-  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
-  const std::string command = fmt::format(
-      "timeout 120 {}/cairn-bench --nsqd-tcp-address=127.0.0.1:{} --lookupd-http-address={} "
-      "--lookupd-poll-interval=100ms --messages=2000 --channels=2 --consumers=2 2>&1",
-      CAIRN_BIN_DIR, cairnd.port(), lookupd.http_address());
-  std::string output;
-  FILE* p = popen(command.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
-  EXPECT_EQ(WEXITSTATUS(pclose(p)), 0) << output;
+  OneBroker fleet(nsqlookupd);
+  ASSERT_TRUE(fleet.up()) << fleet.lookupd.log() << fleet.cairnd.startup_log();
+  const std::string output = fleet.RunClient(
+      "timeout 120 " CAIRN_BIN_DIR "/cairn-bench",
+      "--nsqd-tcp-address={tcp} --lookupd-http-address={lookupd} --lookupd-poll-interval=100ms "
+      "--messages=2000 --channels=2 --consumers=2");
   const Json result = Json::parse(output.substr(output.rfind("\n{") + 1), nullptr, false);
   ASSERT_TRUE(result.is_object()) << output;
   EXPECT_EQ(result["published"], 2000) << output;
