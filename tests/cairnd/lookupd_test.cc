@@ -2,6 +2,7 @@
 // NSQ's own consumers find it there.
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <set>
@@ -257,6 +258,111 @@ TEST(Lookupd, NsqToolsAndGoNsqConsumeThroughLookupd) {
   EXPECT_EQ(tail_status, 0);
   EXPECT_TRUE(subscribed) << fleet.cairnd.log();
   EXPECT_EQ(tail_output, "seen by nsq_tail\n");
+}
+
+// Three brokers registered with one nsqlookupd, as a fleet is run: nsqlookupd shows all three
+// (/lookup, /nodes, /topics, /channels); nsq_tail and go-nsq read what is published across them;
+// a broker killed with -9 leaves nsqlookupd while the others keep delivering, and restarted on
+// its volume it registers again and delivers what it held unfinished.
+TEST(Lookupd, AFleetOfThreeIsFoundAndSurvivesABrokerKilled) {
+  REQUIRE_NSQ_BINARY(nsqlookupd, "nsqlookupd");
+  REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
+  REQUIRE_NSQ_BINARY(nsq_tail, "nsq_tail");
+  TempDir dir;
+  LookupdProcess lookupd(nsqlookupd);
+  ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
+  std::vector<std::unique_ptr<CairndProcess>> brokers;
+  for (int i = 0; i < 3; ++i) {
+    brokers.push_back(
+        std::make_unique<CairndProcess>(dir.sub(fmt::format("b{}", i)), LookupdFlags(lookupd)));
+    ASSERT_NE(brokers.back()->port(), 0) << brokers.back()->startup_log();
+  }
+  auto listed = [&](const std::string& topic) {
+    size_t n = 0;
+    for (const auto& b : brokers)
+      n += b ? ListedWithPort(Lookup(lookupd.http_port(), topic), b->port()) : 0;
+    return n;
+  };
+  // Created over HTTP on each, a channel over TCP (SUB) on one.
+  for (const auto& b : brokers) {
+    HttpClient http(b->http_port());
+    ASSERT_EQ(http.Post("/topic/create?topic=fleet").status, 200);
+  }
+  {
+    RawClient sub(brokers[0]->port());
+    sub.Identify("{}");
+    sub.Subscribe("fleet", "audit");
+  }
+  ASSERT_TRUE(Eventually([&] { return listed("fleet") == 3; })) << lookupd.log();
+  HttpClient ui(lookupd.http_port());
+  EXPECT_EQ(Json::parse(ui.Get("/nodes").body)["producers"].size(), 3u);
+  EXPECT_NE(ui.Get("/topics").body.find("\"fleet\""), std::string::npos);
+  EXPECT_TRUE(Eventually(
+      [&] { return ui.Get("/channels?topic=fleet").body.find("\"audit\"") != std::string::npos; }));
+
+  // go-nsq publishes across the three (round robin) and consumes through nsqlookupd.
+  const std::string all = fmt::format("127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}", brokers[0]->port(),
+                                      brokers[1]->port(), brokers[2]->port());
+  const auto [go_status, go_output] = RunCommand(fmt::format(
+      "{} -nsqd-tcp-address={} -lookupd-http-address={} -topic=go -channel=check -n 300 "
+      "-lookupd-poll-interval=200ms -timeout=60s 2>&1",
+      roundtrip, all, lookupd.http_address()));
+  EXPECT_EQ(go_status, 0) << go_output;
+
+  // nsq_tail subscribes on every broker listed: one line published to each reaches it.
+  auto tailed = std::async(std::launch::async, RunCommand,
+                           fmt::format("timeout 60 {} --lookupd-http-address={} --topic=fleet -n 3",
+                                       nsq_tail, lookupd.http_address()));
+  auto tail_on = [&](const CairndProcess& b) {
+    HttpClient http(b.http_port());
+    return http.Get("/stats?format=json&topic=fleet").body.find("\"tail") != std::string::npos;
+  };
+  ASSERT_TRUE(Eventually(
+      [&] { return tail_on(*brokers[0]) && tail_on(*brokers[1]) && tail_on(*brokers[2]); }, 30s));
+  for (int i = 0; i < 3; ++i) {
+    HttpClient http(brokers[i]->http_port());
+    EXPECT_EQ(http.Post("/pub?topic=fleet", fmt::format("from b{}", i)).status, 200);
+  }
+  auto [tail_status, tail_output] = tailed.get();
+  EXPECT_EQ(tail_status, 0) << tail_output;
+  std::vector<std::string> got;
+  for (size_t at = 0, nl; (nl = tail_output.find('\n', at)) != std::string::npos; at = nl + 1) {
+    got.push_back(tail_output.substr(at, nl - at));
+  }
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"from b0", "from b1", "from b2"})) << tail_output;
+
+  // b2 holds 50 messages nobody has finished on channel `keep`; killed with -9 it leaves
+  // nsqlookupd, and the other two keep taking and delivering.
+  {
+    HttpClient http(brokers[2]->http_port());
+    ASSERT_EQ(http.Post("/topic/create?topic=kept").status, 200);
+    ASSERT_EQ(http.Post("/channel/create?topic=kept&channel=keep").status, 200);
+    std::string body;
+    for (int i = 0; i < 50; ++i) body += fmt::format("kept {}\n", i);
+    ASSERT_EQ(http.Post("/mpub?topic=kept", body).status, 200);
+  }
+  const std::string dir2 = dir.sub("b2");
+  brokers[2]->Signal(SIGKILL);
+  brokers[2].reset();
+  EXPECT_TRUE(Eventually([&] { return listed("fleet") == 2; }));
+  const auto [two_status, two_output] = RunCommand(fmt::format(
+      "{} -nsqd-tcp-address=127.0.0.1:{},127.0.0.1:{} -lookupd-http-address={} -topic=after "
+      "-channel=check -n 200 -lookupd-poll-interval=200ms -timeout=60s 2>&1",
+      roundtrip, brokers[0]->port(), brokers[1]->port(), lookupd.http_address()));
+  EXPECT_EQ(two_status, 0) << two_output;
+
+  // Back on its volume: registered again, and its unfinished messages delivered.
+  brokers[2] = std::make_unique<CairndProcess>(dir2, LookupdFlags(lookupd));
+  ASSERT_NE(brokers[2]->port(), 0) << brokers[2]->startup_log();
+  EXPECT_TRUE(Eventually([&] { return listed("fleet") == 3; }));
+  const auto [kept_status, kept_output] = RunCommand(
+      fmt::format("timeout 60 {} --lookupd-http-address={} --topic=kept --channel=keep -n 50",
+                  nsq_tail, lookupd.http_address()));
+  EXPECT_EQ(kept_status, 0) << kept_output;
+  std::string expected;
+  for (int i = 0; i < 50; ++i) expected += fmt::format("kept {}\n", i);
+  EXPECT_EQ(kept_output, expected);
 }
 
 // nsqadmin pointed at nsqlookupd shows every cairnd of the fleet, their topics and channels with
