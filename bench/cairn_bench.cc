@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -101,7 +102,9 @@ std::vector<std::string> SampleBodies(size_t size, size_t n) {
 }
 
 struct Config {
-  std::string address = "127.0.0.1:4150";
+  // Publishers take these in turn (publisher p the p-th, modulo); consumers subscribe on all of
+  // them, unless they find the brokers through `lookupd`.
+  std::vector<std::string> addresses{"127.0.0.1:4150"};
   std::string topic = "bench";
   int publishers = 4;
   int batch = 100;
@@ -122,10 +125,10 @@ struct Config {
 
 class Bench {
  public:
-  Bench(asio::io_context& io, Config cfg, asio::ip::tcp::endpoint ep)
+  Bench(asio::io_context& io, Config cfg, std::vector<asio::ip::tcp::endpoint> eps)
       : io_(io),
         cfg_(std::move(cfg)),
-        ep_(ep),
+        eps_(std::move(eps)),
         timer_(io),
         con_work_(asio::make_work_guard(con_io_)) {
     bodies_ = SampleBodies(cfg_.size, 200);
@@ -135,11 +138,10 @@ class Bench {
   // channel once on the broker published to (a SUB creates both), then leave.
   void CreateChannels(const nsq::ClientOptions& opts) {
     for (int c = 0; c < cfg_.channels; ++c) {
-      nsq::Consumer once(io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_}, cfg_.topic,
-                         fmt::format("bench{}", c), 1, opts);
+      nsq::Consumer once(io_.get_executor(), eps_, cfg_.topic, fmt::format("bench{}", c), 1, opts);
       once.Start([](const nsq::Delivered&, const nsq::MessageRef&) {});
       const auto deadline = Clock::now() + std::chrono::seconds(10);
-      while (once.connected() == 0 && Clock::now() < deadline) {
+      while (once.connected() < eps_.size() && Clock::now() < deadline) {
         io_.run_for(std::chrono::milliseconds(5));
       }
       once.Close();
@@ -151,21 +153,22 @@ class Bench {
     opts.client_id = "cairn-bench";
     consume_start_ = Clock::now();
     // Consumers first, so every channel exists before the first publish.
-    int subscribed_target = cfg_.channels * cfg_.consumers;
+    // Every consumer subscribed on every broker (those it is given, or nsqlookupd lists).
+    const int subscribed_target = cfg_.channels * cfg_.consumers * static_cast<int>(eps_.size());
     // Consumers run on a thread of their own, so that a busy publishing loop does not add its
     // queueing to the delivery latency being measured (and the other way round).
     delivered_ = std::vector<std::atomic<uint64_t>>(static_cast<size_t>(cfg_.channels));
     if (!cfg_.lookupd.empty()) CreateChannels(opts);
     for (int c = 0; c < cfg_.channels; ++c) {
       for (int m = 0; m < cfg_.consumers; ++m) {
-        auto consumer = cfg_.lookupd.empty()
-                            ? std::make_unique<nsq::Consumer>(
-                                  con_io_.get_executor(), std::vector<asio::ip::tcp::endpoint>{ep_},
-                                  cfg_.topic, fmt::format("bench{}", c), cfg_.rdy, opts)
-                            : std::make_unique<nsq::Consumer>(
-                                  con_io_.get_executor(),
-                                  nsq::LookupdDiscovery{cfg_.lookupd, cfg_.lookupd_poll_interval},
-                                  cfg_.topic, fmt::format("bench{}", c), cfg_.rdy, opts);
+        auto consumer =
+            cfg_.lookupd.empty()
+                ? std::make_unique<nsq::Consumer>(con_io_.get_executor(), eps_, cfg_.topic,
+                                                  fmt::format("bench{}", c), cfg_.rdy, opts)
+                : std::make_unique<nsq::Consumer>(
+                      con_io_.get_executor(),
+                      nsq::LookupdDiscovery{cfg_.lookupd, cfg_.lookupd_poll_interval}, cfg_.topic,
+                      fmt::format("bench{}", c), cfg_.rdy, opts);
         consumer->Start([this, c](const nsq::Delivered& d, const nsq::MessageRef& ref) {
           int64_t sent = 0;
           if (d.body.size() >= 8) std::memcpy(&sent, d.body.data(), 8);
@@ -196,7 +199,8 @@ class Bench {
     end_ = start_ +
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(cfg_.seconds));
     for (int p = 0; p < cfg_.publishers; ++p) {
-      auto conn = std::make_shared<nsq::Connection>(io_.get_executor(), ep_, opts);
+      auto conn = std::make_shared<nsq::Connection>(
+          io_.get_executor(), eps_[static_cast<size_t>(p) % eps_.size()], opts);
       publishers_.push_back(conn);
       conn->Open([this, conn](Status opened) {
         if (!opened) {
@@ -236,7 +240,7 @@ class Bench {
     nlohmann::json per_channel = nlohmann::json::array();
     for (auto& d : delivered_) per_channel.push_back(static_cast<double>(d.load()) / del_secs);
     nlohmann::json out = {
-        {"target", cfg_.address},
+        {"target", fmt::format("{}", fmt::join(cfg_.addresses, ","))},
         {"publishers", cfg_.publishers},
         {"batch", cfg_.batch},
         {"size", cfg_.size},
@@ -328,7 +332,7 @@ class Bench {
 
   asio::io_context& io_;
   Config cfg_;
-  asio::ip::tcp::endpoint ep_;
+  std::vector<asio::ip::tcp::endpoint> eps_;
   asio::steady_timer timer_;
   std::vector<std::string> bodies_;
   std::vector<std::shared_ptr<nsq::Connection>> publishers_;
@@ -352,10 +356,14 @@ int main(int argc, char** argv) {
   Config cfg;
   CLI::App app{"cairn-bench: NSQ load generator (cairnd or any nsqd); prints one JSON line"};
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // last wins
-  app.add_option("--nsqd-tcp-address", cfg.address, "broker to load")->capture_default_str();
+  app.add_option("--nsqd-tcp-address", cfg.addresses,
+                 "broker to load (repeatable: publishers take them in turn)")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--lookupd-http-address", cfg.lookupd,
                  "nsqlookupd HTTP address (repeatable): consume from every broker it lists for the "
-                 "topic (publishing still goes to --nsqd-tcp-address)");
+                 "topic (publishing still goes to --nsqd-tcp-address)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   AddDurationFlag(app, "--lookupd-poll-interval", &cfg.lookupd_poll_interval,
                   "how often the consumers ask nsqlookupd");
   app.add_option("--topic", cfg.topic, "topic to publish to and consume")->capture_default_str();
@@ -390,15 +398,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cairn-bench: --batch >= 1, --size >= 8, --pipeline >= 1\n");
     return 2;
   }
-  auto ep = ParseAddress(cfg.address);
-  if (!ep) {
-    std::fprintf(stderr, "cairn-bench: %s\n", ep.error().message.c_str());
+  std::vector<asio::ip::tcp::endpoint> eps;
+  for (const std::string& address : cfg.addresses) {
+    auto ep = ParseAddress(address);
+    if (!ep) {
+      std::fprintf(stderr, "cairn-bench: %s\n", ep.error().message.c_str());
+      return 2;
+    }
+    eps.push_back(*ep);
+  }
+  if (eps.empty()) {
+    std::fprintf(stderr, "cairn-bench: --nsqd-tcp-address is required\n");
     return 2;
   }
   asio::io_context io(1);
   // The loop is run in slices; keep it from stopping when it briefly has nothing to do.
   auto work = asio::make_work_guard(io);
-  Bench bench(io, cfg, *ep);
+  Bench bench(io, cfg, std::move(eps));
   auto result = bench.Run();
   std::printf("%s\n", result.dump().c_str());
   return result["errors"].empty() ? 0 : 1;
