@@ -477,7 +477,7 @@ void Consumer::Dial(size_t i) {
   resolver_->async_resolve(
       split->host, std::to_string(split->port),
       [this, i](boost::system::error_code ec, const tcp::resolver::results_type& results) {
-        if (ec == asio::error::operation_aborted || closed_) return;
+        if (ec == asio::error::operation_aborted || closed_ || links_[i].dropped) return;
         if (ec || results.empty()) return ScheduleRedial(i);
         Connect(i, results.begin()->endpoint());
       });
