@@ -18,7 +18,9 @@ Server::Server(boost::asio::io_context& io, ServerOptions options)
 
 Server::~Server() {
   // A server that was opened but never closed (an error path) still closes its store, after the
-  // sessions that use the broker are gone.
+  // sessions that use the broker are gone. The nsqlookupd connections go first: they call back
+  // into this server for their snapshots.
+  if (broker_) LeaveLookupd();
   tcp_.reset();
   http_.reset();
   api_.reset();
