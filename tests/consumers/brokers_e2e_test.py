@@ -193,13 +193,15 @@ class TwoBrokers(WithInflux):
         wait_until(lambda: self.worker_metric(w, "cairn_metrics_nsqd_connections") == 2,
                    "subscribed on both brokers", WAIT)
 
-        # a leaves (SIGTERM: it leaves nsqlookupd first): dropped, not dialled again.
-        self.assertEqual(self.brokers["a"].stop(), 0)
+        # a is killed (-9): nsqlookupd forgets it as its connection drops, and the worker drops
+        # it too (it is not dialled again) while b carries on.
+        self.brokers["a"].kill()
         wait_until(lambda: self.worker_metric(w, "cairn_metrics_brokers") == 1,
                    "broker a dropped", WAIT)
         self.assertEqual(self.worker_metric(w, "cairn_metrics_nsqd_connections"), 1)
 
-        # It comes back on other ports: found again, and what it gets next is written.
+        # It comes back on its volume, on other ports: found again; what it gets next is written
+        # and nothing it had is written twice.
         self.register("a", lookupd)
         wait_until(lambda: self.worker_metric(w, "cairn_metrics_nsqd_connections") == 2,
                    "broker a found again", WAIT)
