@@ -373,18 +373,24 @@ TEST(Lookupd, NsqadminShowsTheFleetAndItsActionsReachEveryBroker) {
   TempDir dir;
   LookupdProcess lookupd(nsqlookupd);
   ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
-  CairndProcess a(dir.sub("a"), LookupdFlags(lookupd));
-  CairndProcess b(dir.sub("b"), LookupdFlags(lookupd));
-  ASSERT_NE(a.port(), 0) << a.startup_log();
-  ASSERT_NE(b.port(), 0) << b.startup_log();
-  for (const CairndProcess* c : {&a, &b}) {
-    HttpClient http(c->http_port());
+  std::vector<std::unique_ptr<CairndProcess>> brokers;
+  for (int i = 0; i < 3; ++i) {
+    brokers.push_back(
+        std::make_unique<CairndProcess>(dir.sub(fmt::format("b{}", i)), LookupdFlags(lookupd)));
+    ASSERT_NE(brokers.back()->port(), 0) << brokers.back()->startup_log();
+    HttpClient http(brokers.back()->http_port());
     ASSERT_EQ(http.Post("/mpub?topic=logs", "one\ntwo").status, 200);
     ASSERT_EQ(http.Post("/channel/create?topic=logs&channel=archive").status, 200);
   }
+  // A channel that lives on one broker only.
+  ASSERT_EQ(
+      HttpClient(brokers[1]->http_port()).Post("/channel/create?topic=logs&channel=audit").status,
+      200);
   ASSERT_TRUE(Eventually([&] {
-    return ListedWithPort(Lookup(lookupd.http_port(), "logs"), a.port()) == 1 &&
-           ListedWithPort(Lookup(lookupd.http_port(), "logs"), b.port()) == 1;
+    size_t n = 0;
+    for (const auto& b : brokers)
+      n += ListedWithPort(Lookup(lookupd.http_port(), "logs"), b->port());
+    return n == 3;
   }));
   NsqadminProcess admin(nsqadmin, lookupd.http_address());
   ASSERT_NE(admin.http_port(), 0) << admin.log();
@@ -394,23 +400,31 @@ TEST(Lookupd, NsqadminShowsTheFleetAndItsActionsReachEveryBroker) {
   ASSERT_TRUE(nodes.is_object()) << ui.Get("/api/nodes").body;
   std::set<int> ports;
   for (const Json& n : nodes["nodes"]) ports.insert(n.value("tcp_port", 0));
-  EXPECT_EQ(ports, (std::set<int>{a.port(), b.port()})) << nodes.dump();
+  EXPECT_EQ(ports, (std::set<int>{brokers[0]->port(), brokers[1]->port(), brokers[2]->port()}))
+      << nodes.dump();
 
   const Reply channel = ui.Get("/api/topics/logs/archive");
   const Json c = Json::parse(channel.body, nullptr, false);
   ASSERT_TRUE(c.is_object()) << channel.body;
-  EXPECT_EQ(c["depth"], 4) << "two messages waiting on each broker: " << channel.body;
-  EXPECT_EQ(c["nodes"].size(), 2u) << channel.body;
+  EXPECT_EQ(c["depth"], 6) << "two messages waiting on each broker: " << channel.body;
+  EXPECT_EQ(c["nodes"].size(), 3u) << channel.body;
 
-  // Actions: nsqadmin calls each broker's /channel/pause and /channel/empty.
-  EXPECT_EQ(ui.Post("/api/topics/logs/archive", R"({"action":"pause"})").status, 200);
+  // Actions: nsqadmin calls /channel/pause and /channel/empty on every broker that has the
+  // channel: all three for `archive`, the one for `audit`.
   EXPECT_EQ(ui.Post("/api/topics/logs/archive", R"({"action":"empty"})").status, 200);
-  for (const CairndProcess* broker : {&a, &b}) {
-    HttpClient http(broker->http_port());
+  EXPECT_EQ(ui.Post("/api/topics/logs/audit", R"({"action":"pause"})").status, 200);
+  for (size_t i = 0; i < brokers.size(); ++i) {
+    HttpClient http(brokers[i]->http_port());
     const Json stats = Json::parse(http.Get("/stats?format=json&topic=logs").body);
-    const Json& ch = stats["topics"][0]["channels"][0];
-    EXPECT_EQ(ch["paused"], true) << stats.dump();
-    EXPECT_EQ(ch["depth"], 0) << stats.dump();
+    for (const Json& ch : stats["topics"][0]["channels"]) {
+      if (ch["channel_name"] == "archive") {
+        EXPECT_EQ(ch["depth"], 0) << stats.dump();
+        EXPECT_EQ(ch["paused"], false) << stats.dump();
+      } else {
+        EXPECT_EQ(i, 1u) << stats.dump();
+        EXPECT_EQ(ch["paused"], true) << stats.dump();
+      }
+    }
   }
 }
 
