@@ -435,6 +435,19 @@ class LoggerE2E(unittest.TestCase):
                    "the same lines after the restart (warm start on both brokers)")
         self.assertEqual(self.logger.log().count("warm start: channel logger rewound to"), 2)
 
+        # A broker killed with -9 and back on its volume (on other ports) is found again; what
+        # is published next comes out in order after the rest, and nothing twice.
+        brokers[0].kill()
+        brokers[0] = Cairnd(f"{self.tmp}/fleet_0", extra=register)
+        self.processes.append(brokers[0])
+        brokers[0].start()
+        more = ["after the kill 0", "after the kill 1"]
+        for i, line in enumerate(more):
+            brokers[i % 2].pub("logs", app_record("catalog", line))
+        expected += "".join(f"catalog-web-1-x7k2p -- {line}\n" for line in more)
+        wait_until(lambda: self.get("catalog", "log_lines=1000") == (200, expected),
+                   "the lines published after the broker came back")
+
     def test_unpaired_broker_addresses_are_refused(self):
         r = subprocess.run([CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
                             "--nsqd-tcp-address=127.0.0.1:1",
