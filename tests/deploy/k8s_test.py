@@ -1045,6 +1045,32 @@ class Processes(unittest.TestCase):
         self.assertEqual(code, 0, broker.log())
         self.assertLess(took, grace)
 
+    def test_nsq_containers_run_with_their_manifest_flags(self):
+        """nsqlookupd and nsqadmin (from $NSQ_BIN_DIR) take every flag their manifests give and
+        answer their probes; nsqadmin lists the broker registered with that nsqlookupd."""
+        _, _, _, broker_ports = self.cluster.start_broker()
+        ran = set()
+        for w in workloads():
+            for c in containers(w):
+                if binary_of(c) not in NSQ_BINARIES:
+                    continue
+                with self.subTest(workload=w["metadata"]["name"], container=c["name"]):
+                    if binary_of(c) == "nsqlookupd":
+                        ports = self.cluster.lookupd
+                    else:
+                        _, ports = self.cluster.start(w, c)
+                    checked = self.probe_all(w, c, ports)
+                    self.assertEqual({k for k, _ in checked}, {"readinessProbe", "livenessProbe"})
+                    ran.add(binary_of(c))
+                    if binary_of(c) == "nsqadmin":
+                        def lists_broker(port=ports["--http-address"]):
+                            status, body = http_get(port, "/api/nodes")
+                            return status == 200 and any(
+                                n.get("tcp_port") == broker_ports["--tcp-address"]
+                                for n in json.loads(body).get("nodes", []))
+                        wait_until(lists_broker, "nsqadmin to list cairnd", timeout=20)
+        self.assertEqual(ran, set(NSQ_BINARIES))
+
     def test_workers_run_with_their_manifest_flags(self):
         self.cluster.start_broker()
         started = []
