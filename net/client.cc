@@ -368,7 +368,7 @@ Consumer::Consumer(asio::any_io_executor ex, LookupdDiscovery discovery, std::st
       discovery_(std::move(discovery)),
       poll_timer_(std::make_unique<asio::steady_timer>(ex)),
       resolver_(std::make_unique<tcp::resolver>(ex)),
-      jitter_state_(std::random_device{}()) {
+      jitter_(std::random_device{}()) {
   for (const std::string& address : discovery_.http_addresses) {
     // Checked by the caller; an address that is not host:port is asked nothing.
     auto split = SplitHostPort(address);
@@ -408,8 +408,7 @@ void Consumer::Poll() {
       for (auto& p : *listed) addresses.push_back(std::move(p.tcp_address));
       ApplyListing(addresses);
     }
-    jitter_state_ = jitter_state_ * 6364136223846793005u + 1442695040888963407u;
-    const double u = static_cast<double>(jitter_state_ >> 11) / static_cast<double>(1ull << 53);
+    const double u = std::uniform_real_distribution<double>(0, 1)(jitter_);
     poll_timer_->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(
         discovery_.poll_interval * (0.85 + 0.3 * u)));
     poll_timer_->async_wait([this](boost::system::error_code ec) {

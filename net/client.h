@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -251,7 +252,7 @@ class Consumer {
   std::vector<std::unique_ptr<net::HttpClient>> lookupds_;
   std::unique_ptr<boost::asio::steady_timer> poll_timer_;
   std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
-  uint64_t jitter_state_ = 0;
+  std::minstd_rand jitter_;
   bool lookupd_answering_ = true;
 };
 

@@ -7,15 +7,6 @@
 
 namespace cairn::nsq {
 
-namespace {
-
-uint32_t LoadBe32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
-}
-
-}  // namespace
-
 void AppendLookupdIdentify(std::string& out, const LookupdIdentity& identity) {
   // nsqd 1.3.0's fields; the topology ones are sent empty, as by an nsqd without them set.
   const nlohmann::json body = {

@@ -11,11 +11,6 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-uint32_t LoadBe32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
-}
-
 void AppendBe32(std::string& out, uint32_t v) {
   const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
                      static_cast<char>(v >> 8), static_cast<char>(v)};
@@ -137,6 +132,11 @@ std::string GoQuote(std::string_view s) {
   }
   out.push_back('"');
   return out;
+}
+
+uint32_t LoadBe32(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
 }
 
 std::optional<int64_t> ParseDecimal(std::string_view text) {

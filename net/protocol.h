@@ -59,6 +59,9 @@ using cairn::IsValidTopicName;
 
 // Go's %q of a string, as nsqd quotes names in its errors (ASCII escapes; other bytes as is).
 std::string GoQuote(std::string_view s);
+// The 4-byte big-endian number at `p`: every size in NSQ's frames (and nsqlookupd's answers).
+uint32_t LoadBe32(const char* p);
+
 // A number as nsqd reads RDY counts and REQ/DPUB times: digits only, "" is 0, no sign. nullopt on
 // any other character, and on a value past INT64_MAX (nsqd lets such a value wrap; Cairn refuses
 // what it cannot represent).
