@@ -79,6 +79,28 @@ std::vector<std::string> LookupdFlags(const LookupdProcess& lookupd) {
   return {"--broadcast-address=127.0.0.1", "--lookupd-tcp-address=" + lookupd.tcp_address()};
 }
 
+using Brokers = std::vector<std::unique_ptr<CairndProcess>>;
+
+// `n` cairnd registered with `lookupd`, each on its own data under `dir` (b0, b1, ...). One that
+// did not start has port() 0: the caller asserts, with its log.
+Brokers StartBrokers(const TempDir& dir, const LookupdProcess& lookupd, int n) {
+  Brokers brokers;
+  for (int i = 0; i < n; ++i) {
+    brokers.push_back(
+        std::make_unique<CairndProcess>(dir.sub(fmt::format("b{}", i)), LookupdFlags(lookupd)));
+  }
+  return brokers;
+}
+
+// How many of `brokers` (null entries: stopped) nsqlookupd lists for `topic`.
+size_t ListedBrokers(const LookupdProcess& lookupd, const Brokers& brokers,
+                     const std::string& topic) {
+  const Json lookup = Lookup(lookupd.http_port(), topic);
+  size_t n = 0;
+  for (const auto& b : brokers) n += b ? ListedWithPort(lookup, b->port()) : 0;
+  return n;
+}
+
 // One nsqlookupd, and one cairnd registered with it.
 struct OneBroker {
   explicit OneBroker(const std::string& nsqlookupd)
@@ -271,18 +293,9 @@ TEST(Lookupd, AFleetOfThreeIsFoundAndSurvivesABrokerKilled) {
   TempDir dir;
   LookupdProcess lookupd(nsqlookupd);
   ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
-  std::vector<std::unique_ptr<CairndProcess>> brokers;
-  for (int i = 0; i < 3; ++i) {
-    brokers.push_back(
-        std::make_unique<CairndProcess>(dir.sub(fmt::format("b{}", i)), LookupdFlags(lookupd)));
-    ASSERT_NE(brokers.back()->port(), 0) << brokers.back()->startup_log();
-  }
-  auto listed = [&](const std::string& topic) {
-    size_t n = 0;
-    for (const auto& b : brokers)
-      n += b ? ListedWithPort(Lookup(lookupd.http_port(), topic), b->port()) : 0;
-    return n;
-  };
+  Brokers brokers = StartBrokers(dir, lookupd, 3);
+  for (const auto& b : brokers) ASSERT_NE(b->port(), 0) << b->startup_log();
+  auto listed = [&](const std::string& topic) { return ListedBrokers(lookupd, brokers, topic); };
   // Created over HTTP on each, a channel over TCP (SUB) on one.
   for (const auto& b : brokers) {
     HttpClient http(b->http_port());
@@ -373,12 +386,10 @@ TEST(Lookupd, NsqadminShowsTheFleetAndItsActionsReachEveryBroker) {
   TempDir dir;
   LookupdProcess lookupd(nsqlookupd);
   ASSERT_NE(lookupd.http_port(), 0) << lookupd.log();
-  std::vector<std::unique_ptr<CairndProcess>> brokers;
-  for (int i = 0; i < 3; ++i) {
-    brokers.push_back(
-        std::make_unique<CairndProcess>(dir.sub(fmt::format("b{}", i)), LookupdFlags(lookupd)));
-    ASSERT_NE(brokers.back()->port(), 0) << brokers.back()->startup_log();
-    HttpClient http(brokers.back()->http_port());
+  Brokers brokers = StartBrokers(dir, lookupd, 3);
+  for (const auto& b : brokers) {
+    ASSERT_NE(b->port(), 0) << b->startup_log();
+    HttpClient http(b->http_port());
     ASSERT_EQ(http.Post("/mpub?topic=logs", "one\ntwo").status, 200);
     ASSERT_EQ(http.Post("/channel/create?topic=logs&channel=archive").status, 200);
   }
@@ -386,12 +397,7 @@ TEST(Lookupd, NsqadminShowsTheFleetAndItsActionsReachEveryBroker) {
   ASSERT_EQ(
       HttpClient(brokers[1]->http_port()).Post("/channel/create?topic=logs&channel=audit").status,
       200);
-  ASSERT_TRUE(Eventually([&] {
-    size_t n = 0;
-    for (const auto& b : brokers)
-      n += ListedWithPort(Lookup(lookupd.http_port(), "logs"), b->port());
-    return n == 3;
-  }));
+  ASSERT_TRUE(Eventually([&] { return ListedBrokers(lookupd, brokers, "logs") == 3; }));
   NsqadminProcess admin(nsqadmin, lookupd.http_address());
   ASSERT_NE(admin.http_port(), 0) << admin.log();
   HttpClient ui(admin.http_port());

@@ -450,7 +450,7 @@ class LoggerE2E(unittest.TestCase):
 
     def test_unpaired_broker_addresses_are_refused(self):
         r = subprocess.run([CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
-                            "--nsqd-tcp-address=127.0.0.1:1",
+                            f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
                             f"--nsqd-http-address=127.0.0.1:{self.http_port}"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
