@@ -123,6 +123,7 @@ void Connection::Finish(const MessageId& id) {
   out_.append(id.data(), id.size());
   out_.push_back('\n');
   Flush();
+  Settled();
 }
 
 void Connection::Requeue(const MessageId& id, std::chrono::milliseconds delay) {
@@ -130,6 +131,12 @@ void Connection::Requeue(const MessageId& id, std::chrono::milliseconds delay) {
   AppendCommand(out_,
                 fmt::format("REQ {} {}", std::string_view(id.data(), id.size()), delay.count()));
   Flush();
+  Settled();
+}
+
+void Connection::Settled() {
+  if (in_flight_ > 0) --in_flight_;
+  if (on_settle_) on_settle_();
 }
 
 void Connection::Touch(const MessageId& id) {
@@ -232,6 +239,7 @@ void Connection::OnFrame(const Frame& frame) {
       d.attempts = m->attempts;
       d.timestamp_ns = m->timestamp_ns;
       d.body = m->body;
+      ++in_flight_;
       if (on_message_) on_message_(*this, d);
       return;
     }
@@ -353,8 +361,9 @@ Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers,
     : ex_(ex),
       topic_(std::move(topic)),
       channel_(std::move(channel)),
-      max_in_flight_(max_in_flight),
-      options_(std::move(options)) {
+      max_in_flight_(std::max<int64_t>(1, max_in_flight)),
+      options_(std::move(options)),
+      rdy_timer_(ex) {
   for (const auto& ep : brokers) AddLink(FormatAddress(ep), ep);
 }
 
@@ -363,8 +372,9 @@ Consumer::Consumer(asio::any_io_executor ex, LookupdDiscovery discovery, std::st
     : ex_(ex),
       topic_(std::move(topic)),
       channel_(std::move(channel)),
-      max_in_flight_(max_in_flight),
+      max_in_flight_(std::max<int64_t>(1, max_in_flight)),
       options_(std::move(options)),
+      rdy_timer_(ex),
       discovery_(std::move(discovery)),
       poll_timer_(std::make_unique<asio::steady_timer>(ex)),
       resolver_(std::make_unique<tcp::resolver>(ex)),
@@ -418,7 +428,6 @@ void Consumer::Poll() {
 }
 
 void Consumer::ApplyListing(const std::vector<std::string>& addresses) {
-  bool changed = false;
   for (size_t i = 0; i < links_.size(); ++i) {
     Link& link = links_[i];
     const bool listed =
@@ -426,7 +435,6 @@ void Consumer::ApplyListing(const std::vector<std::string>& addresses) {
     if (listed && link.dropped) {
       link.dropped = link.unlisted = false;
       link.backoff = std::chrono::milliseconds(0);
-      changed = true;
       Dial(i);
     } else if (listed) {
       link.unlisted = false;
@@ -435,7 +443,6 @@ void Consumer::ApplyListing(const std::vector<std::string>& addresses) {
       if (!link.conn) {
         link.dropped = true;
         link.retry->cancel();
-        changed = true;
       }
     }
   }
@@ -444,24 +451,101 @@ void Consumer::ApplyListing(const std::vector<std::string>& addresses) {
                                    [&](const Link& l) { return l.address == address; });
     if (!known) {
       Dial(AddLink(address, std::nullopt));
-      changed = true;
     }
   }
-  if (changed) UpdateRdy();
 }
 
-int64_t Consumer::RdyPerConnection() const {
-  const int64_t n = std::max<int64_t>(1, static_cast<int64_t>(brokers()));
-  return std::max<int64_t>(1, max_in_flight_ / n);
+bool Consumer::Live(const Link& link) const {
+  return link.subscribed && link.conn && link.conn->open();
 }
 
+void Consumer::SetRdy(Link& link, int64_t rdy) {
+  if (rdy == link.rdy) return;
+  link.rdy = rdy;
+  link.rdy_changed = std::chrono::steady_clock::now();
+  link.conn->Ready(rdy);
+}
+
+// Lowers the connections above their share, then raises those below it as far as the total
+// allows. The total counts, for each connection, the larger of its RDY and what it holds: the
+// broker does not take back what it sent under a RDY since lowered.
 void Consumer::UpdateRdy() {
+  rdy_wanted_ = false;
   if (!receiving_) return;
-  for (auto& link : links_) {
-    if (link.subscribed && link.conn && link.conn->open()) {
-      link.conn->Ready(std::min(RdyPerConnection(), link.conn->negotiated().max_rdy_count));
+  std::vector<size_t> live;
+  for (size_t i = 0; i < links_.size(); ++i) {
+    if (Live(links_[i])) live.push_back(i);
+  }
+  if (live.empty()) return;
+  const bool rotating = rotating_ = static_cast<int64_t>(live.size()) > max_in_flight_;
+  const int64_t share = rotating ? 1 : max_in_flight_ / static_cast<int64_t>(live.size());
+  if (!rotating) {
+    for (size_t i : live) {
+      if (links_[i].rdy > share) SetRdy(links_[i], share);
     }
   }
+  RaiseRdy(live, rotating, share);
+  if (rotating && !rdy_timer_armed_) {
+    rdy_timer_armed_ = true;
+    rdy_timer_.expires_after(options_.rdy_redistribute_interval);
+    rdy_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;  // cancelled: the consumer may be gone
+      rdy_timer_armed_ = false;
+      RedistributeRdy();
+    });
+  }
+}
+
+void Consumer::RaiseRdy(std::vector<size_t>& live, bool rotating, int64_t share) {
+  int64_t used = 0;
+  for (size_t i : live) used += std::max(links_[i].rdy, links_[i].conn->in_flight());
+  if (rotating) {
+    // Those at RDY 0 in the order they got there, and none jumps the queue: one that still
+    // holds a message costs nothing to raise, but would then take the next message before one
+    // that has waited longer.
+    std::erase_if(live, [&](size_t i) { return links_[i].rdy > 0; });
+    std::stable_sort(live.begin(), live.end(), [&](size_t a, size_t b) {
+      return links_[a].rdy_changed < links_[b].rdy_changed;
+    });
+    for (size_t i : live) {
+      const int64_t cost = links_[i].conn->in_flight() > 0 ? 0 : 1;
+      if (used + cost > max_in_flight_) {
+        rdy_wanted_ = true;
+        return;
+      }
+      used += cost;
+      SetRdy(links_[i], 1);
+    }
+    return;
+  }
+  for (size_t i : live) {
+    Link& link = links_[i];
+    const int64_t held = link.conn->in_flight();
+    const int64_t want = std::min(share, link.conn->negotiated().max_rdy_count);
+    if (link.rdy >= want) continue;
+    const int64_t before = std::max(link.rdy, held);
+    const int64_t rdy = std::min(want, before + (max_in_flight_ - used));
+    if (rdy > link.rdy) {
+      used += std::max(rdy, held) - before;
+      SetRdy(link, rdy);
+    }
+    if (rdy < want) rdy_wanted_ = true;
+  }
+}
+
+// While rotating: takes RDY back from the connections that had no message for a while or have
+// held it long, and hands it to those waiting.
+void Consumer::RedistributeRdy() {
+  if (!receiving_) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (Link& link : links_) {
+    if (!Live(link) || link.rdy == 0) continue;
+    if (now - link.last_message > options_.low_rdy_idle_timeout ||
+        now - link.rdy_changed > options_.low_rdy_timeout) {
+      SetRdy(link, 0);
+    }
+  }
+  UpdateRdy();
 }
 
 void Consumer::Dial(size_t i) {
@@ -486,29 +570,36 @@ void Consumer::Connect(size_t i, const tcp::endpoint& endpoint) {
   auto conn = std::make_shared<Connection>(ex_, endpoint, options_);
   links_[i].conn = conn;
   conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
+    if (rotating_) links_[i].last_message = std::chrono::steady_clock::now();
     Delivered from = d;
     from.broker = i;
     handler_(from, MessageRef(c.weak(), d.id, i));
   });
+  conn->SetSettleHandler([this] {
+    if (rdy_wanted_) UpdateRdy();
+  });
   conn->SetCloseHandler([this, i](const std::string&) {
     Link& link = links_[i];
+    const bool had_share = link.subscribed;
     link.conn.reset();
     link.subscribed = false;
+    link.rdy = 0;
     if (link.unlisted) {
       link.dropped = true;  // it left nsqlookupd: not dialled again
-      UpdateRdy();
-      return;
+    } else {
+      ScheduleRedial(i);
     }
-    ScheduleRedial(i);
+    if (had_share) UpdateRdy();  // it goes to the others
   });
   conn->Open([this, i, conn](Status opened) {
     if (!opened) return;  // the close handler schedules the redial
-    conn->Subscribe(topic_, channel_, [this, i, conn](Status subscribed) {
+    conn->Subscribe(topic_, channel_, [this, i](Status subscribed) {
       if (!subscribed) return;
-      links_[i].backoff = std::chrono::milliseconds(0);
-      links_[i].subscribed = true;
-      const int64_t rdy = std::min(RdyPerConnection(), conn->negotiated().max_rdy_count);
-      if (receiving_) conn->Ready(rdy);
+      Link& link = links_[i];
+      link.backoff = std::chrono::milliseconds(0);
+      link.subscribed = true;
+      link.rdy_changed = link.last_message = std::chrono::steady_clock::now();
+      UpdateRdy();
     });
   });
 }
@@ -527,10 +618,11 @@ void Consumer::ScheduleRedial(size_t i) {
 void Consumer::StopReceiving() {
   receiving_ = false;
   if (poll_timer_) poll_timer_->cancel();
+  rdy_timer_.cancel();
   for (auto& link : links_) {
     link.retry->cancel();
     if (link.conn && link.conn->open()) {
-      link.conn->Ready(0);
+      SetRdy(link, 0);
       link.conn->StartClose(nullptr);
     }
   }
@@ -541,6 +633,7 @@ void Consumer::Close() {
   closed_ = true;
   receiving_ = false;
   if (poll_timer_) poll_timer_->cancel();
+  rdy_timer_.cancel();
   if (resolver_) resolver_->cancel();
   lookupds_.clear();  // their callbacks are dropped
   for (auto& link : links_) {

@@ -46,6 +46,13 @@ struct ClientOptions {
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{10'000};
   size_t max_frame = 64u << 20;
+  // A Consumer with more connections than max_in_flight gives RDY 1 to some of them in turn, as
+  // go-nsq does (the names are its). Every rdy_redistribute_interval, a connection gives its RDY
+  // back if no message came on it for low_rdy_idle_timeout, or if it has held the RDY for
+  // low_rdy_timeout; what is freed goes to those that have waited longest.
+  std::chrono::milliseconds rdy_redistribute_interval{5'000};
+  std::chrono::milliseconds low_rdy_idle_timeout{10'000};
+  std::chrono::milliseconds low_rdy_timeout{30'000};
 };
 
 // Result of a command: success; kRejected with the broker's error frame ("E_BAD_TOPIC ...") as
@@ -93,6 +100,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using MessageHandler = std::function<void(Connection&, const Delivered&)>;
   using CloseHandler = std::function<void(const std::string& reason)>;
+  using SettleHandler = std::function<void()>;
 
   Connection(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint endpoint,
              const ClientOptions& options);
@@ -102,6 +110,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Open(CommandCallback done);
   void SetMessageHandler(MessageHandler handler) { on_message_ = std::move(handler); }
   void SetCloseHandler(CloseHandler handler) { on_close_ = std::move(handler); }
+  // Called after each FIN or REQ, once in_flight() has dropped.
+  void SetSettleHandler(SettleHandler handler) { on_settle_ = std::move(handler); }
 
   // Commands with a response: `done` runs when it arrives, in order.
   void Subscribe(std::string_view topic, std::string_view channel, CommandCallback done);
@@ -121,6 +131,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Close(const std::string& reason = "closed");
   bool open() const { return ready_ && !closed_; }
   const Negotiated& negotiated() const { return negotiated_; }
+  // Messages delivered on this connection and not yet finished or requeued through it.
+  int64_t in_flight() const { return in_flight_; }
   std::weak_ptr<Connection> weak() { return weak_from_this(); }
 
  private:
@@ -130,6 +142,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadLoop();
   void OnFrame(const Frame& frame);
   void ArmIdleTimer();
+  void Settled();
 
   boost::asio::ip::tcp::socket socket_;
   boost::asio::ip::tcp::endpoint endpoint_;
@@ -137,6 +150,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Negotiated negotiated_;
   MessageHandler on_message_;
   CloseHandler on_close_;
+  SettleHandler on_settle_;
+  int64_t in_flight_ = 0;
   std::deque<CommandCallback> pending_;
   net::InputBuffer in_;
   std::string out_, writing_buf_;
@@ -183,7 +198,11 @@ struct LookupdDiscovery {
 };
 
 // Consumes one topic/channel from one or more brokers, keeping a connection to each (reconnect
-// with backoff) and spreading max_in_flight over them as RDY.
+// with backoff) and spreading max_in_flight over them as RDY: each connection's share is
+// max_in_flight divided among those connected, or RDY 1 in turn when they outnumber it (see
+// ClientOptions). The messages held never exceed max_in_flight, also while shares change: a
+// connection that keeps messages sent under a larger RDY holds them against the total, and the
+// others are raised only as they are settled.
 //
 // With LookupdDiscovery the brokers are the producers nsqlookupd lists for the topic: all of
 // them, asked at every poll (their union, so one nsqlookupd that restarted and lost some
@@ -225,6 +244,8 @@ class Consumer {
     std::string address;  // "host:port"; resolved on every dial when discovered
     std::optional<boost::asio::ip::tcp::endpoint> endpoint;  // given, not discovered
     std::shared_ptr<Connection> conn;
+    int64_t rdy = 0;  // last sent on conn
+    std::chrono::steady_clock::time_point rdy_changed, last_message;
     std::chrono::milliseconds backoff{0};
     std::unique_ptr<boost::asio::steady_timer> retry;
     bool subscribed = false;
@@ -235,8 +256,11 @@ class Consumer {
   void Dial(size_t i);
   void Connect(size_t i, const boost::asio::ip::tcp::endpoint& endpoint);
   void ScheduleRedial(size_t i);
-  int64_t RdyPerConnection() const;
+  bool Live(const Link& link) const;
+  void SetRdy(Link& link, int64_t rdy);
   void UpdateRdy();
+  void RaiseRdy(std::vector<size_t>& live, bool rotating, int64_t share);
+  void RedistributeRdy();
   void Poll();
   void ApplyListing(const std::vector<std::string>& addresses);
 
@@ -247,6 +271,11 @@ class Consumer {
   Handler handler_;
   std::vector<Link> links_;
   bool receiving_ = true, closed_ = false;
+  // A connection is below its share for want of room: a settled message calls UpdateRdy.
+  bool rdy_wanted_ = false;
+  bool rotating_ = false;                // more connections than max_in_flight
+  boost::asio::steady_timer rdy_timer_;  // RedistributeRdy while rotating
+  bool rdy_timer_armed_ = false;
   uint64_t reconnects_ = 0;
   LookupdDiscovery discovery_;
   std::vector<std::unique_ptr<net::HttpClient>> lookupds_;

@@ -290,5 +290,165 @@ TEST(Client, ConsumerSaysWhichBrokerEachMessageCameFromAlsoAfterAReconnect) {
   });
 }
 
+// Messages a consumer's handler keeps unsettled, and the most it ever kept at once. Used on the
+// client's io thread only, except through the locked accessors.
+struct Holder {
+  std::mutex mu;
+  std::vector<nsq::MessageRef> held;
+  std::vector<std::pair<size_t, std::string>> seen;  // (broker, body)
+  size_t most = 0;
+
+  void Take(const nsq::Delivered& d, const nsq::MessageRef& ref) {
+    std::lock_guard lock(mu);
+    held.push_back(ref);
+    seen.emplace_back(d.broker, std::string(d.body));
+    most = std::max(most, held.size());
+  }
+  // On the io thread: finishes everything held.
+  void FinishAll() {
+    std::lock_guard lock(mu);
+    for (const auto& ref : held) ref.Finish();
+    held.clear();
+  }
+  // The broker's connection closed: what it sent is no longer held (the broker took it back).
+  // The most held is counted again from here.
+  void Forget(size_t broker) {
+    std::lock_guard lock(mu);
+    std::erase_if(held, [&](const nsq::MessageRef& ref) { return ref.broker() == broker; });
+    most = held.size();
+  }
+  size_t Held() {
+    std::lock_guard lock(mu);
+    return held.size();
+  }
+  size_t HeldFrom(size_t broker) {
+    std::lock_guard lock(mu);
+    return static_cast<size_t>(std::count_if(
+        held.begin(), held.end(), [&](const auto& ref) { return ref.broker() == broker; }));
+  }
+  size_t Seen() {
+    std::lock_guard lock(mu);
+    return seen.size();
+  }
+  size_t Most() {
+    std::lock_guard lock(mu);
+    return most;
+  }
+};
+
+std::vector<std::unique_ptr<nsq::Producer>> PublishToEach(
+    ClientLoop& loop, const std::vector<BrokerHarness*>& brokers, int count) {
+  auto producers = loop.Run([&] {
+    std::vector<std::unique_ptr<nsq::Producer>> p;
+    for (auto* b : brokers) {
+      p.push_back(std::make_unique<nsq::Producer>(loop.executor(), Loopback(b->port())));
+    }
+    return p;
+  });
+  for (size_t b = 0; b < brokers.size(); ++b) {
+    for (int i = 0; i < count; ++i) {
+      EXPECT_EQ(PublishSync(loop, *producers[b], "t", fmt::format("{}-{}", b, i)), "");
+    }
+  }
+  return producers;
+}
+
+TEST(Client, ConsumerHoldsAtMostMaxInFlightWhenBrokersOutnumberItAndServesThemInTurn) {
+  // Three brokers with two messages each, max_in_flight 2: RDY 1 goes to two connections at a
+  // time and rotates (as go-nsq's does), so the third broker's messages still come.
+  BrokerHarness a, b, c;
+  ClientLoop loop;
+  auto producers = PublishToEach(loop, {&a, &b, &c}, 2);
+  nsq::ClientOptions options;
+  options.rdy_redistribute_interval = 20ms;
+  options.low_rdy_idle_timeout = 50ms;
+  options.low_rdy_timeout = 100ms;
+  Holder holder;
+  auto consumer = loop.Run([&] {
+    auto con = std::make_unique<nsq::Consumer>(
+        loop.executor(), std::vector{Loopback(a.port()), Loopback(b.port()), Loopback(c.port())},
+        "t", "c", 2, options);
+    con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) { holder.Take(d, ref); });
+    return con;
+  });
+  // Settle in rounds: each time two are held, no third arrives until they are finished.
+  for (int round = 0; round < 10 && holder.Seen() < 6; ++round) {
+    ASSERT_TRUE(Eventually([&] { return holder.Held() >= 2 || holder.Seen() == 6; }, 5s))
+        << "round " << round << ": held " << holder.Held();
+    EXPECT_FALSE(Eventually([&] { return holder.Held() > 2; }, 300ms));
+    loop.Run([&] {
+      holder.FinishAll();
+      return 0;
+    });
+  }
+  EXPECT_LE(holder.Most(), 2u);
+  std::set<std::pair<size_t, std::string>> seen;
+  {
+    std::lock_guard lock(holder.mu);
+    seen.insert(holder.seen.begin(), holder.seen.end());
+  }
+  std::set<std::pair<size_t, std::string>> want;
+  for (size_t broker = 0; broker < 3; ++broker) {
+    for (int i = 0; i < 2; ++i) want.emplace(broker, fmt::format("{}-{}", broker, i));
+  }
+  EXPECT_EQ(seen, want);
+  loop.Run([&] {
+    holder.FinishAll();
+    consumer.reset();
+    producers.clear();
+    return 0;
+  });
+}
+
+TEST(Client, ConsumerGivesALostConnectionsShareToTheOthersAndTakesItBackWithoutExceedingIt) {
+  // Two brokers with four messages each, max_in_flight 4: two each. When the second broker goes
+  // away the first may hold all four; when it returns, it gets messages only as the first's are
+  // finished, never more than four held in all.
+  BrokerHarness first, second;
+  ClientLoop loop;
+  nsq::ClientOptions options;
+  options.backoff_min = 500ms;  // the first fills its new share before the second is redialled
+  options.backoff_max = 500ms;
+  Holder holder;
+  auto consumer = loop.Run([&] {
+    auto con = std::make_unique<nsq::Consumer>(
+        loop.executor(), std::vector{Loopback(first.port()), Loopback(second.port())}, "t", "c", 4,
+        options);
+    con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) { holder.Take(d, ref); });
+    return con;
+  });
+  auto connected = [&] { return loop.Run([&] { return consumer->connected(); }); };
+  // Published once both are connected: the first to connect has the whole budget until then.
+  ASSERT_TRUE(Eventually([&] { return connected() == 2; }, 5s));
+  auto producers = PublishToEach(loop, {&first, &second}, 4);
+  ASSERT_TRUE(Eventually([&] { return holder.HeldFrom(0) == 2 && holder.HeldFrom(1) == 2; }, 5s));
+  second.Restart();  // its two return to its queue; the first now has all four
+  holder.Forget(1);
+  ASSERT_TRUE(Eventually([&] { return holder.HeldFrom(0) == 4; }, 5s))
+      << "held from the first: " << holder.HeldFrom(0);
+  ASSERT_TRUE(Eventually([&] { return connected() == 2; }, 5s));
+  EXPECT_FALSE(Eventually([&] { return holder.HeldFrom(1) > 0; }, 300ms))
+      << "the second was given RDY while the first held the whole budget";
+  // Finishing the first's four frees room for the second's share: two.
+  loop.Run([&] {
+    std::lock_guard lock(holder.mu);
+    std::erase_if(holder.held, [](const nsq::MessageRef& ref) {
+      if (ref.broker() != 0) return false;
+      ref.Finish();
+      return true;
+    });
+    return 0;
+  });
+  ASSERT_TRUE(Eventually([&] { return holder.HeldFrom(1) == 2; }, 5s));
+  EXPECT_FALSE(Eventually([&] { return holder.Held() > 4; }, 300ms));
+  EXPECT_LE(holder.Most(), 4u);
+  loop.Run([&] {
+    holder.FinishAll();
+    consumer.reset();
+    producers.clear();
+    return 0;
+  });
+}
+
 }  // namespace
 }  // namespace cairn::testing
