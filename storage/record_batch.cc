@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "storage/coding.h"
-#include "storage/crc32c.h"
+#include "src/base/crc32c.h"
 
 namespace cairn::storage {
 namespace {

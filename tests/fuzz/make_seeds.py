@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -244,6 +245,35 @@ def record_batch():
     return seeds
 
 
+def snappy_stored(*texts):
+    """A snappy framed stream of stored (uncompressed) chunks, one per text."""
+    out = b"\xff\x06\x00\x00sNaPpY"
+    for t in texts:
+        crc = crc32c(t)
+        masked = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+        out += bytes([1]) + struct.pack("<I", len(t) + 4)[:3] + struct.pack("<I", masked) + t
+    return out
+
+
+def raw_deflate(*texts):
+    """Raw DEFLATE, a sync flush after each text, as nsqd's writer sends it."""
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return b"".join(z.compress(t) + z.flush(zlib.Z_SYNC_FLUSH) for t in texts)
+
+
+def stream_codec():
+    # The harness's first three bytes: decoder (odd: snappy), read size, plain bytes asked for.
+    frames = [command("IDENTIFY", b'{"feature_negotiation":true}'), command("SUB logs ch"),
+              command("RDY 100"), mpub("logs", [b"a" * 100, b"b" * 3000])]
+    seeds = []
+    for head in (b"\x01\x00\x00", b"\x01\x07\x10", b"\x00\x00\x00", b"\x00\x3f\x01"):
+        snappy = head[0] & 1
+        seeds.append(head + (snappy_stored(*frames) if snappy else raw_deflate(*frames)))
+        seeds.append(head + (snappy_stored(b"x" * 70000) if snappy else raw_deflate(b"\0" * 200000)))
+    seeds.append(b"\x01\x00\x00\xff\x06\x00\x00sNaPpY\x80\x03\x00\x00abc\xfe\x00\x00\x00")
+    return seeds
+
+
 def line_protocol():
     literals = cpp_string_literals(os.path.join(ROOT, "tests/consumers/line_protocol_test.cc"))
     seeds = [s for s in literals if 3 <= len(s) <= 512]
@@ -276,6 +306,7 @@ def log_record():
 def main():
     for harness, make in [("nsq_command", nsq_command), ("nsq_frame", nsq_frame), ("identify", identify),
                           ("http_params", http_params), ("record_batch", record_batch),
+                          ("stream_codec", stream_codec),
                           ("line_protocol", line_protocol), ("log_record", log_record)]:
         d = os.path.join(CORPUS, harness)
         os.makedirs(d, exist_ok=True)

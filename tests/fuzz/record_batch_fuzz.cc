@@ -24,7 +24,7 @@
 
 #include "storage/coding.h"
 #include "storage/compression.h"
-#include "storage/crc32c.h"
+#include "src/base/crc32c.h"
 #include "storage/record_batch.h"
 #include "tests/fuzz/fuzz_support.h"
 

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "storage/coding.h"
-#include "storage/crc32c.h"
+#include "src/base/crc32c.h"
 #include "storage/keys.h"
 
 namespace cairn::storage {

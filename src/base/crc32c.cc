@@ -1,8 +1,8 @@
-#include "storage/crc32c.h"
+#include "src/base/crc32c.h"
 
 #include <isa-l/crc.h>
 
-namespace cairn::storage {
+namespace cairn {
 
 uint32_t Crc32cExtend(uint32_t crc, std::string_view data) {
   // ISA-L's crc32_iscsi works on the raw register: no initial or final inversion of its own.
@@ -12,4 +12,4 @@ uint32_t Crc32cExtend(uint32_t crc, std::string_view data) {
 
 uint32_t Crc32c(std::string_view data) { return Crc32cExtend(0, data); }
 
-}  // namespace cairn::storage
+}  // namespace cairn

@@ -1,0 +1,77 @@
+// Harness: what a peer sends on a compressed NSQ connection (net/stream_codec.h), to the snappy
+// and the deflate decoders. The first byte picks the decoder, the second how many bytes arrive
+// per read, the third how much plain text the reader asks for per call; the rest is the stream.
+//
+// Checked besides crashes and sanitizer reports:
+// - the outcome does not depend on how the bytes arrive: read all at once or a few at a time,
+//   the same text is decoded and the same streams are refused;
+// - a call never produces much more than it was asked for (a bomb is read a slice at a time);
+// - the input itself, encoded by the matching encoder in two writes, decodes to itself.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "net/stream_codec.h"
+#include "tests/fuzz/fuzz_support.h"
+
+namespace cairn::nsq {
+namespace {
+
+struct Outcome {
+  std::string plain;
+  bool refused = false;
+};
+
+Outcome Decode(bool snappy, std::string_view wire, size_t step, size_t max) {
+  auto dec = snappy ? MakeSnappyDecoder() : MakeDeflateDecoder();
+  Outcome out;
+  net::InputBuffer plain;
+  for (size_t pos = 0; pos < wire.size() && !out.refused; pos += step) {
+    const std::string_view part = wire.substr(pos, step);
+    auto space = dec->wire().Prepare(part.size());
+    std::copy(part.begin(), part.end(), space.data());
+    dec->wire().Commit(part.size());
+    for (;;) {
+      const size_t before = plain.size();
+      auto n = dec->Decode(plain, max);
+      if (!n) {
+        FUZZ_CHECK(n.error().code == Errc::kCorruption);
+        out.refused = true;
+        break;
+      }
+      FUZZ_CHECK(*n == plain.size() - before);
+      FUZZ_CHECK(*n <= max + kSnappyMaxChunkData);
+      if (*n == 0) break;
+      // The reader takes what it was given before asking again, as a session does.
+      out.plain.append(plain.data());
+      plain.Consume(plain.size());
+    }
+  }
+  return out;
+}
+
+void RoundTrip(bool snappy, std::string_view text) {
+  auto enc = snappy ? MakeSnappyEncoder() : MakeDeflateEncoder(1 + text.size() % 9);
+  std::string wire;
+  enc->Encode(text.substr(0, text.size() / 2), wire);
+  enc->Encode(text.substr(text.size() / 2), wire);
+  const Outcome back = Decode(snappy, wire, wire.size() + 1, 1 << 16);
+  FUZZ_CHECK(!back.refused && back.plain == text);
+}
+
+}  // namespace
+}  // namespace cairn::nsq
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  cairn::fuzz::Input in(data, size);
+  const bool snappy = in.Bool();
+  const size_t step = 1 + in.Byte() % 64;
+  const size_t max = 1 + size_t{in.Byte()} * 257;
+  const std::string_view wire = in.Rest();
+  const auto whole = cairn::nsq::Decode(snappy, wire, wire.size() + 1, max);
+  const auto pieces = cairn::nsq::Decode(snappy, wire, step, max);
+  FUZZ_CHECK(whole.refused == pieces.refused);
+  FUZZ_CHECK(whole.plain == pieces.plain);
+  cairn::nsq::RoundTrip(snappy, wire);
+  return 0;
+}
