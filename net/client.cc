@@ -540,7 +540,7 @@ void Consumer::RedistributeRdy() {
   const auto now = std::chrono::steady_clock::now();
   for (Link& link : links_) {
     if (!Live(link) || link.rdy == 0) continue;
-    if (now - link.last_message > options_.low_rdy_idle_timeout ||
+    if (now - link.last_active > options_.low_rdy_idle_timeout ||
         now - link.rdy_changed > options_.low_rdy_timeout) {
       SetRdy(link, 0);
     }
@@ -570,12 +570,14 @@ void Consumer::Connect(size_t i, const tcp::endpoint& endpoint) {
   auto conn = std::make_shared<Connection>(ex_, endpoint, options_);
   links_[i].conn = conn;
   conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
-    if (rotating_) links_[i].last_message = std::chrono::steady_clock::now();
+    if (rotating_) links_[i].last_active = std::chrono::steady_clock::now();
     Delivered from = d;
     from.broker = i;
     handler_(from, MessageRef(c.weak(), d.id, i));
   });
-  conn->SetSettleHandler([this] {
+  conn->SetSettleHandler([this, i] {
+    // A settled message frees the broker to send the next at once: not idle yet.
+    if (rotating_) links_[i].last_active = std::chrono::steady_clock::now();
     if (rdy_wanted_) UpdateRdy();
   });
   conn->SetCloseHandler([this, i](const std::string&) {
@@ -598,7 +600,7 @@ void Consumer::Connect(size_t i, const tcp::endpoint& endpoint) {
       Link& link = links_[i];
       link.backoff = std::chrono::milliseconds(0);
       link.subscribed = true;
-      link.rdy_changed = link.last_message = std::chrono::steady_clock::now();
+      link.rdy_changed = link.last_active = std::chrono::steady_clock::now();
       UpdateRdy();
     });
   });

@@ -48,8 +48,8 @@ struct ClientOptions {
   size_t max_frame = 64u << 20;
   // A Consumer with more connections than max_in_flight gives RDY 1 to some of them in turn, as
   // go-nsq does (the names are its). Every rdy_redistribute_interval, a connection gives its RDY
-  // back if no message came on it for low_rdy_idle_timeout, or if it has held the RDY for
-  // low_rdy_timeout; what is freed goes to those that have waited longest.
+  // back if no message came or was settled on it for low_rdy_idle_timeout, or if it has held the
+  // RDY for low_rdy_timeout; what is freed goes to those that have waited longest.
   std::chrono::milliseconds rdy_redistribute_interval{5'000};
   std::chrono::milliseconds low_rdy_idle_timeout{10'000};
   std::chrono::milliseconds low_rdy_timeout{30'000};
@@ -200,9 +200,11 @@ struct LookupdDiscovery {
 // Consumes one topic/channel from one or more brokers, keeping a connection to each (reconnect
 // with backoff) and spreading max_in_flight over them as RDY: each connection's share is
 // max_in_flight divided among those connected, or RDY 1 in turn when they outnumber it (see
-// ClientOptions). The messages held never exceed max_in_flight, also while shares change: a
-// connection that keeps messages sent under a larger RDY holds them against the total, and the
-// others are raised only as they are settled.
+// ClientOptions). The messages held stay within max_in_flight while shares change: a connection
+// that keeps messages sent under a larger RDY holds them against the total, and the others are
+// raised only as they are settled. One transient, as in go-nsq: messages the broker had already
+// sent when a lower RDY reached it still arrive (a share shrinks when a broker joins, or an
+// active connection's RDY 1 rotates away after low_rdy_timeout).
 //
 // With LookupdDiscovery the brokers are the producers nsqlookupd lists for the topic: all of
 // them, asked at every poll (their union, so one nsqlookupd that restarted and lost some
@@ -245,7 +247,8 @@ class Consumer {
     std::optional<boost::asio::ip::tcp::endpoint> endpoint;  // given, not discovered
     std::shared_ptr<Connection> conn;
     int64_t rdy = 0;  // last sent on conn
-    std::chrono::steady_clock::time_point rdy_changed, last_message;
+    // When RDY last changed; when a message last came or was settled (while rotating).
+    std::chrono::steady_clock::time_point rdy_changed, last_active;
     std::chrono::milliseconds backoff{0};
     std::unique_ptr<boost::asio::steady_timer> retry;
     bool subscribed = false;

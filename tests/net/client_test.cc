@@ -355,14 +355,16 @@ std::vector<std::unique_ptr<nsq::Producer>> PublishToEach(
 
 TEST(Client, ConsumerHoldsAtMostMaxInFlightWhenBrokersOutnumberItAndServesThemInTurn) {
   // Three brokers with two messages each, max_in_flight 2: RDY 1 goes to two connections at a
-  // time and rotates (as go-nsq's does), so the third broker's messages still come.
+  // time and rotates (as go-nsq's does), so the third broker's messages still come. Rotation here
+  // is by idleness only (a connection whose messages are all held, or that has none, is idle);
+  // taking RDY from an active one after low_rdy_timeout may let a message already on its way
+  // arrive beside the next connection's, which this test does not allow.
   BrokerHarness a, b, c;
   ClientLoop loop;
-  auto producers = PublishToEach(loop, {&a, &b, &c}, 2);
   nsq::ClientOptions options;
   options.rdy_redistribute_interval = 20ms;
-  options.low_rdy_idle_timeout = 50ms;
-  options.low_rdy_timeout = 100ms;
+  options.low_rdy_idle_timeout = 200ms;
+  options.low_rdy_timeout = 600s;
   Holder holder;
   auto consumer = loop.Run([&] {
     auto con = std::make_unique<nsq::Consumer>(
@@ -371,6 +373,9 @@ TEST(Client, ConsumerHoldsAtMostMaxInFlightWhenBrokersOutnumberItAndServesThemIn
     con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) { holder.Take(d, ref); });
     return con;
   });
+  // Published once all three are connected: until then a connection's share is larger.
+  ASSERT_TRUE(Eventually([&] { return loop.Run([&] { return consumer->connected(); }) == 3; }));
+  auto producers = PublishToEach(loop, {&a, &b, &c}, 2);
   // Settle in rounds: each time two are held, no third arrives until they are finished.
   for (int round = 0; round < 10 && holder.Seen() < 6; ++round) {
     ASSERT_TRUE(Eventually([&] { return holder.Held() >= 2 || holder.Seen() == 6; }, 5s))
