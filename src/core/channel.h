@@ -59,6 +59,10 @@ struct ClientStats {
   int64_t connect_ts = 0;  // seconds since the epoch
   int32_t sample_rate = 0;
   std::vector<std::pair<std::string, uint64_t>> pub_counts;  // messages published, per topic
+  bool snappy = false, deflate = false, tls = false;
+  std::string tls_cipher_suite, tls_version;  // IANA's suite name; "TLS1.2", as nsqd shows them
+  bool authed = false;
+  std::string auth_identity, auth_identity_url;
 };
 
 // A consumer connection subscribed to a channel: the TCP session implements it.

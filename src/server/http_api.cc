@@ -124,18 +124,23 @@ Json ClientJson(const ClientStats& c) {
   j["requeue_count"] = c.requeue_count;
   j["connect_ts"] = c.connect_ts;
   j["sample_rate"] = c.sample_rate;
-  j["deflate"] = false;
-  j["snappy"] = false;
+  j["deflate"] = c.deflate;
+  j["snappy"] = c.snappy;
   j["user_agent"] = c.user_agent;
+  if (c.authed) {  // as nsqd: left out when empty
+    j["authed"] = true;
+    if (!c.auth_identity.empty()) j["auth_identity"] = c.auth_identity;
+    if (!c.auth_identity_url.empty()) j["auth_identity_url"] = c.auth_identity_url;
+  }
   if (!c.pub_counts.empty()) {
     j["pub_counts"] = Json::array();
     for (const auto& [topic, count] : c.pub_counts) {
       j["pub_counts"].push_back(Json{{"topic", topic}, {"count", count}});
     }
   }
-  j["tls"] = false;
-  j["tls_cipher_suite"] = "";
-  j["tls_version"] = "";
+  j["tls"] = c.tls;
+  j["tls_cipher_suite"] = c.tls_cipher_suite;
+  j["tls_version"] = c.tls_version;
   j["tls_negotiated_protocol"] = "";
   j["tls_negotiated_protocol_is_mutual"] = false;
   return j;
@@ -540,7 +545,7 @@ void HttpApi::Info(const Call& call) {
   j["max_heartbeat_interval"] = ns(options_.max_heartbeat_interval);
   j["max_output_buffer_size"] = options_.max_output_buffer_size;
   j["max_output_buffer_timeout"] = ns(options_.max_output_buffer_timeout);
-  j["max_deflate_level"] = 6;
+  j["max_deflate_level"] = options_.max_deflate_level;
   call.respond(JsonBody(j));
 }
 

@@ -21,7 +21,7 @@ constexpr char kDecodeError[] = "failed to decode JSON body";
 // past the field's width) fails the whole IDENTIFY.
 struct Fields {
   std::optional<int64_t> heartbeat_interval, output_buffer_size, output_buffer_timeout, msg_timeout,
-      sample_rate;
+      sample_rate, deflate_level;
   std::optional<bool> feature_negotiation, tls_v1, snappy, deflate;
   std::optional<std::string> client_id, hostname, user_agent;
 };
@@ -107,8 +107,8 @@ class IdentifyReader final : public nlohmann::json_sax<Json> {
   static bool IsKnown(const std::string& k) {
     return k == "heartbeat_interval" || k == "output_buffer_size" || k == "output_buffer_timeout" ||
            k == "msg_timeout" || k == "sample_rate" || k == "feature_negotiation" ||
-           k == "tls_v1" || k == "snappy" || k == "deflate" || k == "client_id" ||
-           k == "hostname" || k == "user_agent";
+           k == "tls_v1" || k == "snappy" || k == "deflate" || k == "deflate_level" ||
+           k == "client_id" || k == "hostname" || k == "user_agent";
   }
   bool Fail() {
     failed = true;
@@ -142,6 +142,7 @@ class IdentifyReader final : public nlohmann::json_sax<Json> {
                                   : k == "output_buffer_timeout" ? &fields.output_buffer_timeout
                                   : k == "msg_timeout"           ? &fields.msg_timeout
                                   : k == "sample_rate"           ? &fields.sample_rate
+                                  : k == "deflate_level"         ? &fields.deflate_level
                                                                  : nullptr;
     if (out == nullptr) return IsKnown(k) ? Fail() : true;
     // Go decodes into the field's width: int64, or int32 for sample_rate.
@@ -227,6 +228,16 @@ Result<bool> ApplyIdentify(std::string_view body, const SessionOptions& options,
     s->msg_timeout = ms(v);
   }
   s->feature_negotiation = f.feature_negotiation.value_or(false);
+  if (s->feature_negotiation) {
+    // What the client asked for and the broker offers; both compressions at once is refused by
+    // the session (E_IDENTIFY_FAILED), after this answer's checks.
+    s->tls_v1 = options.tls != nullptr && f.tls_v1.value_or(false);
+    s->snappy = options.snappy && f.snappy.value_or(false);
+    s->deflate = options.deflate && f.deflate.value_or(false);
+    int64_t level = 6;
+    if (s->deflate && f.deflate_level.value_or(0) > 0) level = *f.deflate_level;
+    s->deflate_level = static_cast<int>(std::min<int64_t>(level, options.max_deflate_level));
+  }
   return s->feature_negotiation;
 }
 
@@ -237,13 +248,13 @@ std::string NegotiatedJson(const IdentifySettings& s, const SessionOptions& opti
   j["version"] = kNsqdVersion;
   j["max_msg_timeout"] = broker.max_msg_timeout.count();
   j["msg_timeout"] = s.msg_timeout.count();
-  j["tls_v1"] = false;
-  j["deflate"] = false;
-  j["deflate_level"] = 6;
-  j["max_deflate_level"] = 6;
-  j["snappy"] = false;
+  j["tls_v1"] = s.tls_v1;
+  j["deflate"] = s.deflate;
+  j["deflate_level"] = s.deflate_level;
+  j["max_deflate_level"] = options.max_deflate_level;
+  j["snappy"] = s.snappy;
   j["sample_rate"] = s.sample_rate;
-  j["auth_required"] = false;
+  j["auth_required"] = !options.auth_http_addresses.empty();
   j["output_buffer_size"] = s.output_buffer_size;
   j["output_buffer_timeout"] = s.output_buffer_timeout.count();
   j["topology_region"] = "";

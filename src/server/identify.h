@@ -24,15 +24,19 @@ struct IdentifySettings {
   int32_t sample_rate = 0;  // 0: every message
   std::string client_id, hostname, user_agent;
   bool feature_negotiation = false;
+  // Negotiated (with feature_negotiation only): what the connection switches to right after the
+  // answer, in this order.
+  bool tls_v1 = false, snappy = false, deflate = false;
+  int deflate_level = 6;
 
   static IdentifySettings Defaults(const SessionOptions& options);
 };
 
 // Applies an IDENTIFY body to `settings`. Returns whether the client asked for feature
 // negotiation, or kInvalidArgument with the text of nsqd's E_BAD_BODY error ("heartbeat interval
-// (5) is invalid").
-// TLS, snappy and deflate are not supported: negotiation answers false and the client carries
-// on in plain text, as it does with an nsqd that has them turned off.
+// (5) is invalid"). TLS, snappy and deflate are negotiated as nsqd does: each on when the client
+// asks and the broker offers it; the deflate level is the client's (6 if it names none), at
+// most --max-deflate-level.
 Result<bool> ApplyIdentify(std::string_view body, const SessionOptions& options,
                            const BrokerOptions& broker, IdentifySettings* settings);
 

@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "net/tls.h"
 #include "src/base/address.h"
 #include "src/base/duration_flag.h"
 #include "src/server/server.h"
@@ -32,7 +33,78 @@ struct Flags {
   std::string sync = "always", codec = "lz4", tcp_address = "0.0.0.0:4150",
               http_address = "0.0.0.0:4151";
   std::chrono::milliseconds retention_age;
+  net::TlsServerFiles tls;
+  std::string tls_client_auth_policy, tls_required = "false";
 };
+
+// TLS, compression and AUTH: nsqd 1.3.0's flags, names, defaults and values.
+void AddSecurityFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
+  app.add_option("--tls-cert", flags->tls.cert, "path to certificate file");
+  app.add_option("--tls-key", flags->tls.key, "path to key file");
+  app.add_option("--tls-root-ca-file", flags->tls.root_ca, "path to certificate authority file");
+  app.add_option("--tls-client-auth-policy", flags->tls_client_auth_policy,
+                 "client certificate auth policy ('require' or 'require-verify')");
+  app.add_option("--tls-required", flags->tls_required,
+                 "require TLS for client connections (true, false, tcp-https)")
+      ->expected(0, 1)
+      ->default_str("false");
+  app.add_option("--tls-min-version", flags->tls.min_version,
+                 "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', 'tls1.2' or "
+                 "'tls1.3')")
+      ->capture_default_str();
+  app.add_flag("--snappy,!--no-snappy", options->session.snappy,
+               "enable snappy feature negotiation (client compression)")
+      ->capture_default_str();
+  app.add_flag("--deflate,!--no-deflate", options->session.deflate,
+               "enable deflate feature negotiation (client compression)")
+      ->capture_default_str();
+  app.add_option("--max-deflate-level", options->session.max_deflate_level,
+                 "max deflate compression level a client can negotiate (> values == > CPU usage)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 9));
+  app.add_option("--auth-http-address", options->session.auth_http_addresses,
+                 "<addr>:<port> or a full url to query auth server (may be given multiple times)")
+      ->allow_extra_args(false);
+  app.add_option("--auth-http-request-method", options->session.auth_http_request_method,
+                 "HTTP method to use for auth server requests (get or post)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"get", "post"}));
+}
+
+// --tls-* into the session's TLS context and policy. As nsqd: a client auth policy implies
+// --tls-required, and TLS cannot be required without a certificate.
+Status ResolveTls(const Flags& flags, ServerOptions* options) {
+  auto policy = net::ParseClientAuthPolicy(flags.tls_client_auth_policy);
+  if (!policy) return Fail("--tls-client-auth-policy", policy.error());
+  using Required = SessionOptions::TlsRequired;
+  Required required = Required::kNo;
+  if (flags.tls_required == "true" || flags.tls_required.empty()) {
+    required = Required::kAll;
+  } else if (flags.tls_required == "tcp-https") {
+    required = Required::kTcp;
+  } else if (flags.tls_required != "false") {
+    return Fail(
+        Errc::kInvalidArgument,
+        fmt::format("--tls-required: {:?} is not true, false or tcp-https", flags.tls_required));
+  }
+  if (*policy != net::ClientAuthPolicy::kNone && required == Required::kNo) {
+    required = Required::kAll;
+  }
+  if (flags.tls.cert.empty() && flags.tls.key.empty()) {
+    if (required != Required::kNo) {
+      return Fail(Errc::kInvalidArgument,
+                  "cannot require TLS client connections without TLS key and cert");
+    }
+    return {};
+  }
+  net::TlsServerFiles files = flags.tls;
+  files.client_auth = *policy;
+  auto ctx = net::MakeServerTls(files);
+  if (!ctx) return Fail("failed to build TLS config", ctx.error());
+  options->session.tls = *ctx;
+  options->session.tls_required = required;
+  return {};
+}
 
 // cairnd's flags, nsqd's names and defaults where nsqd has the same concept.
 void AddFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
@@ -96,6 +168,7 @@ void AddFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
       ->capture_default_str();
   app.add_option("--compression", flags->codec, "default batch codec: none, lz4 or zstd")
       ->capture_default_str();
+  AddSecurityFlags(app, options, flags);
 }
 
 // Reads the flags kept as text into `options`; the error names the flag.
@@ -119,7 +192,7 @@ Status Resolve(const Flags& flags, ServerOptions* options) {
   options->store.default_retention.age = flags.retention_age;
   options->tcp_address = *endpoint;
   options->http_address = *http_endpoint;
-  return {};
+  return ResolveTls(flags, options);
 }
 
 // Runs the server on `io` until a signal on `signals` has drained it; the exit status.

@@ -7,6 +7,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace cairn {
 
@@ -43,6 +50,23 @@ struct SessionOptions {
 
   // Appends a connection may have waiting for durability at once (pipelined PUB/MPUB).
   size_t max_pending_publishes = 64;
+
+  // Stream compression a client may negotiate in IDENTIFY (nsqd's --snappy, --deflate,
+  // --max-deflate-level).
+  bool snappy = true;
+  bool deflate = true;
+  int max_deflate_level = 6;
+
+  // TLS, offered in IDENTIFY (tls_v1) when set: the server's certificate and client policy.
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  // nsqd's --tls-required: kTcp refuses every command but IDENTIFY before the upgrade (nsqd's
+  // "tcp-https"); kAll also refuses HTTP on the plain listener ("true").
+  enum class TlsRequired { kNo, kTcp, kAll };
+  TlsRequired tls_required = TlsRequired::kNo;
+
+  // nsqd's AUTH: the auth servers asked ("host:port" or a full URL), and how.
+  std::vector<std::string> auth_http_addresses;
+  std::string auth_http_request_method = "get";
 };
 
 }  // namespace cairn

@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -20,6 +21,8 @@
 
 #include "net/input_buffer.h"
 #include "net/protocol.h"
+#include "net/stream_codec.h"
+#include "net/tls.h"
 #include "src/base/clock.h"
 #include "src/server/errors.h"
 #include "src/server/identify.h"
@@ -39,6 +42,28 @@ nsq::ProtocolError Invalid(std::string text) { return {"E_INVALID", std::move(te
 // still read: its NOPs, FINs and TOUCHes go on working. Only a client that also sends commands
 // with answers and does not read them reaches this one.
 constexpr size_t kResponseRoom = 1u << 20;
+
+// Bytes read from the socket at a time, and decompressed at a time.
+constexpr size_t kReadSize = 64 * 1024;
+// As nsqd: a client that negotiated TLS has this long to complete the handshake.
+constexpr auto kTlsHandshakeTimeout = 5s;
+
+using TlsStream = asio::ssl::stream<tcp::socket&>;
+
+// nsqd's names for TLS versions in /stats.
+std::string TlsVersionName(SSL* ssl) {
+  switch (SSL_version(ssl)) {
+    case TLS1_VERSION:
+      return "TLS1.0";
+    case TLS1_1_VERSION:
+      return "TLS1.1";
+    case TLS1_2_VERSION:
+      return "TLS1.2";
+    case TLS1_3_VERSION:
+      return "TLS1.3";
+  }
+  return SSL_get_version(ssl);
+}
 
 }  // namespace
 
@@ -129,6 +154,16 @@ class TcpSession final : public Subscriber,
     c.connect_ts = connect_ts_;
     c.sample_rate = settings_.sample_rate;
     c.pub_counts.assign(pub_counts_.begin(), pub_counts_.end());
+    c.snappy = encoder_ != nullptr && settings_.snappy;
+    c.deflate = encoder_ != nullptr && settings_.deflate;
+    if (tls_ != nullptr && !handshaking_) {
+      c.tls = true;
+      SSL* ssl = tls_->native_handle();
+      if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl)) {
+        c.tls_cipher_suite = SSL_CIPHER_standard_name(cipher);
+      }
+      c.tls_version = TlsVersionName(ssl);
+    }
     return c;
   }
 
@@ -163,17 +198,110 @@ class TcpSession final : public Subscriber,
         if (fatal_) break;
       }
       if (fatal_ || stop_reading_ || closed_) break;
+      if (upgrading_ && !co_await Upgrade()) break;
       co_await ReadSome(ec);
       if (ec) break;
     }
     Teardown();
   }
 
+  // Reads some commands' bytes into in_: from the socket, through TLS and the decompressor when
+  // they were negotiated. A compressed stream is decoded a slice at a time, as commands are
+  // parsed, so that a small input that inflates hugely is never held whole.
   asio::awaitable<void> ReadSome(boost::system::error_code& ec) {
-    auto space = in_.Prepare(64 * 1024);
-    const size_t n = co_await socket_.async_read_some(
-        asio::buffer(space.data(), space.size()), asio::redirect_error(asio::use_awaitable, ec));
-    in_.Commit(n);
+    if (!decoder_) {
+      auto space = in_.Prepare(kReadSize);
+      in_.Commit(co_await RawRead(space, ec));
+      co_return;
+    }
+    for (;;) {
+      auto decoded = decoder_->Decode(in_, kReadSize);
+      if (!decoded) {
+        spdlog::info("client={} {}, closing", remote_, decoded.error().message);
+        ec = asio::error::invalid_argument;
+        co_return;
+      }
+      if (*decoded > 0) co_return;
+      auto space = decoder_->wire().Prepare(kReadSize);
+      decoder_->wire().Commit(co_await RawRead(space, ec));
+      if (ec) co_return;
+    }
+  }
+
+  asio::awaitable<size_t> RawRead(std::span<char> space, boost::system::error_code& ec) {
+    auto buffer = asio::buffer(space.data(), space.size());
+    auto token = asio::redirect_error(asio::use_awaitable, ec);
+    if (tls_) co_return co_await tls_->async_read_some(buffer, token);
+    co_return co_await socket_.async_read_some(buffer, token);
+  }
+
+  // IDENTIFY negotiated TLS or compression. Once its answer, and everything before it, is
+  // written as it was negotiated (in plain text), the connection switches: TLS first, then
+  // snappy or deflate, each confirmed by an OK sent in the new form, as nsqd does. False if the
+  // connection was lost or the handshake failed.
+  asio::awaitable<bool> Upgrade() {
+    if (!co_await OutputWritten()) co_return false;
+    if (settings_.tls_v1) {
+      if (!co_await HandshakeTls()) co_return false;
+      RespondText(nsq::kOk);
+      if (!co_await OutputWritten()) co_return false;
+    }
+    if (settings_.snappy || settings_.deflate) {
+      if (settings_.snappy) {
+        encoder_ = nsq::MakeSnappyEncoder();
+        decoder_ = nsq::MakeSnappyDecoder();
+      } else {
+        encoder_ = nsq::MakeDeflateEncoder(settings_.deflate_level);
+        decoder_ = nsq::MakeDeflateDecoder();
+      }
+      // Whatever the client sent after IDENTIFY is already compressed.
+      const std::string_view rest = in_.data();
+      auto space = decoder_->wire().Prepare(rest.size());
+      std::copy(rest.begin(), rest.end(), space.data());
+      decoder_->wire().Commit(rest.size());
+      in_.Consume(rest.size());
+      RespondText(nsq::kOk);
+    }
+    upgrading_ = false;
+    StartWrite();
+    co_return true;
+  }
+
+  asio::awaitable<bool> HandshakeTls() {
+    tls_ = std::make_unique<TlsStream>(socket_, *options_.tls);
+    handshaking_ = true;
+    asio::steady_timer deadline(socket_.get_executor());
+    deadline.expires_after(kTlsHandshakeTimeout);
+    deadline.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      if (auto self = weak.lock(); self && !ec) self->Close();
+    });
+    boost::system::error_code ec;
+    // Bytes that arrived after IDENTIFY are the start of the client's handshake.
+    co_await tls_->async_handshake(asio::ssl::stream_base::server, asio::buffer(in_.data()),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    deadline.cancel();
+    in_.Consume(in_.size());
+    handshaking_ = false;
+    if (ec || closed_) {
+      spdlog::info("client={} TLS handshake failed: {}", remote_,
+                   closed_ && !ec ? "timed out" : ec.message());
+      co_return false;
+    }
+    common_name_ = net::PeerCommonName(tls_->native_handle());
+    co_return true;
+  }
+
+  // Waits until everything answered so far has been written, publishes waiting for durability
+  // included. False if the connection closed first.
+  asio::awaitable<bool> OutputWritten() {
+    StartWrite();
+    while (!closed_ &&
+           !(slots_.empty() && out_.empty() && !writing_ && written_ == write_buf_.size())) {
+      boost::system::error_code ec;
+      resume_.expires_at(asio::steady_timer::time_point::max());
+      co_await resume_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return !closed_;
   }
 
   // Commands are not read while the connection has as many publishes waiting for durability as
@@ -185,7 +313,8 @@ class TcpSession final : public Subscriber,
 
   void ProcessInput() {
     size_t pos = 0;
-    while (!fatal_ && !closed_ && !InputPaused()) {
+    // After an IDENTIFY that upgrades the connection, the rest is read in its new form.
+    while (!fatal_ && !closed_ && !upgrading_ && !InputPaused()) {
       auto outcome = nsq::ParseCommand(in_.data().substr(pos), limits_);
       if (std::holds_alternative<nsq::NeedMore>(outcome)) break;
       if (auto* err = std::get_if<nsq::ProtocolError>(&outcome)) {
@@ -218,6 +347,11 @@ class TcpSession final : public Subscriber,
   }
 
   std::optional<nsq::ProtocolError> Exec(const nsq::Command& cmd) {
+    if (cmd.verb != nsq::Verb::kIdentify && tls_ == nullptr &&
+        options_.tls_required != SessionOptions::TlsRequired::kNo) {
+      return Invalid(
+          fmt::format("cannot {} in current state (TLS required)", nsq::VerbName(cmd.verb)));
+    }
     switch (cmd.verb) {
       case nsq::Verb::kIdentify:
         return Identify(cmd);
@@ -256,9 +390,14 @@ class TcpSession final : public Subscriber,
     ArmHeartbeat();
     if (!*applied) {
       RespondText(nsq::kOk);
-    } else {
-      RespondText(NegotiatedJson(settings_, options_, broker_.options()));
+      return std::nullopt;
     }
+    if (settings_.snappy && settings_.deflate) {
+      return nsq::ProtocolError{"E_IDENTIFY_FAILED",
+                                "cannot enable both deflate and snappy compression", true};
+    }
+    RespondText(NegotiatedJson(settings_, options_, broker_.options()));
+    upgrading_ = settings_.tls_v1 || settings_.snappy || settings_.deflate;
     return std::nullopt;
   }
 
@@ -417,7 +556,7 @@ class TcpSession final : public Subscriber,
   size_t PendingOutput() const { return out_.size() + (write_buf_.size() - written_); }
 
   void StartWrite() {
-    if (writing_ || closed_) return;
+    if (writing_ || closed_ || handshaking_) return;
     if (written_ == write_buf_.size()) {
       if (out_.empty()) {
         if (close_after_flush_) Close();
@@ -427,17 +566,27 @@ class TcpSession final : public Subscriber,
       // A burst (a backlog delivered at full RDY) must not leave megabytes behind on every idle
       // connection.
       if (write_buf_.capacity() > InputBuffer::kKeepBytes) std::string().swap(write_buf_);
-      write_buf_.swap(out_);
+      if (encoder_) {
+        encoder_->Encode(out_, write_buf_);
+        out_.clear();
+        if (out_.capacity() > InputBuffer::kKeepBytes) std::string().swap(out_);
+      } else {
+        write_buf_.swap(out_);
+      }
       written_ = 0;
     }
     writing_ = true;
     // write_some, not write: each completion is the client taking bytes, which is what keeps a
     // slow reader alive while its heartbeats wait behind the messages queued before them.
-    socket_.async_write_some(
-        asio::buffer(write_buf_.data() + written_, write_buf_.size() - written_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-          self->OnWritten(ec, n);
-        });
+    auto buffer = asio::buffer(write_buf_.data() + written_, write_buf_.size() - written_);
+    auto done = [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+      self->OnWritten(ec, n);
+    };
+    if (tls_) {
+      tls_->async_write_some(buffer, std::move(done));
+    } else {
+      socket_.async_write_some(buffer, std::move(done));
+    }
   }
 
   void OnWritten(boost::system::error_code ec, size_t n) {
@@ -540,8 +689,11 @@ class TcpSession final : public Subscriber,
       return;
     }
     if (now >= next_heartbeat_) {
-      nsq::AppendResponse(out_, nsq::kHeartbeat);
-      StartWrite();
+      // Not while the connection switches to TLS or compression: the client expects an OK next.
+      if (!upgrading_) {
+        nsq::AppendResponse(out_, nsq::kHeartbeat);
+        StartWrite();
+      }
       next_heartbeat_ = now + settings_.heartbeat_interval;
     }
     ScheduleHeartbeat();
@@ -565,12 +717,20 @@ class TcpSession final : public Subscriber,
   int64_t in_flight_ = 0;
   bool pump_ = false;
 
-  InputBuffer in_;
-  std::string out_, write_buf_;
-  size_t written_ = 0;  // bytes of write_buf_ the socket has taken
+  InputBuffer in_;               // commands' bytes, decrypted and decompressed
+  std::string out_, write_buf_;  // out_ as written; write_buf_ as sent (compressed)
+  size_t written_ = 0;           // bytes of write_buf_ the socket has taken
   bool writing_ = false;
   std::deque<Slot> slots_;
   uint64_t slot_base_ = 0;
+
+  // The stream's layers, set up after IDENTIFY.
+  std::unique_ptr<TlsStream> tls_;
+  std::unique_ptr<nsq::StreamEncoder> encoder_;
+  std::unique_ptr<nsq::StreamDecoder> decoder_;
+  std::string common_name_;  // of the client's certificate
+  bool upgrading_ = false;   // from an IDENTIFY that negotiated them until they are in place
+  bool handshaking_ = false;
 
   bool fatal_ = false;
   bool stop_reading_ = false;

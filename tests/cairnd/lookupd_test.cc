@@ -20,14 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
 
-#define REQUIRE_NSQ_BINARY(var, name)     \
-  std::string var;                        \
-  {                                       \
-    std::string why;                      \
-    var = NsqBinary(name, &why);          \
-    if (var.empty()) GTEST_SKIP() << why; \
-  }
-
 // nsqlookupd's /lookup?topic= answer, or null when it knows no such topic.
 Json Lookup(uint16_t lookupd_http_port, const std::string& topic) {
   HttpClient http(lookupd_http_port);
@@ -62,17 +54,6 @@ Json NodeTopics(uint16_t lookupd_http_port, uint16_t tcp_port) {
     if (p.value("tcp_port", 0) == tcp_port) return p["topics"];
   }
   return nullptr;
-}
-
-// Runs a shell command to its end: its exit status and what it printed (stdout, and stderr if
-// the command sends it there).
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string output;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
-  return {WEXITSTATUS(pclose(p)), output};
 }
 
 std::vector<std::string> LookupdFlags(const LookupdProcess& lookupd) {

@@ -471,6 +471,26 @@ inline std::string NsqBinary(const std::string& name, std::string* why) {
   return path;
 }
 
+// Declares `var`, the path of NSQ's binary `name`, or skips the test saying why it is missing.
+#define REQUIRE_NSQ_BINARY(var, name)     \
+  std::string var;                        \
+  {                                       \
+    std::string why;                      \
+    var = NsqBinary(name, &why);          \
+    if (var.empty()) GTEST_SKIP() << why; \
+  }
+
+// Runs a shell command to its end: its exit status and what it printed (stdout, and stderr if
+// the command sends it there).
+inline std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string output;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
+  return {WEXITSTATUS(pclose(p)), output};
+}
+
 // nsqadmin from $NSQ_BIN_DIR on loopback, reading the fleet from nsqlookupd.
 class NsqadminProcess : public ListeningProcess {
  public:

@@ -1,0 +1,233 @@
+// cairnd secured as nsqd is: TLS, snappy and deflate negotiated in IDENTIFY, with go-nsq
+// (gonsq_roundtrip2 from $NSQ_BIN_DIR) on the other end; the clients that must not get in are
+// refused with nsqd's errors, compared with a real nsqd where the text matters. Certificates are
+// made for each run with openssl.
+#include <chrono>
+#include <string>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/eventually.h"
+#include "tests/server/test_support.h"
+
+namespace cairn::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::json;
+
+// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate from the same CA
+// (CN=client-a), and a second CA with a client certificate of its own (CN=client-b).
+class Certificates {
+ public:
+  Certificates() {
+    const std::string make = fmt::format(
+        "cd {0} && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=cairn-test-ca && "
+        "openssl req -x509 $K -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other && "
+        "openssl req $K -keyout server.key -out server.csr -subj /CN=localhost && "
+        "echo subjectAltName=DNS:localhost,IP:127.0.0.1 > san.cnf && "
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 2 -extfile san.cnf && "
+        "openssl req $K -keyout client.key -out client.csr -subj /CN=client-a && "
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out client.pem -days 2 && "
+        "openssl req $K -keyout stranger.key -out stranger.csr -subj /CN=client-b && "
+        "openssl x509 -req -in stranger.csr -CA other-ca.pem -CAkey other-ca.key "
+        "-CAcreateserial -out stranger.pem -days 2",
+        dir_.path());
+    auto [status, output] = RunCommand(make + " 2>&1");
+    ok_ = status == 0;
+    if (!ok_) ADD_FAILURE() << "openssl: " << output;
+  }
+  bool ok() const { return ok_; }
+  std::string operator[](const std::string& file) const { return dir_.path() + "/" + file; }
+  // cairnd's flags for its certificate.
+  std::vector<std::string> ServerFlags() const {
+    return {"--tls-cert=" + (*this)["server.pem"], "--tls-key=" + (*this)["server.key"]};
+  }
+
+ private:
+  TempDir dir_;
+  bool ok_ = false;
+};
+
+// gonsq_roundtrip2 against `port` with `flags`: its exit status and output.
+std::pair<int, std::string> GoNsq(const std::string& roundtrip, uint16_t port,
+                                  const std::string& flags) {
+  return RunCommand(fmt::format("{} -nsqd-tcp-address=127.0.0.1:{} -n 100 -timeout=20s {} 2>&1",
+                                roundtrip, port, flags));
+}
+
+TEST(Security, GoNsqRoundTripsOverTlsSnappyDeflateAndTheirCombinations) {
+  REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  TempDir dir;
+  CairndProcess cairnd(dir.path(), certs.ServerFlags());
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  const std::string tls = "-tls -tls-root-ca-file=" + certs["ca.pem"];
+  const std::pair<std::string, std::string> cases[] = {
+      {"", "negotiated=none-requested"},
+      {"-snappy", "negotiated=snappy(producer=1,consumer=1)"},
+      {"-deflate -deflate-level=9", "negotiated=deflate(producer=1,consumer=1)"},
+      {tls, "negotiated=tls(producer=1,consumer=1)"},
+      {tls + " -snappy", "tls(producer=1,consumer=1),snappy(producer=1,consumer=1)"},
+      {tls + " -deflate", "tls(producer=1,consumer=1),deflate(producer=1,consumer=1)"},
+  };
+  int topic = 0;
+  for (const auto& [flags, negotiated] : cases) {
+    auto [status, output] =
+        GoNsq(roundtrip, cairnd.port(), fmt::format("-topic=t{} {}", topic++, flags));
+    EXPECT_EQ(status, 0) << flags << "\n" << output << cairnd.log();
+    EXPECT_NE(output.find("gonsq_roundtrip2 ok"), std::string::npos) << flags << "\n" << output;
+    EXPECT_NE(output.find(negotiated), std::string::npos) << flags << "\n" << output;
+  }
+}
+
+TEST(Security, ClientsWithoutTheRightCertificatesAreRefused) {
+  REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  TempDir dir;
+  std::vector<std::string> flags = certs.ServerFlags();
+  flags.push_back("--tls-client-auth-policy=require-verify");
+  flags.push_back("--tls-root-ca-file=" + certs["ca.pem"]);
+  CairndProcess cairnd(dir.path(), flags);
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  const std::string tls = "-tls -tls-root-ca-file=" + certs["ca.pem"];
+  // The CA's own client gets in.
+  auto [good, good_output] = GoNsq(
+      roundtrip, cairnd.port(),
+      fmt::format("{} -tls-cert={} -tls-key={}", tls, certs["client.pem"], certs["client.key"]));
+  EXPECT_EQ(good, 0) << good_output << cairnd.log();
+  // One whose certificate another CA signed, one with none, and one that does not trust the
+  // server's CA: refused in the handshake; cairnd carries on.
+  const std::string refused[] = {
+      fmt::format("{} -tls-cert={} -tls-key={}", tls, certs["stranger.pem"], certs["stranger.key"]),
+      tls,
+      fmt::format("-tls -tls-root-ca-file={} -tls-cert={} -tls-key={}", certs["other-ca.pem"],
+                  certs["client.pem"], certs["client.key"]),
+  };
+  for (const std::string& f : refused) {
+    auto [status, output] = GoNsq(roundtrip, cairnd.port(), f + " -timeout=5s");
+    EXPECT_NE(status, 0) << f << "\n" << output;
+    EXPECT_EQ(output.find("gonsq_roundtrip2 ok"), std::string::npos) << f << "\n" << output;
+  }
+  // Under a client auth policy TLS is required, as in nsqd: a plain client may IDENTIFY, and
+  // nothing else.
+  RawClient plain(cairnd.port());
+  plain.Identify("{}");
+  plain.CmdBody("PUB t", "x");
+  plain.ExpectError("E_INVALID cannot PUB in current state (TLS required)");
+  EXPECT_TRUE(plain.ClosedByPeer());
+  HttpClient http(cairnd.http_port());
+  EXPECT_EQ(http.Get("/ping").status, 200);
+}
+
+// What nsqd answers a raw exchange, beside cairnd's, when $NSQ_BIN_DIR has nsqd.
+struct Answers {
+  std::vector<std::string> cairnd, nsqd;
+};
+
+// Runs `exchange` (which returns the frames it read, as text) against cairnd and nsqd started
+// with the same `flags`.
+template <class Exchange>
+Answers BothAnswer(const std::vector<std::string>& flags, Exchange exchange) {
+  Answers a;
+  TempDir dir;
+  CairndProcess cairnd(dir.path(), flags);
+  if (cairnd.port() == 0) {
+    ADD_FAILURE() << cairnd.startup_log();
+    return a;
+  }
+  a.cairnd = exchange(cairnd.port());
+  std::string why;
+  const std::string nsqd_bin = NsqBinary("nsqd", &why);
+  if (nsqd_bin.empty()) return a;
+  TempDir nsqd_dir;
+  std::vector<std::string> args = {nsqd_bin, "--data-path=" + nsqd_dir.path(),
+                                   "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
+                                   "--https-address="};
+  args.insert(args.end(), flags.begin(), flags.end());
+  ListeningProcess nsqd(args);
+  if (nsqd.port() == 0) {
+    ADD_FAILURE() << nsqd.log();
+    return a;
+  }
+  a.nsqd = exchange(nsqd.port());
+  return a;
+}
+
+std::string FrameText(const std::optional<RawFrame>& f) {
+  if (!f) return "(closed)";
+  return fmt::format("{} {}", static_cast<int>(f->type), f->data);
+}
+
+TEST(Security, RefusalsAreNsqds) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  // Both compressions at once.
+  auto both = BothAnswer({}, [](uint16_t port) {
+    RawClient c(port);
+    c.CmdBody("IDENTIFY", R"({"feature_negotiation":true,"snappy":true,"deflate":true})");
+    return std::vector<std::string>{FrameText(c.Read()), c.ClosedByPeer() ? "closed" : "open"};
+  });
+  EXPECT_EQ(
+      both.cairnd,
+      (std::vector<std::string>{
+          "1 E_IDENTIFY_FAILED cannot enable both deflate and snappy compression", "closed"}));
+  if (!both.nsqd.empty()) {
+    EXPECT_EQ(both.cairnd, both.nsqd);
+  }
+  // A plain client where TLS is required: every command but IDENTIFY.
+  std::vector<std::string> flags = certs.ServerFlags();
+  flags.push_back("--tls-required=tcp-https");
+  auto required = BothAnswer(flags, [](uint16_t port) {
+    std::vector<std::string> out;
+    for (const char* cmd : {"NOP", "SUB t c", "RDY 1"}) {
+      RawClient c(port);
+      c.Cmd(cmd);
+      out.push_back(FrameText(c.Read()));
+    }
+    RawClient c(port);
+    c.CmdBody("IDENTIFY", R"({"feature_negotiation":true,"tls_v1":true})");
+    auto negotiated = c.Read();
+    out.push_back(negotiated && Json::parse(negotiated->data, nullptr, false).value("tls_v1", false)
+                      ? "tls negotiated"
+                      : "no tls");
+    return out;
+  });
+  EXPECT_EQ(required.cairnd,
+            (std::vector<std::string>{"1 E_INVALID cannot NOP in current state (TLS required)",
+                                      "1 E_INVALID cannot SUB in current state (TLS required)",
+                                      "1 E_INVALID cannot RDY in current state (TLS required)",
+                                      "tls negotiated"}));
+  if (!required.nsqd.empty()) {
+    EXPECT_EQ(required.cairnd, required.nsqd);
+  }
+}
+
+TEST(Security, ACorruptCompressedStreamClosesThatConnectionOnly) {
+  TempDir dir;
+  CairndProcess cairnd(dir.path());
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  for (const char* codec : {"snappy", "deflate"}) {
+    RawClient c(cairnd.port());
+    c.CmdBody("IDENTIFY", fmt::format(R"({{"feature_negotiation":true,"{}":true}})", codec));
+    auto answer = c.Read();
+    ASSERT_TRUE(answer);
+    EXPECT_TRUE(Json::parse(answer->data).value(codec, false)) << answer->data;
+    c.Send(std::string(64, '\xff'));  // neither a snappy stream nor deflate
+    EXPECT_TRUE(c.ClosedByPeer()) << codec;
+  }
+  RawClient other(cairnd.port());
+  other.Identify("{}");
+  other.Publish("t", "still served");
+  EXPECT_NE(cairnd.log().find("closing"), std::string::npos) << cairnd.log();
+}
+
+}  // namespace
+}  // namespace cairn::testing
