@@ -229,5 +229,141 @@ TEST(Security, ACorruptCompressedStreamClosesThatConnectionOnly) {
   EXPECT_NE(cairnd.log().find("closing"), std::string::npos) << cairnd.log();
 }
 
+// The auth server the tests run (tests/cairnd/auth_server.py): it says which secrets may do what.
+class AuthServer : public ListeningProcess {
+ public:
+  AuthServer()
+      : ListeningProcess({"/usr/bin/python3", CAIRN_SOURCE_DIR "/tests/cairnd/auth_server.py"},
+                         true, /*tcp=*/false) {}
+  std::string address() const { return fmt::format("127.0.0.1:{}", http_port()); }
+  // The queries it received.
+  Json Seen() const { return Json::parse(HttpClient(http_port()).Get("/seen").body); }
+};
+
+// AUTH as nsqd does it, beside nsqd where it is there: what needs AUTH first, what the answer
+// allows and refuses.
+TEST(Security, AuthAnswersAsNsqdDoes) {
+  AuthServer authd;
+  ASSERT_NE(authd.http_port(), 0) << authd.log();
+  auto answers = BothAnswer({"--auth-http-address=" + authd.address()}, [](uint16_t port) {
+    std::vector<std::string> out;
+    {
+      RawClient c(port);
+      c.CmdBody("IDENTIFY", R"({"feature_negotiation":true})");
+      auto negotiated = c.Read();
+      out.push_back(
+          negotiated && Json::parse(negotiated->data, nullptr, false).value("auth_required", false)
+              ? "auth required"
+              : "no auth");
+      c.CmdBody("PUB logs", "x");
+      out.push_back(FrameText(c.Read()));
+    }
+    {
+      RawClient c(port);
+      c.CmdBody("AUTH", "pub-logs");
+      out.push_back(FrameText(c.Read()));
+      c.CmdBody("PUB logs", "x");
+      out.push_back(FrameText(c.Read()));
+      c.Cmd("SUB metrics ch");
+      out.push_back(FrameText(c.Read()));
+    }
+    for (const char* secret : {"nothing", "other"}) {
+      RawClient c(port);
+      c.CmdBody("AUTH", secret);
+      out.push_back(FrameText(c.Read()));
+    }
+    {
+      RawClient c(port);
+      c.CmdBody("AUTH", "pub-logs");
+      c.Read();
+      c.CmdBody("AUTH", "pub-logs");
+      out.push_back(FrameText(c.Read()));
+    }
+    return out;
+  });
+  EXPECT_EQ(answers.cairnd,
+            (std::vector<std::string>{
+                "auth required", "1 E_AUTH_FIRST AUTH required before PUB",
+                R"(0 {"identity":"logs-writer","identity_url":"http://auth.invalid/logs-writer",)"
+                R"("permission_count":1})",
+                "0 OK", R"(1 E_UNAUTHORIZED AUTH failed for SUB on "metrics" "ch")",
+                "1 E_UNAUTHORIZED AUTH no authorizations found", "1 E_AUTH_FAILED AUTH failed",
+                "1 E_INVALID AUTH already set"}));
+  if (!answers.nsqd.empty()) {
+    EXPECT_EQ(answers.cairnd, answers.nsqd);
+  }
+  // go-nsq authenticates with its auth_secret, and publishes and consumes what it may.
+  std::string why;
+  if (const std::string roundtrip = NsqBinary("gonsq_roundtrip2", &why); !roundtrip.empty()) {
+    TempDir dir;
+    CairndProcess cairnd(dir.path(), {"--auth-http-address=" + authd.address()});
+    auto [status, output] = GoNsq(roundtrip, cairnd.port(), "-topic=logs -auth-secret=pub-logs");
+    EXPECT_EQ(status, 0) << output << cairnd.log();
+    auto [denied, denied_output] =
+        GoNsq(roundtrip, cairnd.port(), "-topic=metrics -auth-secret=pub-logs -timeout=5s");
+    EXPECT_NE(denied, 0) << denied_output;
+  }
+  // The auth server was told who asked, as nsqd tells it.
+  const Json seen = authd.Seen();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen[0].value("remote_ip", ""), "127.0.0.1") << seen.dump();
+  EXPECT_EQ(seen[0].value("tls", ""), "false") << seen.dump();
+  EXPECT_EQ(seen[0].value("secret", ""), "pub-logs") << seen.dump();
+  EXPECT_TRUE(seen[0].contains("common_name")) << seen.dump();
+}
+
+TEST(Security, AuthIsAskedAgainAfterItsTtlAndASlowOrDeadServerHurtsNoOtherClient) {
+  AuthServer authd;
+  ASSERT_NE(authd.http_port(), 0) << authd.log();
+  TempDir dir;
+  CairndProcess cairnd(dir.path(), {"--auth-http-address=" + authd.address()});
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  auto asked = [&](const std::string& secret) {
+    size_t n = 0;
+    for (const Json& q : authd.Seen()) n += q.value("secret", "") == secret ? 1 : 0;
+    return n;
+  };
+  // A ttl of one second: publishing on, the server is asked again, and publishes go on.
+  RawClient short_lived(cairnd.port());
+  short_lived.CmdBody("AUTH", "short");
+  ASSERT_TRUE(short_lived.Read());
+  ASSERT_EQ(asked("short"), 1u);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        short_lived.Publish("logs", "again");
+        return asked("short") >= 2;
+      },
+      10s));
+  short_lived.Publish("logs", "after asking again");
+  // A client whose auth server hangs waits alone; others authenticate and publish meanwhile;
+  // it is refused once cairnd stops waiting.
+  RawClient slow(cairnd.port());
+  slow.CmdBody("AUTH", "slow");
+  ASSERT_TRUE(Eventually([&] { return asked("slow") == 1; }));
+  RawClient meanwhile(cairnd.port());
+  meanwhile.CmdBody("AUTH", "pub-logs");
+  auto ok = meanwhile.Read();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->type, nsq::FrameType::kResponse) << ok->data;
+  meanwhile.Publish("logs", "not held up");
+  // /stats shows who the authenticated clients are.
+  HttpClient http(cairnd.http_port());
+  EXPECT_NE(http.Get("/stats?format=json").body.find(R"("auth_identity":"logs-writer")"),
+            std::string::npos);
+  slow.ExpectError("E_AUTH_FAILED AUTH failed");
+  // An auth server that is not there (one that was, stopped): AUTH fails, the broker serves on.
+  AuthServer gone;
+  ASSERT_NE(gone.http_port(), 0) << gone.log();
+  const std::string gone_address = gone.address();
+  gone.Signal(SIGKILL);
+  TempDir dir2;
+  CairndProcess orphan(dir2.path(), {"--auth-http-address=" + gone_address});
+  ASSERT_NE(orphan.port(), 0) << orphan.startup_log();
+  RawClient refused(orphan.port());
+  refused.CmdBody("AUTH", "pub-logs");
+  refused.ExpectError("E_AUTH_FAILED AUTH failed");
+  EXPECT_EQ(HttpClient(orphan.http_port()).Get("/ping").status, 200);
+}
+
 }  // namespace
 }  // namespace cairn::testing

@@ -274,6 +274,16 @@ def stream_codec():
     return seeds
 
 
+def auth_answer():
+    # The harness's first byte: how many bytes of topic (and half as many of channel) follow.
+    answers = [b'{"ttl":3600,"identity":"w","identity_url":"u","authorizations":'
+               b'[{"topic":"^logs$","channels":[".*"],"permissions":["publish","subscribe"]}]}',
+               b'{"ttl":1,"authorizations":[{"topic":"logs","channels":["a","b+"],"permissions":["publish"]}]}',
+               b'{"ttl":3600,"authorizations":[]}', b'{"ttl":0}', b'{"ttl":5,"authorizations":[{"topic":"(",'
+               b'"permissions":["subscribe"]}]}', b'{"ttl":5,"authorizations":[{"permissions":["admin"]}]}']
+    return [bytes([4]) + b"logsch" + a for a in answers] + [bytes([2]) + b"xyz" + answers[0]]
+
+
 def line_protocol():
     literals = cpp_string_literals(os.path.join(ROOT, "tests/consumers/line_protocol_test.cc"))
     seeds = [s for s in literals if 3 <= len(s) <= 512]
@@ -306,7 +316,7 @@ def log_record():
 def main():
     for harness, make in [("nsq_command", nsq_command), ("nsq_frame", nsq_frame), ("identify", identify),
                           ("http_params", http_params), ("record_batch", record_batch),
-                          ("stream_codec", stream_codec),
+                          ("stream_codec", stream_codec), ("auth_answer", auth_answer),
                           ("line_protocol", line_protocol), ("log_record", log_record)]:
         d = os.path.join(CORPUS, harness)
         os.makedirs(d, exist_ok=True)
