@@ -126,6 +126,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   tcp::resolver resolver;
   beast::flat_buffer buffer;
   std::string host;
+  std::string authorization;  // the header, on every request when set
   uint16_t port;
   std::chrono::milliseconds timeout;
   std::deque<Pending> queue;
@@ -150,6 +151,7 @@ void HttpClient::Request(http::verb method, std::string target, std::string body
   request.set(http::field::host, fmt::format("{}:{}", impl_->host, impl_->port));
   request.set(http::field::user_agent, "cairn/0.1");
   if (!content_type.empty()) request.set(http::field::content_type, content_type);
+  if (!impl_->authorization.empty()) request.set(http::field::authorization, impl_->authorization);
   request.keep_alive(true);
   request.body() = std::move(body);
   request.prepare_payload();
@@ -162,5 +164,7 @@ void HttpClient::Request(http::verb method, std::string target, std::string body
 }
 
 size_t HttpClient::queued() const { return impl_->queue.size(); }
+
+void HttpClient::SetAuthorization(std::string value) { impl_->authorization = std::move(value); }
 
 }  // namespace cairn::net

@@ -74,6 +74,8 @@ class HttpClient {
   }
 
   size_t queued() const;
+  // Sent as the Authorization header of every request from now on ("" sends none).
+  void SetAuthorization(std::string value);
 
  private:
   struct Impl;

@@ -9,6 +9,7 @@
 
 #include "src/base/address.h"
 #include "src/base/duration.h"
+#include "src/base/secret.h"
 
 namespace cairn::consumers {
 
@@ -37,6 +38,9 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--http-address", flags.http_address,
                  "<addr>:<port> for this worker's HTTP (/healthz, /metrics); port 0 picks one")
       ->capture_default_str();
+  app.add_option("--admin-secret-file", flags.admin_secret_file,
+                 "file holding cairnd's admin credential (its --admin-secret-file), for the "
+                 "worker's calls that need it");
   app.add_option("--log-level", flags.log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -143,11 +147,18 @@ Status CheckPairedHttp(const WorkerFlags& flags) {
 }
 
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
-                                                    const std::string& address) {
+                                                    const std::string& address,
+                                                    const std::string& admin_secret_file) {
   auto ep = ParseAddress(address);
   if (!ep) return Fail("--nsqd-http-address", ep.error());
-  return std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(), ep->port(),
-                                           std::chrono::seconds(10));
+  auto client = std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(),
+                                                  ep->port(), std::chrono::seconds(10));
+  if (!admin_secret_file.empty()) {
+    auto secret = ReadSecretFile(admin_secret_file);
+    if (!secret) return Fail("--admin-secret-file", secret.error());
+    client->SetAuthorization("Bearer " + *secret);
+  }
+  return client;
 }
 
 net::HttpResponse TextResponse(int status, std::string body, std::string_view content_type) {

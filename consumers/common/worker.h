@@ -41,6 +41,9 @@ struct WorkerFlags {
   int64_t max_in_flight = 200;
   std::string http_address;  // the worker's own /healthz and /metrics
   std::string log_level = "info";
+  // cairnd's admin credential (its --admin-secret-file), sent with the worker's calls to
+  // cairnd's HTTP API: cairn-replay deletes its channel, cairn-logger may seek forward.
+  std::string admin_secret_file;
 
   static WorkerFlags Defaults(std::string topic, std::string channel, int64_t max_in_flight,
                               std::string http_address) {
@@ -79,9 +82,10 @@ Result<size_t> UseBrokersFromLookupd(boost::asio::io_context& io, WorkerFlags& f
 // Each broker's HTTP API is named by the --nsqd-http-address at its --nsqd-tcp-address's place:
 // kInvalidArgument unless there are as many of each.
 Status CheckPairedHttp(const WorkerFlags& flags);
-// An HttpClient for one --nsqd-http-address.
+// An HttpClient for one --nsqd-http-address, sending the admin credential when given.
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
-                                                    const std::string& address);
+                                                    const std::string& address,
+                                                    const std::string& admin_secret_file);
 
 // The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
 // returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers

@@ -501,7 +501,7 @@ int main(int argc, char** argv) {
   if (auto paired = CheckPairedHttp(s.worker); !paired) return ExitWith(paired.error(), 2);
   std::vector<Source> sources(tcp.size());
   for (size_t i = 0; i < tcp.size(); ++i) {
-    auto client = BrokerHttp(io, http_addresses[i]);
+    auto client = BrokerHttp(io, http_addresses[i], s.worker.admin_secret_file);
     if (!client) return ExitWith(client.error(), 2);
     sources[i].tcp_address = tcp[i];
     sources[i].http_address = http_addresses[i];

@@ -6,6 +6,8 @@
 #include <map>
 #include <optional>
 
+#include <openssl/crypto.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/beast/http/field.hpp>
@@ -49,6 +51,14 @@ HttpResponse Error(http::status status, std::string_view message) {
 }
 
 // The answer to an operation the core failed (errors.h); `what` names it in the log.
+// Whether a limit (0 or unset: none) becomes tighter. One set where there was none counts: the
+// store's default, which it would replace, is not known here.
+template <class T>
+bool Shrinks(const std::optional<T>& before, const std::optional<T>& after) {
+  if (!after || *after == T{}) return false;
+  return !before || *before == T{} || *after < *before;
+}
+
 HttpResponse Failure(HttpOperation operation, std::string_view what, const cairn::Error& error) {
   const HttpFailure f = HttpFailed(operation, what, error);
   return Error(f.status, f.message);
@@ -523,6 +533,26 @@ void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
   (this->*route->handler)(Call{request, q, std::move(respond)});
 }
 
+bool HttpApi::AdminAllowed(const Call& call) const {
+  if (options_.admin_open) return true;
+  const std::string_view given = call.request[http::field::authorization];
+  const std::string expected = "Bearer " + options_.admin_secret;
+  if (!options_.admin_secret.empty() && given.size() == expected.size() &&
+      CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0) {
+    return true;
+  }
+  spdlog::warn("HTTP {}: refused, {}", call.query.path,
+               options_.admin_secret.empty() ? "no --admin-secret-file is configured"
+               : given.empty()               ? "no admin credential given"
+                                             : "wrong admin credential");
+  // 401, not 403: NSQ's HTTP clients (nsqadmin's) take a 403 for nsqd's TLS_REQUIRED and retry
+  // over HTTPS.
+  HttpResponse r = Error(http::status::unauthorized, "ADMIN_SECRET_REQUIRED");
+  r.set(http::field::www_authenticate, "Bearer realm=\"cairnd admin\"");
+  call.respond(std::move(r));
+  return false;
+}
+
 // ---- Broker and its state ----
 
 void HttpApi::Ping(const Call& call) {
@@ -670,6 +700,7 @@ void HttpApi::TopicCreate(const Call& call) {
 }
 
 void HttpApi::TopicDelete(const Call& call) {
+  if (!AdminAllowed(call)) return;
   auto topic = FindTopic(call.query, /*validate=*/false);
   if (!topic) return call.respond(std::move(topic.error()));
   if (auto deleted = broker_.DeleteTopic((*topic)->name()); !deleted) {
@@ -679,6 +710,7 @@ void HttpApi::TopicDelete(const Call& call) {
 }
 
 void HttpApi::TopicEmpty(const Call& call) {
+  if (!AdminAllowed(call)) return;
   auto topic = FindTopic(call.query, /*validate=*/true);
   if (!topic) return call.respond(std::move(topic.error()));
   (*topic)->Empty();
@@ -768,6 +800,14 @@ void HttpApi::TopicConfig(const Call& call) {
     if (!codec) return call.respond(Error(http::status::bad_request, "INVALID_ARG_CODEC"));
     settings.codec = *codec;
   }
+  // Less retention, or a shorter message_ttl, can erase what was acknowledged.
+  const storage::TopicSettings& was = info->settings;
+  if ((Shrinks(was.retention_age, settings.retention_age) ||
+       Shrinks(was.retention_bytes, settings.retention_bytes) ||
+       Shrinks(was.message_ttl, settings.message_ttl)) &&
+      !AdminAllowed(call)) {
+    return;
+  }
   if (auto configured = (*topic)->Configure(settings); !configured) {
     return call.respond(Failure(HttpOperation::kManage, call.query.path, configured.error()));
   }
@@ -815,6 +855,7 @@ void HttpApi::ChannelCreate(const Call& call) {
 }
 
 void HttpApi::ChannelDelete(const Call& call) {
+  if (!AdminAllowed(call)) return;
   auto found = FindChannel(call.query, /*must_exist=*/true);
   if (!found) return call.respond(std::move(found.error()));
   if (auto deleted = found->first->DeleteChannel(*call.query.Get("channel")); !deleted) {
@@ -824,6 +865,7 @@ void HttpApi::ChannelDelete(const Call& call) {
 }
 
 void HttpApi::ChannelEmpty(const Call& call) {
+  if (!AdminAllowed(call)) return;
   auto found = FindChannel(call.query, /*must_exist=*/true);
   if (!found) return call.respond(std::move(found.error()));
   found->second->Seek(found->first->log().next_offset());
@@ -851,6 +893,8 @@ void HttpApi::ChannelSeek(const Call& call) {
   if (to == nullptr) return call.respond(Error(http::status::bad_request, "MISSING_ARG_TO"));
   auto offset = ResolvePosition(found->first->log(), *to);
   if (!offset) return call.respond(Error(http::status::bad_request, "INVALID_ARG_TO"));
+  // Forward past unfinished messages skips them; a rewind only replays.
+  if (*offset > found->second->cursor()->floor() && !AdminAllowed(call)) return;
   found->second->Seek(*offset);
   call.respond(Ok());
 }

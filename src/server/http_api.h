@@ -71,6 +71,10 @@ class HttpApi {
   void ChannelUnpause(const Call& call);
   void ChannelSeek(const Call& call);
 
+  // Whether the call may erase acknowledged messages (SessionOptions::admin_secret); if not,
+  // answers 401 ADMIN_SECRET_REQUIRED and says why in the log.
+  bool AdminAllowed(const Call& call) const;
+
   // Appends the messages to the topic (created if missing) and answers once they are durable.
   void Publish(const std::string& topic, std::vector<storage::MessageIn> messages,
                HttpResponder respond);

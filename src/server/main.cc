@@ -18,6 +18,7 @@
 #include "net/tls.h"
 #include "src/base/address.h"
 #include "src/base/duration_flag.h"
+#include "src/base/secret.h"
 #include "src/server/server.h"
 
 namespace {
@@ -35,6 +36,7 @@ struct Flags {
   std::chrono::milliseconds retention_age;
   net::TlsServerFiles tls;
   std::string tls_client_auth_policy, tls_required = "false";
+  std::string admin_secret_file;
 };
 
 // TLS, compression and AUTH: nsqd 1.3.0's flags, names, defaults and values.
@@ -62,6 +64,13 @@ void AddSecurityFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
                  "max deflate compression level a client can negotiate (> values == > CPU usage)")
       ->capture_default_str()
       ->check(CLI::Range(1, 9));
+  app.add_option("--admin-secret-file", flags->admin_secret_file,
+                 "file holding the credential HTTP calls that can erase acknowledged messages "
+                 "must send (Authorization: Bearer <it>): topic and channel delete and empty, a "
+                 "channel seek forward, less retention");
+  app.add_flag("--admin-open", options->session.admin_open,
+               "let anyone who reaches the HTTP API make those calls, as nsqd does (for an API "
+               "only trusted tools such as nsqadmin can reach)");
   app.add_option("--auth-http-address", options->session.auth_http_addresses,
                  "<addr>:<port> or a full url to query auth server (may be given multiple times)")
       ->allow_extra_args(false);
@@ -104,6 +113,17 @@ Status ResolveTls(const Flags& flags, ServerOptions* options) {
   options->session.tls = *ctx;
   options->session.tls_required = required;
   return {};
+}
+
+// The admin credential, from --admin-secret-file; "" without it.
+Result<std::string> ReadAdminSecret(const Flags& flags, const ServerOptions& options) {
+  if (flags.admin_secret_file.empty()) return std::string();
+  if (options.session.admin_open) {
+    return Fail(Errc::kInvalidArgument, "--admin-secret-file and --admin-open exclude each other");
+  }
+  auto secret = ReadSecretFile(flags.admin_secret_file);
+  if (!secret) return Fail("--admin-secret-file", secret.error());
+  return secret;
 }
 
 // cairnd's flags, nsqd's names and defaults where nsqd has the same concept.
@@ -192,6 +212,11 @@ Status Resolve(const Flags& flags, ServerOptions* options) {
   options->store.default_retention.age = flags.retention_age;
   options->tcp_address = *endpoint;
   options->http_address = *http_endpoint;
+  if (auto secret = ReadAdminSecret(flags, *options); !secret) {
+    return tl::unexpected(secret.error());
+  } else {
+    options->session.admin_secret = std::move(*secret);
+  }
   return ResolveTls(flags, options);
 }
 

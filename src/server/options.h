@@ -64,6 +64,12 @@ struct SessionOptions {
   enum class TlsRequired { kNo, kTcp, kAll };
   TlsRequired tls_required = TlsRequired::kNo;
 
+  // Who may erase acknowledged messages over HTTP (topic and channel delete and empty, a
+  // channel seek forward, a topic's retention or message_ttl lowered): with admin_open anyone,
+  // as nsqd; else whoever sends "Authorization: Bearer <admin_secret>"; with neither, nobody.
+  std::string admin_secret;
+  bool admin_open = false;
+
   // nsqd's AUTH: the auth servers asked ("host:port" or a full URL), and how.
   std::vector<std::string> auth_http_addresses;
   std::string auth_http_request_method = "get";

@@ -365,5 +365,32 @@ TEST(Security, AuthIsAskedAgainAfterItsTtlAndASlowOrDeadServerHurtsNoOtherClient
   EXPECT_EQ(HttpClient(orphan.http_port()).Get("/ping").status, 200);
 }
 
+// cairnd's default: with no --admin-secret-file and no --admin-open, no credential erases
+// anything over HTTP; the two flags exclude each other, and an empty secret file is refused.
+TEST(Security, ByDefaultNobodyMayEraseOverHttp) {
+  TempDir dir;
+  ListeningProcess bare({CAIRN_BIN_DIR "/cairnd", "--data-path=" + dir.path(),
+                         "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0"});
+  ASSERT_NE(bare.http_port(), 0) << bare.log();
+  HttpClient http(bare.http_port());  // sends the tests' secret, which this cairnd does not know
+  ASSERT_EQ(http.Post("/topic/create?topic=t").status, 200);
+  const Reply refused = http.Post("/topic/delete?topic=t");
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(refused.body, R"({"message":"ADMIN_SECRET_REQUIRED"})");
+  EXPECT_NE(bare.log().find("no --admin-secret-file is configured"), std::string::npos)
+      << bare.log();
+  TempDir other;
+  const std::string empty = other.path() + "/empty";
+  std::ofstream(empty) << "\n";
+  for (const std::string& flags : {"--admin-open --admin-secret-file=" + TestAdminSecretFile(),
+                                   "--admin-secret-file=" + empty}) {
+    auto [status, output] = RunCommand(fmt::format(
+        "{}/cairnd --data-path={}/d --tcp-address=127.0.0.1:0 --http-address=127.0.0.1:0 {} 2>&1",
+        CAIRN_BIN_DIR, other.path(), flags));
+    EXPECT_EQ(status, 2) << flags << ": " << output;
+    EXPECT_NE(output.find("--admin-"), std::string::npos) << output;
+  }
+}
+
 }  // namespace
 }  // namespace cairn::testing

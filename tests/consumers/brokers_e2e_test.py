@@ -15,7 +15,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cairnd, NsqReader, Process, WithInflux, metrics_text,  # noqa: E402
+from harness import (ADMIN_FLAG, Cairnd, NsqReader, Process, WithInflux, metrics_text,  # noqa: E402
                      nsqlookupd, wait_until)
 
 CAIRN_METRICS = os.environ.get("CAIRN_METRICS", "")
@@ -217,7 +217,7 @@ class TwoBrokers(WithInflux):
             self.register(name, lookupd)
         self.publish_both()
         lookup = f"--lookupd-http-address=127.0.0.1:{lookupd.port('http')}"
-        r = subprocess.run([CAIRN_REPLAY, lookup, f"--influxdb-url={self.influx.url}",
+        r = subprocess.run([CAIRN_REPLAY, ADMIN_FLAG, lookup, f"--influxdb-url={self.influx.url}",
                             f"--database={self.db}", "--flush-interval=100ms", "--from", "-1h",
                             "--json"], capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
@@ -227,7 +227,7 @@ class TwoBrokers(WithInflux):
                          sorted([self.tcp("a"), self.tcp("b")]))
         self.wait_points(EXPECTED)
         # A topic no broker has: nothing to replay, and it says so.
-        r = subprocess.run([CAIRN_REPLAY, lookup, "--topic=absent", "--from", "-1h",
+        r = subprocess.run([CAIRN_REPLAY, ADMIN_FLAG, lookup, "--topic=absent", "--from", "-1h",
                             f"--influxdb-url={self.influx.url}", f"--database={self.db}"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
@@ -236,7 +236,7 @@ class TwoBrokers(WithInflux):
     # ---- cairn-replay ----
 
     def replay(self, *args, brokers=("a", "b")):
-        cmd = [CAIRN_REPLAY, f"--influxdb-url={self.influx.url}", f"--database={self.db}",
+        cmd = [CAIRN_REPLAY, ADMIN_FLAG, f"--influxdb-url={self.influx.url}", f"--database={self.db}",
                "--flush-interval=100ms"]
         cmd += [f"--nsqd-tcp-address={self.tcp(b)}" for b in brokers]
         cmd += [f"--nsqd-http-address={self.http(b)}" for b in brokers]
@@ -272,7 +272,7 @@ class TwoBrokers(WithInflux):
         self.assertEqual(self.channels("a"), [])
 
     def test_replay_refuses_unpaired_addresses(self):
-        r = subprocess.run([CAIRN_REPLAY, f"--influxdb-url={self.influx.url}", "--from", "-1h",
+        r = subprocess.run([CAIRN_REPLAY, ADMIN_FLAG, f"--influxdb-url={self.influx.url}", "--from", "-1h",
                             f"--nsqd-tcp-address={self.tcp('a')}",
                             f"--nsqd-tcp-address={self.tcp('b')}",
                             f"--nsqd-http-address={self.http('a')}"],

@@ -19,6 +19,15 @@ import urllib.parse
 CAIRND = os.environ.get("CAIRND", "")
 CAIRN_SAMPLE = os.environ.get("CAIRN_SAMPLE", "")
 
+# cairnd's admin credential: every cairnd started here requires it for the HTTP calls that can
+# erase messages (its --admin-secret-file), and the workers are given it (ADMIN_FLAG), as a
+# deployment would give them the same Secret.
+_admin_dir = tempfile.TemporaryDirectory(prefix="cairn-admin-")
+ADMIN_SECRET_FILE = os.path.join(_admin_dir.name, "admin-secret")
+with open(ADMIN_SECRET_FILE, "w") as f:
+    f.write("cairn-test-admin\n")
+ADMIN_FLAG = f"--admin-secret-file={ADMIN_SECRET_FILE}"
+
 
 def wait_until(predicate, what, timeout=20):
     """Polls predicate() until it returns a truthy value; fails after `timeout` seconds."""
@@ -165,7 +174,9 @@ class Cairnd(Process):
     def __init__(self, data_path, tcp_port=0, http_port=0, extra=()):
         super().__init__([CAIRND, f"--data-path={data_path}",
                           f"--tcp-address=127.0.0.1:{tcp_port}",
-                          f"--http-address=127.0.0.1:{http_port}", *extra],
+                          f"--http-address=127.0.0.1:{http_port}",
+                          *([] if any(a.startswith("--admin-") for a in extra) else [ADMIN_FLAG]),
+                          *extra],
                          {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
                          "cairnd")
 

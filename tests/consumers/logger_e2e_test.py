@@ -20,7 +20,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (CAIRN_SAMPLE, CAIRND, Cairnd, Process, http_exchange,  # noqa: E402
+from harness import (ADMIN_FLAG, CAIRN_SAMPLE, CAIRND, Cairnd, Process, http_exchange,  # noqa: E402
                      http_request, metric_total, nsqlookupd, sample_traffic, wait_until)
 
 CAIRN_LOGGER = os.environ.get("CAIRN_LOGGER", "")
@@ -129,7 +129,7 @@ class LoggerE2E(unittest.TestCase):
 
     def start_logger(self, *extra):
         self.logger = Process([
-            CAIRN_LOGGER, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
+            CAIRN_LOGGER, ADMIN_FLAG, f"--nsqd-tcp-address=127.0.0.1:{self.tcp_port}",
             f"--nsqd-http-address=127.0.0.1:{self.http_port}", "--http-address=127.0.0.1:0",
             *extra], {"http": r"HTTP: listening on (\S+)"}, "cairn-logger")
         self.processes.append(self.logger)
@@ -422,7 +422,7 @@ class LoggerE2E(unittest.TestCase):
                  "--lookupd-poll-interval=200ms")
 
         def start():
-            self.logger = Process([CAIRN_LOGGER, "--http-address=127.0.0.1:0", *flags],
+            self.logger = Process([CAIRN_LOGGER, ADMIN_FLAG, "--http-address=127.0.0.1:0", *flags],
                                   {"http": r"HTTP: listening on (\S+)"}, "cairn-logger")
             self.processes.append(self.logger)
             self.port = self.logger.start().port("http")

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (MEASUREMENTS, Cairnd, NsqReader, Process, WithInflux,  # noqa: E402
+from harness import (ADMIN_FLAG, MEASUREMENTS, Cairnd, NsqReader, Process, WithInflux,  # noqa: E402
                      expected_totals, http_request, metrics_text, sample_traffic, wait_until)
 
 CAIRN_METRICS = os.environ["CAIRN_METRICS"]
@@ -225,7 +225,7 @@ class Pipeline(WithInflux):
     # ---- cairn-replay ----
 
     def replay(self, *args, db=None):
-        cmd = [CAIRN_REPLAY, f"--nsqd-tcp-address=127.0.0.1:{self.cairnd.port('tcp')}",
+        cmd = [CAIRN_REPLAY, ADMIN_FLAG, f"--nsqd-tcp-address=127.0.0.1:{self.cairnd.port('tcp')}",
                f"--nsqd-http-address=127.0.0.1:{self.cairnd.port('http')}",
                f"--influxdb-url={self.influx.url}", f"--database={db or self.db}", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -233,7 +233,7 @@ class Pipeline(WithInflux):
     def replay_on_a_terminal(self, *args):
         """Runs cairn-replay with its stderr on a pseudo-terminal, as an operator would see it;
         returns (exit code, stdout, what the terminal showed)."""
-        cmd = [CAIRN_REPLAY, f"--nsqd-tcp-address=127.0.0.1:{self.cairnd.port('tcp')}",
+        cmd = [CAIRN_REPLAY, ADMIN_FLAG, f"--nsqd-tcp-address=127.0.0.1:{self.cairnd.port('tcp')}",
                f"--nsqd-http-address=127.0.0.1:{self.cairnd.port('http')}",
                f"--influxdb-url={self.influx.url}", f"--database={self.db}", *args]
         master, slave = os.openpty()

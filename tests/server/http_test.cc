@@ -121,6 +121,57 @@ TEST(Http, OversizeBodiesAndBadRequests) {
   EXPECT_EQ(c.Get("/ping").body, "OK");
 }
 
+// The calls that can erase acknowledged messages need the admin credential; reading,
+// publishing, creating, pausing and rewinding do not.
+TEST(Http, CallsThatEraseMessagesNeedTheAdminCredential) {
+  BrokerHarness broker(Small());  // requires kTestAdminSecret
+  HttpClient admin(broker.http_port());
+  HttpClient anyone(broker.http_port(), "");
+  HttpClient wrong(broker.http_port(), "not-the-secret");
+  ASSERT_EQ(anyone.Post("/mpub?topic=t", "a\nb\nc").status, 200);
+  ASSERT_EQ(anyone.Post("/channel/create?topic=t&channel=c&start=earliest").status, 200);
+  ASSERT_EQ(admin.Post("/topic/config?topic=t&retention_age=24h").status,
+            200);  // a first limit needs it too
+  const std::string refused = R"(401 {"message":"ADMIN_SECRET_REQUIRED"})";
+  auto st = [](HttpClient& c, const std::string& target) {
+    auto r = c.Post(target);
+    return std::to_string(r.status) + " " + r.body;
+  };
+  for (const char* target :
+       {"/topic/delete?topic=t", "/topic/empty?topic=t", "/channel/delete?topic=t&channel=c",
+        "/channel/empty?topic=t&channel=c", "/channel/seek?topic=t&channel=c&to=latest",
+        "/topic/config?topic=t&retention_age=1h", "/topic/config?topic=t&retention_bytes=1",
+        "/topic/config?topic=t&message_ttl=1s"}) {
+    EXPECT_EQ(st(anyone, target), refused) << target;
+    EXPECT_EQ(st(wrong, target), refused) << target;
+  }
+  // Nothing was erased: the channel still holds its three.
+  auto depth = [&] {
+    const auto j = nlohmann::json::parse(anyone.Get("/stats?format=json&topic=t&channel=c").body);
+    return j["topics"][0]["channels"][0]["depth"].get<int>();
+  };
+  EXPECT_EQ(depth(), 3);
+  // Allowed without it: what only replays or keeps more.
+  EXPECT_EQ(st(anyone, "/channel/seek?topic=t&channel=c&to=earliest"), "200 ");
+  EXPECT_EQ(st(anyone, "/topic/config?topic=t&retention_age=48h"), "200 ");
+  EXPECT_EQ(st(anyone, "/channel/pause?topic=t&channel=c"), "200 ");
+  EXPECT_EQ(anyone.Get("/stats?format=json").status, 200);
+  // With it, they go through.
+  EXPECT_EQ(st(admin, "/channel/seek?topic=t&channel=c&to=latest"), "200 ");
+  EXPECT_EQ(depth(), 0);
+  EXPECT_EQ(st(admin, "/topic/delete?topic=t"), "200 ");
+}
+
+TEST(Http, AdminOpenLetsAnyoneEraseAsNsqdDoes) {
+  ServerOptions open = Small();
+  open.session.admin_open = true;
+  BrokerHarness broker(open);
+  HttpClient anyone(broker.http_port(), "");
+  ASSERT_EQ(anyone.Post("/topic/create?topic=t").status, 200);
+  EXPECT_EQ(anyone.Post("/topic/empty?topic=t").status, 200);
+  EXPECT_EQ(anyone.Post("/topic/delete?topic=t").status, 200);
+}
+
 TEST(Http, TopicAndChannelActions) {
   BrokerHarness broker(Small());
   HttpClient c(broker.http_port());

@@ -45,6 +45,21 @@ using storage::testing::SampleLines;
 using storage::testing::TempDir;
 using namespace std::chrono_literals;
 
+// The admin credential the tests' brokers require (BrokerHarness, CairndProcess) and their
+// HttpClient sends, unless a test says otherwise.
+inline constexpr std::string_view kTestAdminSecret = "cairn-test-admin";
+
+// A file holding kTestAdminSecret, for --admin-secret-file; one per test process.
+inline const std::string& TestAdminSecretFile() {
+  static const TempDir dir;
+  static const std::string path = [] {
+    const std::string p = dir.path() + "/admin-secret";
+    std::ofstream(p) << kTestAdminSecret << "\n";
+    return p;
+  }();
+  return path;
+}
+
 // cairnd's server (src/server/server.h), wired as the daemon wires it, in this process, serving on
 // 127.0.0.1 with ports of the kernel's choosing.
 class BrokerHarness {
@@ -89,6 +104,9 @@ class BrokerHarness {
   void Open(uint16_t port = 0) {
     ServerOptions o = options_;
     o.store = storage::testing::TestOptions(dir_.path());
+    if (o.session.admin_secret.empty() && !o.session.admin_open) {
+      o.session.admin_secret = std::string(kTestAdminSecret);
+    }
     const auto loopback = boost::asio::ip::make_address("127.0.0.1");
     o.tcp_address = boost::asio::ip::tcp::endpoint(loopback, port);
     o.http_address = boost::asio::ip::tcp::endpoint(loopback, 0);
@@ -291,18 +309,21 @@ struct Reply {
   std::string nsq_header;
 };
 
-// One keep-alive HTTP/1.1 connection to 127.0.0.1.
+// One keep-alive HTTP/1.1 connection to 127.0.0.1. It sends the tests' admin credential unless
+// given another `bearer` ("" sends none).
 class HttpClient {
   using verb = boost::beast::http::verb;
 
  public:
-  explicit HttpClient(uint16_t port) : stream_(io_) {
+  explicit HttpClient(uint16_t port, std::string_view bearer = kTestAdminSecret)
+      : stream_(io_), bearer_(bearer) {
     stream_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
   }
   Reply Do(verb method, const std::string& target, std::string body = "") {
     namespace http = boost::beast::http;
     http::request<http::string_body> req{method, target, 11};
     req.set(http::field::host, "127.0.0.1");
+    if (!bearer_.empty()) req.set(http::field::authorization, "Bearer " + bearer_);
     req.keep_alive(true);
     req.body() = std::move(body);
     req.prepare_payload();
@@ -328,6 +349,7 @@ class HttpClient {
   boost::asio::io_context io_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
+  std::string bearer_;
 };
 
 // A server as a child process (cairnd, nsqlookupd: both log "TCP: listening on
@@ -450,6 +472,11 @@ class CairndProcess : public ListeningProcess {
     std::vector<std::string> args = {binary != nullptr ? binary : CAIRN_BIN_DIR "/cairnd",
                                      "--data-path=" + data_path, "--tcp-address=127.0.0.1:0",
                                      "--http-address=127.0.0.1:0"};
+    // The tests' admin credential, unless the test sets the admin policy itself.
+    if (std::none_of(extra.begin(), extra.end(),
+                     [](const std::string& a) { return a.starts_with("--admin-"); })) {
+      args.push_back("--admin-secret-file=" + TestAdminSecretFile());
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }

@@ -76,7 +76,11 @@ async function startBroker(opts = {}) {
   }
   const ownDir = opts.dataDir ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-compat-'))
   const dataDir = opts.dataDir || path.join(ownDir, 'store')
-  const args = ['--data-path', dataDir, '--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', ...(opts.args || [])]
+  // The suite is about the wire protocol; its HTTP calls run as nsqd allows them (--admin-open),
+  // unless a test sets the admin policy itself.
+  const extra = opts.args || []
+  const admin = extra.some((a) => a.startsWith('--admin-')) ? [] : ['--admin-open']
+  const args = ['--data-path', dataDir, '--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', ...admin, ...extra]
   const proc = spawn(CAIRND, args, {stdio: ['ignore', 'ignore', 'pipe']})
   live.add(proc)
 
