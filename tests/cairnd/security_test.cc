@@ -3,6 +3,7 @@
 // refused with nsqd's errors, compared with a real nsqd where the text matters. Certificates are
 // made for each run with openssl.
 #include <chrono>
+#include <future>
 #include <string>
 
 #include <fmt/format.h>
@@ -85,6 +86,52 @@ TEST(Security, GoNsqRoundTripsOverTlsSnappyDeflateAndTheirCombinations) {
     EXPECT_NE(output.find("gonsq_roundtrip2 ok"), std::string::npos) << flags << "\n" << output;
     EXPECT_NE(output.find(negotiated), std::string::npos) << flags << "\n" << output;
   }
+}
+
+// NSQ's own tools with go-nsq's options: to_nsq publishes over TLS and snappy, nsq_tail reads
+// over TLS and deflate; /stats shows how a connection was negotiated.
+TEST(Security, ToNsqAndNsqTailOverTlsWithCompression) {
+  REQUIRE_NSQ_BINARY(to_nsq, "to_nsq");
+  REQUIRE_NSQ_BINARY(nsq_tail, "nsq_tail");
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  TempDir dir;
+  CairndProcess cairnd(dir.path(), certs.ServerFlags());
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  const std::string tls = fmt::format("tls_v1,true --{{0}}=tls_root_ca_file,{}", certs["ca.pem"]);
+  auto [published, pub_output] = RunCommand(
+      fmt::format("printf 'one\\ntwo\\nthree\\n' | timeout 30 {} --nsqd-tcp-address=127.0.0.1:{} "
+                  "--topic=secure --producer-opt={} --producer-opt=snappy,true 2>&1",
+                  to_nsq, cairnd.port(), fmt::format(fmt::runtime(tls), "producer-opt")));
+  EXPECT_EQ(published, 0) << pub_output << cairnd.log();
+  // nsq_tail's channel is the topic's first, so it starts at the log's start: it reads the three,
+  // stays connected while /stats is read, and a fourth ends it.
+  auto tailed = std::async(std::launch::async, [&] {
+    return RunCommand(fmt::format(
+        "timeout 30 {} --nsqd-tcp-address=127.0.0.1:{} --topic=secure -n 4 --consumer-opt={} "
+        "--consumer-opt=deflate,true 2>/dev/null",
+        nsq_tail, cairnd.port(), fmt::format(fmt::runtime(tls), "consumer-opt")));
+  });
+  HttpClient http(cairnd.http_port());
+  Json client;
+  ASSERT_TRUE(Eventually([&] {
+    const Json stats =
+        Json::parse(http.Get("/stats?format=json&topic=secure").body, nullptr, false);
+    if (!stats.is_object() || stats["topics"].empty()) return false;
+    for (const Json& ch : stats["topics"][0]["channels"]) {
+      for (const Json& c : ch["clients"]) client = c;
+    }
+    return client.is_object();
+  }));
+  EXPECT_EQ(client.value("tls", false), true) << client.dump();
+  EXPECT_EQ(client.value("deflate", false), true) << client.dump();
+  EXPECT_EQ(client.value("snappy", true), false) << client.dump();
+  EXPECT_FALSE(client.value("tls_version", "").empty()) << client.dump();
+  EXPECT_FALSE(client.value("tls_cipher_suite", "").empty()) << client.dump();
+  EXPECT_EQ(http.Post("/pub?topic=secure", "four").status, 200);
+  auto [status, output] = tailed.get();
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(output, "one\ntwo\nthree\nfour\n");
 }
 
 TEST(Security, ClientsWithoutTheRightCertificatesAreRefused) {
