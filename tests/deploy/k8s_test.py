@@ -519,6 +519,13 @@ class Cluster:
                 out.append(f"{flag}=127.0.0.1:{self.broker[target]}")
             elif flag in URL_FLAGS:
                 out.append(f"{flag}={self.dead_url}")
+            elif flag == "--admin-secret-file":
+                self.test.assertTrue(mounted_from_secret(workload, container, value),
+                                     f"{flag}={value} is not in a volume mounted from a Secret")
+                path = os.path.join(self.tmp, "admin-secret")
+                with open(path, "w") as f:
+                    f.write("k8s-test-admin-secret\n")
+                out.append(f"{flag}={path}")
             elif flag == "--data-path":
                 out.append(f"{flag}={tempfile.mkdtemp(prefix='data-', dir=self.tmp)}")
             else:
@@ -560,6 +567,15 @@ class Cluster:
         p, ports = self.start(sts, c)
         self.broker = ports
         return sts, c, p, ports
+
+
+def mounted_from_secret(workload, container, path):
+    """Whether `path` lies in one of the container's volume mounts whose volume is a Secret."""
+    secrets = {v["name"] for v in pod_spec(workload).get("volumes", []) if "secret" in v}
+    for m in container.get("volumeMounts", []):
+        if m["name"] in secrets and path.startswith(m["mountPath"].rstrip("/") + "/"):
+            return True
+    return False
 
 
 def probes(container):
@@ -649,6 +665,28 @@ class Lint(unittest.TestCase):
 
 class Consistency(unittest.TestCase):
     """What the manifests say against what the code says, without running anything."""
+
+    def test_network_policy_opens_nsq_widely_and_the_http_api_to_cairns_own_pods(self):
+        policy = one("NetworkPolicy", "cairnd")
+        sts = one("StatefulSet", "cairnd")
+        selected = policy["spec"]["podSelector"]["matchLabels"]
+        self.assertLessEqual(selected.items(), pod_labels(sts).items(), "it selects cairnd")
+        (c,) = [c for c in containers(sts) if is_cairn(c)]
+        rules = {r["ports"][0]["port"]: r["from"] for r in policy["spec"]["ingress"]}
+        self.assertEqual(set(rules), {p["name"] for p in c["ports"]}, "one rule per named port")
+        self.assertIn({"namespaceSelector": {}}, rules["tcp"], "NSQ from anywhere in the cluster")
+        self.assertNotIn({"namespaceSelector": {}}, rules["http"])
+        admitted = next(f["podSelector"]["matchLabels"] for f in rules["http"] if "podSelector" in f)
+        callers = {"cairn-logger", "cairn-metrics", "nsqadmin", "cairn-replay"}
+        found = set()
+        for w in workloads():
+            meta = w["metadata"]
+            name = meta.get("name") or meta.get("generateName", "").rstrip("-")
+            if name in callers:
+                found.add(name)
+                self.assertLessEqual(admitted.items(), pod_labels(w).items(),
+                                     f"{name} calls cairnd's HTTP API and must be admitted")
+        self.assertEqual(found, callers)
 
     def test_data_volume_is_mounted_at_data_path(self):
         sts = one("StatefulSet", "cairnd")
