@@ -273,7 +273,8 @@ TEST(Security, ACorruptCompressedStreamClosesThatConnectionOnly) {
   RawClient other(cairnd.port());
   other.Identify("{}");
   other.Publish("t", "still served");
-  EXPECT_NE(cairnd.log().find("closing"), std::string::npos) << cairnd.log();
+  EXPECT_TRUE(Eventually([&] { return cairnd.log().find("closing") != std::string::npos; }))
+      << cairnd.log();
 }
 
 // The auth server the tests run (tests/cairnd/auth_server.py): it says which secrets may do what.
@@ -424,8 +425,9 @@ TEST(Security, ByDefaultNobodyMayEraseOverHttp) {
   const Reply refused = http.Post("/topic/delete?topic=t");
   EXPECT_EQ(refused.status, 401);
   EXPECT_EQ(refused.body, R"({"message":"ADMIN_SECRET_REQUIRED"})");
-  EXPECT_NE(bare.log().find("no --admin-secret-file is configured"), std::string::npos)
-      << bare.log();
+  EXPECT_TRUE(Eventually([&] {
+    return bare.log().find("no --admin-secret-file is configured") != std::string::npos;
+  })) << bare.log();
   TempDir other;
   const std::string empty = other.path() + "/empty";
   std::ofstream(empty) << "\n";
