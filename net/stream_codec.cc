@@ -201,7 +201,9 @@ class DeflateDecoder final : public StreamDecoder {
   Result<size_t> Decode(net::InputBuffer& plain, size_t max) override {
     if (!ok_) return Fail(Errc::kIOError, "deflate: no memory for a decoder");
     size_t produced = 0;
-    while (produced < max && wire_.size() > 0) {
+    // Also with no input left: what inflate decoded beyond the room it had (the rest of a long
+    // match) is still inside it, and comes out only when asked.
+    while (produced < max) {
       const size_t want = std::min<size_t>(max - produced, 64 * 1024);
       auto space = plain.Prepare(want);
       const std::string_view in = wire_.data();

@@ -36,6 +36,7 @@ Outcome Decode(bool snappy, std::string_view wire, size_t step, size_t max) {
       auto n = dec->Decode(plain, max);
       if (!n) {
         FUZZ_CHECK(n.error().code == Errc::kCorruption);
+        out.plain.append(plain.data());  // what came before the corruption in that call
         out.refused = true;
         break;
       }
