@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
@@ -33,8 +34,12 @@ void MessageRef::Touch() const {
 // ---- Connection ----
 
 Connection::Connection(asio::any_io_executor ex, tcp::endpoint endpoint,
-                       const ClientOptions& options)
-    : socket_(ex), endpoint_(endpoint), options_(options), idle_timer_(ex) {}
+                       const ClientOptions& options, std::string server_name)
+    : socket_(ex),
+      endpoint_(endpoint),
+      options_(options),
+      server_name_(server_name.empty() ? endpoint.address().to_string() : std::move(server_name)),
+      idle_timer_(ex) {}
 
 Connection::~Connection() {
   boost::system::error_code ec;
@@ -57,25 +62,108 @@ void Connection::Open(CommandCallback done) {
                           }
                           boost::system::error_code ignored;
                           self->socket_.set_option(tcp::no_delay(true), ignored);
+                          const ClientOptions& o = self->options_;
                           nlohmann::json identify = {
-                              {"client_id", self->options_.client_id},
-                              {"hostname", self->options_.hostname},
-                              {"user_agent", self->options_.user_agent},
+                              {"client_id", o.client_id},
+                              {"hostname", o.hostname},
+                              {"user_agent", o.user_agent},
                               {"feature_negotiation", true},
-                              {"heartbeat_interval", self->options_.heartbeat_interval.count()},
-                              {"msg_timeout", self->options_.msg_timeout.count()},
+                              {"heartbeat_interval", o.heartbeat_interval.count()},
+                              {"msg_timeout", o.msg_timeout.count()},
+                              {"tls_v1", o.tls != nullptr},
+                              {"snappy", o.snappy},
+                              {"deflate", o.deflate},
+                              {"deflate_level", o.deflate_level},
                           };
                           std::string bytes(kMagicV2);
                           AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
-                          self->Send(bytes, [self, done = std::move(done)](Status st) {
-                            self->idle_timer_.cancel();
-                            if (!st) return done(std::move(st));
-                            self->ready_ = true;
-                            self->ArmIdleTimer();
-                            done({});
+                          self->Send(bytes, [self, done = std::move(done)](Status st) mutable {
+                            if (!st) {
+                              self->idle_timer_.cancel();
+                              return done(std::move(st));
+                            }
+                            self->Negotiate([self, done = std::move(done)](Status negotiated) {
+                              self->idle_timer_.cancel();
+                              if (!negotiated) return done(std::move(negotiated));
+                              self->ready_ = true;
+                              self->ArmIdleTimer();
+                              done({});
+                            });
                           });
                           self->last_frame_ = std::chrono::steady_clock::now();
                           self->ReadLoop();
+                        });
+}
+
+// After the IDENTIFY answer, in nsqd's order: TLS, then snappy or deflate, each confirmed by an
+// OK in the new form; then AUTH if the broker requires it.
+void Connection::Negotiate(CommandCallback done) {
+  auto self = shared_from_this();
+  if (negotiated_.tls_v1 && !tls_) {
+    if (!options_.tls) return done(Fail(Errc::kRejected, "the broker switched to TLS unasked"));
+    switch_ = [self, done = std::move(done)]() mutable {
+      self->StartTls([self, done = std::move(done)](Status st) mutable {
+        if (!st) return done(std::move(st));
+        self->AwaitOk(std::move(done));
+      });
+    };
+    return;
+  }
+  if ((negotiated_.snappy || negotiated_.deflate) && !encoder_) {
+    switch_ = [self, done = std::move(done)]() mutable {
+      if (self->negotiated_.snappy) {
+        self->encoder_ = MakeSnappyEncoder();
+        self->decoder_ = MakeSnappyDecoder();
+      } else {
+        self->encoder_ = MakeDeflateEncoder(self->negotiated_.deflate_level);
+        self->decoder_ = MakeDeflateDecoder();
+      }
+      // What arrived after the answer is already compressed.
+      const std::string_view rest = self->in_.data();
+      auto space = self->decoder_->wire().Prepare(rest.size());
+      std::copy(rest.begin(), rest.end(), space.data());
+      self->decoder_->wire().Commit(rest.size());
+      self->in_.Consume(rest.size());
+      self->AwaitOk(std::move(done));
+    };
+    return;
+  }
+  if (negotiated_.auth_required && !options_.auth_secret.empty() && !auth_sent_) {
+    auth_sent_ = true;
+    std::string bytes;
+    AppendCommandWithBody(bytes, "AUTH", options_.auth_secret);
+    return Send(bytes, std::move(done));  // the answer is the identity, as JSON
+  }
+  done({});
+}
+
+// The OK that confirms a switch, then the next step; reading resumes in the new form.
+void Connection::AwaitOk(CommandCallback done) {
+  pending_.push_back([self = shared_from_this(), done = std::move(done)](Status st) mutable {
+    if (!st) return done(std::move(st));
+    self->Negotiate(std::move(done));
+  });
+  Drain();
+}
+
+void Connection::StartTls(CommandCallback done) {
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *options_.tls);
+  SSL_set_tlsext_host_name(tls_->native_handle(), server_name_.c_str());
+  tls_->set_verify_callback(asio::ssl::host_name_verification(server_name_));
+  handshaking_ = true;
+  // Bytes after the IDENTIFY answer, if any, are the start of the broker's handshake.
+  tls_->async_handshake(asio::ssl::stream_base::client, asio::buffer(in_.data()),
+                        [self = shared_from_this(), done = std::move(done)](
+                            boost::system::error_code ec, size_t) mutable {
+                          self->handshaking_ = false;
+                          self->in_.Consume(self->in_.size());
+                          if (self->closed_) return done(Fail(Errc::kClosed, "closed"));
+                          if (ec) {
+                            self->Close("TLS: " + ec.message());
+                            return done(Fail(Errc::kUnavailable, "TLS handshake: " + ec.message()));
+                          }
+                          self->Flush();
+                          done({});
                         });
 }
 
@@ -158,16 +246,25 @@ void Connection::Send(std::string_view bytes, CommandCallback done) {
 // Writes are coalesced: everything queued while a write is in progress, or within the current
 // handler run, goes out in one write.
 void Connection::Flush() {
-  if (writing_ || closed_ || out_.empty() || flush_posted_) return;
+  if (writing_ || closed_ || out_.empty() || flush_posted_ || handshaking_) return;
   flush_posted_ = true;
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
     self->flush_posted_ = false;
-    if (self->writing_ || self->closed_ || self->out_.empty()) return;
+    if (self->writing_ || self->closed_ || self->out_.empty() || self->handshaking_) return;
     self->writing_ = true;
-    self->writing_buf_.swap(self->out_);
+    if (self->encoder_) {
+      self->writing_buf_.clear();
+      self->encoder_->Encode(self->out_, self->writing_buf_);
+    } else {
+      self->writing_buf_.swap(self->out_);
+    }
     self->out_.clear();
-    asio::async_write(self->socket_, asio::buffer(self->writing_buf_),
-                      [self](boost::system::error_code ec, size_t) { self->OnWritten(ec); });
+    auto written = [self](boost::system::error_code ec, size_t) { self->OnWritten(ec); };
+    if (self->tls_) {
+      asio::async_write(*self->tls_, asio::buffer(self->writing_buf_), std::move(written));
+    } else {
+      asio::async_write(self->socket_, asio::buffer(self->writing_buf_), std::move(written));
+    }
   });
 }
 
@@ -178,27 +275,59 @@ void Connection::OnWritten(boost::system::error_code ec) {
   Flush();
 }
 
+// Reads into the decompressor's input when there is one, else straight into in_; through TLS
+// when it was negotiated.
 void Connection::ReadLoop() {
-  auto space = in_.Prepare(64 * 1024);
-  socket_.async_read_some(
-      asio::buffer(space.data(), space.size()),
-      [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-        if (ec) return self->Close(ec == asio::error::eof ? "closed by broker" : ec.message());
-        self->in_.Commit(n);
-        self->last_frame_ = std::chrono::steady_clock::now();
-        size_t pos = 0;
-        while (!self->closed_) {
-          auto outcome = ParseFrame(self->in_.data().substr(pos), self->options_.max_frame);
-          if (std::holds_alternative<FrameNeedMore>(outcome)) break;
-          if (auto* err = std::get_if<FrameError>(&outcome)) return self->Close(err->text);
-          auto& parsed = std::get<FrameParsed>(outcome);
-          self->OnFrame(parsed.frame);
-          pos += parsed.consumed;
-        }
-        if (self->closed_) return;
-        self->in_.Consume(pos);
-        self->ReadLoop();
-      });
+  net::InputBuffer& target = decoder_ ? decoder_->wire() : in_;
+  auto space = target.Prepare(64 * 1024);
+  auto read = [self = shared_from_this(), &target](boost::system::error_code ec, size_t n) {
+    if (ec) return self->Close(ec == asio::error::eof ? "closed by broker" : ec.message());
+    target.Commit(n);
+    self->last_frame_ = std::chrono::steady_clock::now();
+    self->Drain();
+  };
+  auto buffer = asio::buffer(space.data(), space.size());
+  if (tls_) {
+    tls_->async_read_some(buffer, std::move(read));
+  } else {
+    socket_.async_read_some(buffer, std::move(read));
+  }
+}
+
+// Handles every whole frame that arrived, decompressing a slice at a time, then reads more;
+// unless the connection closed, or its layers switch (the switch resumes reading).
+void Connection::Drain() {
+  for (;;) {
+    if (!ParseFrames()) return;
+    if (!decoder_) break;
+    auto decoded = decoder_->Decode(in_, 64 * 1024);
+    if (!decoded) return Close(decoded.error().message);
+    if (*decoded == 0) break;
+  }
+  ReadLoop();
+}
+
+bool Connection::ParseFrames() {
+  size_t pos = 0;
+  while (!closed_) {
+    auto outcome = ParseFrame(in_.data().substr(pos), options_.max_frame);
+    if (std::holds_alternative<FrameNeedMore>(outcome)) break;
+    if (auto* err = std::get_if<FrameError>(&outcome)) {
+      Close(err->text);
+      return false;
+    }
+    auto& parsed = std::get<FrameParsed>(outcome);
+    OnFrame(parsed.frame);
+    pos += parsed.consumed;
+    if (switch_ && !closed_) {
+      in_.Consume(pos);
+      std::exchange(switch_, nullptr)();
+      return false;
+    }
+  }
+  if (closed_) return false;
+  in_.Consume(pos);
+  return true;
 }
 
 void Connection::OnFrame(const Frame& frame) {
@@ -212,7 +341,8 @@ void Connection::OnFrame(const Frame& frame) {
       if (pending_.empty()) return;  // e.g. an unsolicited CLOSE_WAIT
       auto done = std::move(pending_.front());
       pending_.pop_front();
-      if (!ready_ && frame.data.starts_with("{")) negotiated_ = ParseNegotiated(frame.data);
+      if (!identified_ && frame.data.starts_with("{")) negotiated_ = ParseNegotiated(frame.data);
+      identified_ = true;  // the first response answers IDENTIFY
       if (done) done({});
       return;
     }
@@ -567,7 +697,9 @@ void Consumer::Dial(size_t i) {
 }
 
 void Consumer::Connect(size_t i, const tcp::endpoint& endpoint) {
-  auto conn = std::make_shared<Connection>(ex_, endpoint, options_);
+  // Under TLS the broker's certificate must name the address it was found by.
+  auto split = SplitHostPort(links_[i].address);
+  auto conn = std::make_shared<Connection>(ex_, endpoint, options_, split ? split->host : "");
   links_[i].conn = conn;
   conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
     if (rotating_) links_[i].last_active = std::chrono::steady_clock::now();

@@ -20,10 +20,12 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "net/input_buffer.h"
 #include "net/protocol.h"
+#include "net/stream_codec.h"
 #include "src/base/error.h"
 
 namespace cairn::net {
@@ -53,6 +55,13 @@ struct ClientOptions {
   std::chrono::milliseconds rdy_redistribute_interval{5'000};
   std::chrono::milliseconds low_rdy_idle_timeout{10'000};
   std::chrono::milliseconds low_rdy_timeout{30'000};
+  // TLS, compression and AUTH, as go-nsq's tls_v1, snappy, deflate, deflate_level and
+  // auth_secret: asked for in IDENTIFY and used when the broker agrees. A broker that requires
+  // TLS refuses a client without it.
+  std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP (net/tls.h MakeClientTls)
+  bool snappy = false, deflate = false;
+  int deflate_level = 6;
+  std::string auth_secret;  // sent with AUTH when the broker says auth_required
 };
 
 // Result of a command: success; kRejected with the broker's error frame ("E_BAD_TOPIC ...") as
@@ -102,11 +111,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   using CloseHandler = std::function<void(const std::string& reason)>;
   using SettleHandler = std::function<void()>;
 
+  // `server_name`: what the broker's certificate must name under TLS ("" for the endpoint's
+  // address).
   Connection(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint endpoint,
-             const ClientOptions& options);
+             const ClientOptions& options, std::string server_name = "");
   ~Connection();
 
-  // Connects and identifies; `done` succeeds once ready for commands.
+  // Connects, identifies, switches to TLS and compression as negotiated, and sends AUTH when
+  // required; `done` succeeds once ready for commands.
   void Open(CommandCallback done);
   void SetMessageHandler(MessageHandler handler) { on_message_ = std::move(handler); }
   void SetCloseHandler(CloseHandler handler) { on_close_ = std::move(handler); }
@@ -140,13 +152,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Flush();
   void OnWritten(boost::system::error_code ec);
   void ReadLoop();
+  void Drain();
+  bool ParseFrames();
   void OnFrame(const Frame& frame);
   void ArmIdleTimer();
   void Settled();
+  void Negotiate(CommandCallback done);
+  void StartTls(CommandCallback done);
+  void AwaitOk(CommandCallback done);
 
   boost::asio::ip::tcp::socket socket_;
   boost::asio::ip::tcp::endpoint endpoint_;
   ClientOptions options_;
+  std::string server_name_;
+  // The stream's layers, set up after IDENTIFY; switch_ runs once the frame before the switch
+  // has been handled (what follows it is in the new form).
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_;
+  std::unique_ptr<StreamEncoder> encoder_;
+  std::unique_ptr<StreamDecoder> decoder_;
+  std::function<void()> switch_;
+  bool handshaking_ = false, identified_ = false, auth_sent_ = false;
   Negotiated negotiated_;
   MessageHandler on_message_;
   CloseHandler on_close_;

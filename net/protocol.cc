@@ -1,5 +1,6 @@
 #include "net/protocol.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -468,6 +469,17 @@ Negotiated ParseNegotiated(std::string_view json) {
   if (const auto it = j.find("version"); it != j.end() && it->is_string()) {
     n.version = it->get<std::string>();
   }
+  auto flag = [&j](const char* key, bool* out) {
+    const auto it = j.find(key);
+    if (it != j.end() && it->is_boolean()) *out = it->get<bool>();
+  };
+  flag("tls_v1", &n.tls_v1);
+  flag("snappy", &n.snappy);
+  flag("deflate", &n.deflate);
+  flag("auth_required", &n.auth_required);
+  int64_t level = n.deflate_level;
+  integer("deflate_level", 1, &level);
+  n.deflate_level = static_cast<int>(std::min<int64_t>(level, 9));
   return n;
 }
 

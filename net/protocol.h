@@ -181,6 +181,9 @@ struct Negotiated {
   int64_t max_rdy_count = 2500;
   int64_t msg_timeout_ms = 60'000;
   std::string version;
+  // What the connection switches to after the answer, and whether AUTH is needed.
+  bool tls_v1 = false, snappy = false, deflate = false, auth_required = false;
+  int deflate_level = 6;
 };
 // Reads the broker's answer to IDENTIFY with feature_negotiation (a JSON object); what it does
 // not say, or says with the wrong type or out of range (a max_rdy_count under 1), keeps its

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 
+#include "net/tls.h"
 #include "tests/server/test_support.h"
 
 namespace cairn::testing {
@@ -451,6 +452,115 @@ TEST(Client, ConsumerGivesALostConnectionsShareToTheOthersAndTakesItBackWithoutE
     holder.FinishAll();
     consumer.reset();
     producers.clear();
+    return 0;
+  });
+}
+
+// The client against cairnd over TLS (with a client certificate cairnd verifies), snappy and
+// deflate, alone and together: what a producer publishes a consumer receives, and cairnd's
+// /stats shows each connection as it was negotiated.
+TEST(Client, SpeaksTlsWithAClientCertificateSnappyAndDeflate) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  ServerOptions server;
+  auto server_tls = net::MakeServerTls({certs["server.pem"], certs["server.key"], certs["ca.pem"],
+                                        net::ClientAuthPolicy::kRequireVerify});
+  ASSERT_TRUE(server_tls) << server_tls.error().ToString();
+  server.session.tls = *server_tls;
+  server.session.tls_required = SessionOptions::TlsRequired::kTcp;
+  BrokerHarness broker(server);
+  auto client_tls = net::MakeClientTls({certs["ca.pem"], certs["client.pem"], certs["client.key"]});
+  ASSERT_TRUE(client_tls) << client_tls.error().ToString();
+  ClientLoop loop;
+  struct Case {
+    const char* name;
+    bool snappy, deflate;
+  };
+  for (const Case c : {Case{"tls", false, false}, Case{"tls+snappy", true, false},
+                       Case{"tls+deflate", false, true}}) {
+    nsq::ClientOptions options;
+    options.tls = *client_tls;
+    options.snappy = c.snappy;
+    options.deflate = c.deflate;
+    const std::string topic = std::string("t_") + (c.snappy ? "s" : c.deflate ? "d" : "p");
+    auto producer = loop.Run([&] {
+      return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port()), options);
+    });
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_EQ(PublishSync(loop, *producer, topic, fmt::format("{}-{}", c.name, i)), "") << c.name;
+    }
+    Received got;
+    auto consumer = loop.Run([&] {
+      auto con = std::make_unique<nsq::Consumer>(
+          loop.executor(), std::vector{Loopback(broker.port())}, topic, "c", 100, options);
+      con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
+        std::lock_guard lock(got.mu);
+        got.bodies.emplace_back(d.body);
+        ref.Finish();
+      });
+      return con;
+    });
+    EXPECT_TRUE(got.WaitFor(20)) << c.name << " got " << got.size();
+    const auto stats = nlohmann::json::parse(
+        HttpClient(broker.http_port()).Get("/stats?format=json&topic=" + topic).body);
+    const auto& client = stats["topics"][0]["channels"][0]["clients"][0];
+    EXPECT_EQ(client["tls"], true) << c.name << client.dump();
+    EXPECT_EQ(client["snappy"], c.snappy) << c.name << client.dump();
+    EXPECT_EQ(client["deflate"], c.deflate) << c.name << client.dump();
+    loop.Run([&] {
+      consumer.reset();
+      producer.reset();
+      return 0;
+    });
+  }
+  // Without TLS it gets nothing done: cairnd requires it.
+  auto plain = loop.Run(
+      [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
+  EXPECT_EQ(PublishSync(loop, *plain, "t", "x"),
+            "rejected: E_INVALID cannot PUB in current state (TLS required)");
+  loop.Run([&] {
+    plain.reset();
+    return 0;
+  });
+}
+
+// AUTH: with the secret the auth server knows, the client publishes and consumes; without one,
+// cairnd asks for AUTH first.
+TEST(Client, AuthenticatesWhenTheBrokerRequiresIt) {
+  AuthServer authd;
+  ASSERT_NE(authd.http_port(), 0) << authd.log();
+  ServerOptions server;
+  server.session.auth_http_addresses = {authd.address()};
+  BrokerHarness broker(server);
+  ClientLoop loop;
+  nsq::ClientOptions options;
+  options.auth_secret = "pub-logs";
+  auto producer = loop.Run([&] {
+    return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port()), options);
+  });
+  EXPECT_EQ(PublishSync(loop, *producer, "logs", "with auth"), "");
+  EXPECT_EQ(PublishSync(loop, *producer, "metrics", "not allowed"),
+            R"(rejected: E_UNAUTHORIZED AUTH failed for PUB on "metrics" "")");
+  Received got;
+  auto consumer = loop.Run([&] {
+    auto con = std::make_unique<nsq::Consumer>(
+        loop.executor(), std::vector{Loopback(broker.port())}, "logs", "c", 10, options);
+    con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
+      std::lock_guard lock(got.mu);
+      got.bodies.emplace_back(d.body);
+      ref.Finish();
+    });
+    return con;
+  });
+  EXPECT_TRUE(got.WaitFor(1));
+  auto anonymous = loop.Run(
+      [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
+  EXPECT_EQ(PublishSync(loop, *anonymous, "logs", "x"),
+            "rejected: E_AUTH_FIRST AUTH required before PUB");
+  loop.Run([&] {
+    consumer.reset();
+    producer.reset();
+    anonymous.reset();
     return 0;
   });
 }

@@ -33,6 +33,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
 
 #include "net/protocol.h"
 #include "src/server/server.h"
@@ -536,6 +537,55 @@ class LookupdProcess : public ListeningProcess {
                           fmt::format("--http-address=127.0.0.1:{}", http_port)}) {}
   std::string tcp_address() const { return fmt::format("127.0.0.1:{}", port()); }
   std::string http_address() const { return fmt::format("127.0.0.1:{}", http_port()); }
+};
+
+// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate from the same CA
+// (CN=client-a), and a second CA with a client certificate of its own (CN=client-b).
+class Certificates {
+ public:
+  Certificates() {
+    const std::string make = fmt::format(
+        "cd {0} && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=cairn-test-ca && "
+        "openssl req -x509 $K -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other && "
+        "openssl req $K -keyout server.key -out server.csr -subj /CN=localhost && "
+        "echo subjectAltName=DNS:localhost,IP:127.0.0.1 > san.cnf && "
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 2 -extfile san.cnf && "
+        "openssl req $K -keyout client.key -out client.csr -subj /CN=client-a && "
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out client.pem -days 2 && "
+        "openssl req $K -keyout stranger.key -out stranger.csr -subj /CN=client-b && "
+        "openssl x509 -req -in stranger.csr -CA other-ca.pem -CAkey other-ca.key "
+        "-CAcreateserial -out stranger.pem -days 2",
+        dir_.path());
+    auto [status, output] = RunCommand(make + " 2>&1");
+    ok_ = status == 0;
+    if (!ok_) ADD_FAILURE() << "openssl: " << output;
+  }
+  bool ok() const { return ok_; }
+  std::string operator[](const std::string& file) const { return dir_.path() + "/" + file; }
+  // cairnd's flags for its certificate.
+  std::vector<std::string> ServerFlags() const {
+    return {"--tls-cert=" + (*this)["server.pem"], "--tls-key=" + (*this)["server.key"]};
+  }
+
+ private:
+  TempDir dir_;
+  bool ok_ = false;
+};
+
+// The auth server the tests run (tests/cairnd/auth_server.py): it says which secrets may do what.
+class AuthServer : public ListeningProcess {
+ public:
+  AuthServer()
+      : ListeningProcess({"/usr/bin/python3", CAIRN_SOURCE_DIR "/tests/cairnd/auth_server.py"},
+                         true, /*tcp=*/false) {}
+  std::string address() const { return fmt::format("127.0.0.1:{}", http_port()); }
+  // The queries it received.
+  nlohmann::json Seen() const {
+    return nlohmann::json::parse(HttpClient(http_port()).Get("/seen").body);
+  }
 };
 
 }  // namespace cairn::testing
