@@ -7,6 +7,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include "net/tls.h"
 #include "src/base/address.h"
 #include "src/base/duration.h"
 #include "src/base/secret.h"
@@ -41,6 +42,15 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--admin-secret-file", flags.admin_secret_file,
                  "file holding cairnd's admin credential (its --admin-secret-file), for the "
                  "worker's calls that need it");
+  app.add_flag("--tls", flags.tls, "connect to the brokers over TLS (go-nsq's tls_v1)");
+  app.add_option("--tls-root-ca-file", flags.tls_root_ca_file,
+                 "CAs the brokers' certificates must chain to (default: the system's)");
+  app.add_option("--tls-cert", flags.tls_cert, "client certificate to present (with --tls-key)");
+  app.add_option("--tls-key", flags.tls_key, "its key");
+  app.add_flag("--snappy", flags.snappy, "ask the brokers for snappy compression");
+  app.add_flag("--deflate", flags.deflate, "ask the brokers for deflate compression");
+  app.add_option("--auth-secret", flags.auth_secret,
+                 "secret for AUTH, sent when a broker requires it (go-nsq's auth_secret)");
   app.add_option("--log-level", flags.log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -87,8 +97,26 @@ Result<std::vector<tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags) {
   return out;
 }
 
+Result<nsq::ClientOptions> SecureClient(const WorkerFlags& flags, nsq::ClientOptions options) {
+  if (flags.tls || !flags.tls_cert.empty() || !flags.tls_key.empty()) {
+    auto ctx = net::MakeClientTls({flags.tls_root_ca_file, flags.tls_cert, flags.tls_key});
+    if (!ctx) return Fail("--tls", ctx.error());
+    options.tls = *ctx;
+  }
+  if (flags.snappy && flags.deflate) {
+    return Fail(Errc::kInvalidArgument, "--snappy and --deflate exclude each other");
+  }
+  options.snappy = flags.snappy;
+  options.deflate = flags.deflate;
+  options.auth_secret = flags.auth_secret;
+  return options;
+}
+
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const WorkerFlags& flags,
-                                                    nsq::ClientOptions options) {
+                                                    nsq::ClientOptions base) {
+  auto secured = SecureClient(flags, std::move(base));
+  if (!secured) return tl::unexpected(secured.error());
+  nsq::ClientOptions options = std::move(*secured);
   if (!flags.lookupd_http_addresses.empty()) {
     for (const auto& a : flags.lookupd_http_addresses) {
       if (auto split = SplitHostPort(a); !split)

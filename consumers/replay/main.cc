@@ -52,6 +52,7 @@ struct Settings {
   bool dry_run = false, json = false;
   std::chrono::milliseconds give_up_after{60'000};
   std::chrono::milliseconds idle_timeout{10'000};
+  nsq::ClientOptions client;  // TLS, compression, AUTH: from `worker` (SecureClient)
 };
 
 // "now", "-2h" (that long ago), or RFC 3339.
@@ -230,8 +231,9 @@ class Replay {
       spdlog::info("replaying topic={} offsets [{}, {}) from {} channel={}{}", s_.worker.topic,
                    src.start, src.end, src.tcp_address, channel_, s_.dry_run ? " (dry run)" : "");
     }
-    consumer_ = std::make_unique<nsq::Consumer>(io_.get_executor(), std::move(endpoints),
-                                                s_.worker.topic, channel_, s_.worker.max_in_flight);
+    consumer_ =
+        std::make_unique<nsq::Consumer>(io_.get_executor(), std::move(endpoints), s_.worker.topic,
+                                        channel_, s_.worker.max_in_flight, s_.client);
     consumer_->Start(
         [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
     last_progress_ = std::chrono::steady_clock::now();
@@ -507,6 +509,11 @@ int main(int argc, char** argv) {
     sources[i].http_address = http_addresses[i];
     sources[i].tcp = (*brokers)[i];
     sources[i].http = std::move(*client);
+  }
+  if (auto secured = SecureClient(s.worker); !secured) {
+    return ExitWith(secured.error(), 2);
+  } else {
+    s.client = std::move(*secured);
   }
   std::unique_ptr<InfluxWriter> writer;
   if (!s.dry_run) {

@@ -394,5 +394,42 @@ TEST(Security, ByDefaultNobodyMayEraseOverHttp) {
   }
 }
 
+// A worker where cairnd requires TLS with a verified client certificate and AUTH:
+// cairn-replay, given the flags, reads the whole range over TLS with deflate and deletes its
+// channel with the admin credential.
+TEST(Security, AWorkerConnectsWithTlsACertificateAndAuth) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  AuthServer authd;
+  ASSERT_NE(authd.http_port(), 0) << authd.log();
+  TempDir dir;
+  std::vector<std::string> flags = certs.ServerFlags();
+  flags.push_back("--tls-client-auth-policy=require-verify");
+  flags.push_back("--tls-root-ca-file=" + certs["ca.pem"]);
+  flags.push_back("--auth-http-address=" + authd.address());
+  CairndProcess cairnd(dir.path(), flags);
+  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  HttpClient http(cairnd.http_port());
+  ASSERT_EQ(http.Post("/mpub?topic=logs", "cpu v=1 1\ncpu v=2 2\ncpu v=3 3").status, 200);
+  const std::string replay = fmt::format(
+      "timeout 60 {}/cairn-replay --nsqd-tcp-address=127.0.0.1:{} "
+      "--nsqd-http-address=127.0.0.1:{} --topic=logs --from=-1h --dry-run --json "
+      "--admin-secret-file={} --auth-secret=pub-logs --deflate",
+      CAIRN_BIN_DIR, cairnd.port(), cairnd.http_port(), TestAdminSecretFile());
+  const std::string tls = fmt::format(" --tls --tls-root-ca-file={} --tls-cert={} --tls-key={}",
+                                      certs["ca.pem"], certs["client.pem"], certs["client.key"]);
+  // In plain text the broker refuses it; over TLS, with its certificate, every message is read.
+  auto [refused, refused_output] = RunCommand(replay + " --give-up-after=2s 2>&1");
+  EXPECT_NE(refused, 0) << refused_output;
+  auto [status, output] = RunCommand(replay + tls + " 2>/dev/null");
+  EXPECT_EQ(status, 0) << output << cairnd.log();
+  const Json summary = Json::parse(output, nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << output;
+  EXPECT_EQ(summary.value("messages", 0), 3) << output;
+  // Its channel is gone: the admin credential deleted it.
+  const Json stats = Json::parse(http.Get("/stats?format=json&topic=logs").body);
+  EXPECT_TRUE(stats["topics"][0]["channels"].empty()) << stats.dump();
+}
+
 }  // namespace
 }  // namespace cairn::testing
