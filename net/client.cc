@@ -488,12 +488,8 @@ void Producer::Connect() {
 
 Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers, std::string topic,
                    std::string channel, int64_t max_in_flight, ClientOptions options)
-    : ex_(ex),
-      topic_(std::move(topic)),
-      channel_(std::move(channel)),
-      max_in_flight_(std::max<int64_t>(1, max_in_flight)),
-      options_(std::move(options)),
-      rdy_timer_(ex) {
+    : Consumer(ex, LookupdDiscovery{}, std::move(topic), std::move(channel), max_in_flight,
+               std::move(options)) {
   for (const auto& ep : brokers) AddLink(FormatAddress(ep), ep);
 }
 

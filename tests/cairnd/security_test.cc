@@ -3,6 +3,7 @@
 // refused with nsqd's errors, compared with a real nsqd where the text matters. Certificates are
 // made for each run with openssl.
 #include <chrono>
+#include <functional>
 #include <future>
 #include <string>
 
@@ -26,14 +27,33 @@ std::pair<int, std::string> GoNsq(const std::string& roundtrip, uint16_t port,
                                 roundtrip, port, flags));
 }
 
+// cairnd with a certificate for 127.0.0.1 (certs.ServerFlags()) and the flags `more` gives.
+struct TlsBroker {
+  explicit TlsBroker(
+      const std::function<std::vector<std::string>(const Certificates&)>& more = nullptr)
+      : cairnd(dir.path(), Flags(certs, more)) {}
+  static std::vector<std::string> Flags(
+      const Certificates& certs,
+      const std::function<std::vector<std::string>(const Certificates&)>& more) {
+    std::vector<std::string> flags = certs.ServerFlags();
+    if (more) {
+      for (std::string& f : more(certs)) flags.push_back(std::move(f));
+    }
+    return flags;
+  }
+  bool up() const { return certs.ok() && cairnd.port() != 0; }
+
+  Certificates certs;
+  TempDir dir;
+  CairndProcess cairnd;
+};
+
 TEST(Security, GoNsqRoundTripsOverTlsSnappyDeflateAndTheirCombinations) {
   REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
-  Certificates certs;
-  ASSERT_TRUE(certs.ok());
-  TempDir dir;
-  CairndProcess cairnd(dir.path(), certs.ServerFlags());
-  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
-  const std::string tls = "-tls -tls-root-ca-file=" + certs["ca.pem"];
+  TlsBroker broker;
+  ASSERT_TRUE(broker.up()) << broker.cairnd.startup_log();
+  const CairndProcess& cairnd = broker.cairnd;
+  const std::string tls = "-tls -tls-root-ca-file=" + broker.certs["ca.pem"];
   const std::pair<std::string, std::string> cases[] = {
       {"", "negotiated=none-requested"},
       {"-snappy", "negotiated=snappy(producer=1,consumer=1)"},
@@ -57,11 +77,10 @@ TEST(Security, GoNsqRoundTripsOverTlsSnappyDeflateAndTheirCombinations) {
 TEST(Security, ToNsqAndNsqTailOverTlsWithCompression) {
   REQUIRE_NSQ_BINARY(to_nsq, "to_nsq");
   REQUIRE_NSQ_BINARY(nsq_tail, "nsq_tail");
-  Certificates certs;
-  ASSERT_TRUE(certs.ok());
-  TempDir dir;
-  CairndProcess cairnd(dir.path(), certs.ServerFlags());
-  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  TlsBroker broker;
+  ASSERT_TRUE(broker.up()) << broker.cairnd.startup_log();
+  const CairndProcess& cairnd = broker.cairnd;
+  const Certificates& certs = broker.certs;
   const std::string tls = fmt::format("tls_v1,true --{{0}}=tls_root_ca_file,{}", certs["ca.pem"]);
   auto [published, pub_output] = RunCommand(
       fmt::format("printf 'one\\ntwo\\nthree\\n' | timeout 30 {} --nsqd-tcp-address=127.0.0.1:{} "
@@ -100,14 +119,13 @@ TEST(Security, ToNsqAndNsqTailOverTlsWithCompression) {
 
 TEST(Security, ClientsWithoutTheRightCertificatesAreRefused) {
   REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
-  Certificates certs;
-  ASSERT_TRUE(certs.ok());
-  TempDir dir;
-  std::vector<std::string> flags = certs.ServerFlags();
-  flags.push_back("--tls-client-auth-policy=require-verify");
-  flags.push_back("--tls-root-ca-file=" + certs["ca.pem"]);
-  CairndProcess cairnd(dir.path(), flags);
-  ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
+  TlsBroker broker([](const Certificates& c) {
+    return std::vector<std::string>{"--tls-client-auth-policy=require-verify",
+                                    "--tls-root-ca-file=" + c["ca.pem"]};
+  });
+  ASSERT_TRUE(broker.up()) << broker.cairnd.startup_log();
+  const CairndProcess& cairnd = broker.cairnd;
+  const Certificates& certs = broker.certs;
   const std::string tls = "-tls -tls-root-ca-file=" + certs["ca.pem"];
   // The CA's own client gets in.
   auto [good, good_output] = GoNsq(

@@ -25,7 +25,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import unittest
 
 SOURCE = os.environ.get("CAIRN_SOURCE") or os.path.abspath(

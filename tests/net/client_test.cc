@@ -318,6 +318,27 @@ struct Holder {
     std::erase_if(held, [&](const nsq::MessageRef& ref) { return ref.broker() == broker; });
     most = held.size();
   }
+  // A consumer of "t" on channel "c" whose handler holds every message.
+  std::unique_ptr<nsq::Consumer> Consume(ClientLoop& loop,
+                                         std::vector<asio::ip::tcp::endpoint> brokers,
+                                         int64_t max_in_flight, const nsq::ClientOptions& options) {
+    return loop.Run([&] {
+      auto con = std::make_unique<nsq::Consumer>(loop.executor(), std::move(brokers), "t", "c",
+                                                 max_in_flight, options);
+      con->Start([this](const nsq::Delivered& d, const nsq::MessageRef& ref) { Take(d, ref); });
+      return con;
+    });
+  }
+  // Finishes what is held and destroys the clients, on the loop.
+  void Stop(ClientLoop& loop, std::unique_ptr<nsq::Consumer>& consumer,
+            std::vector<std::unique_ptr<nsq::Producer>>& producers) {
+    loop.Run([&] {
+      FinishAll();
+      consumer.reset();
+      producers.clear();
+      return 0;
+    });
+  }
   size_t Held() {
     std::lock_guard lock(mu);
     return held.size();
@@ -367,13 +388,8 @@ TEST(Client, ConsumerHoldsAtMostMaxInFlightWhenBrokersOutnumberItAndServesThemIn
   options.low_rdy_idle_timeout = 200ms;
   options.low_rdy_timeout = 600s;
   Holder holder;
-  auto consumer = loop.Run([&] {
-    auto con = std::make_unique<nsq::Consumer>(
-        loop.executor(), std::vector{Loopback(a.port()), Loopback(b.port()), Loopback(c.port())},
-        "t", "c", 2, options);
-    con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) { holder.Take(d, ref); });
-    return con;
-  });
+  auto consumer = holder.Consume(loop, {Loopback(a.port()), Loopback(b.port()), Loopback(c.port())},
+                                 2, options);
   // Published once all three are connected: until then a connection's share is larger.
   ASSERT_TRUE(Eventually([&] { return loop.Run([&] { return consumer->connected(); }) == 3; }));
   auto producers = PublishToEach(loop, {&a, &b, &c}, 2);
@@ -398,12 +414,7 @@ TEST(Client, ConsumerHoldsAtMostMaxInFlightWhenBrokersOutnumberItAndServesThemIn
     for (int i = 0; i < 2; ++i) want.emplace(broker, fmt::format("{}-{}", broker, i));
   }
   EXPECT_EQ(seen, want);
-  loop.Run([&] {
-    holder.FinishAll();
-    consumer.reset();
-    producers.clear();
-    return 0;
-  });
+  holder.Stop(loop, consumer, producers);
 }
 
 TEST(Client, ConsumerGivesALostConnectionsShareToTheOthersAndTakesItBackWithoutExceedingIt) {
@@ -416,13 +427,8 @@ TEST(Client, ConsumerGivesALostConnectionsShareToTheOthersAndTakesItBackWithoutE
   options.backoff_min = 500ms;  // the first fills its new share before the second is redialled
   options.backoff_max = 500ms;
   Holder holder;
-  auto consumer = loop.Run([&] {
-    auto con = std::make_unique<nsq::Consumer>(
-        loop.executor(), std::vector{Loopback(first.port()), Loopback(second.port())}, "t", "c", 4,
-        options);
-    con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) { holder.Take(d, ref); });
-    return con;
-  });
+  auto consumer =
+      holder.Consume(loop, {Loopback(first.port()), Loopback(second.port())}, 4, options);
   auto connected = [&] { return loop.Run([&] { return consumer->connected(); }); };
   // Published once both are connected: the first to connect has the whole budget until then.
   ASSERT_TRUE(Eventually([&] { return connected() == 2; }, 5s));
@@ -448,11 +454,35 @@ TEST(Client, ConsumerGivesALostConnectionsShareToTheOthersAndTakesItBackWithoutE
   ASSERT_TRUE(Eventually([&] { return holder.HeldFrom(1) == 2; }, 5s));
   EXPECT_FALSE(Eventually([&] { return holder.Held() > 4; }, 300ms));
   EXPECT_LE(holder.Most(), 4u);
+  holder.Stop(loop, consumer, producers);
+}
+
+// One publish from a new producer with default options: PublishSync's answer.
+std::string PublishOnce(ClientLoop& loop, uint16_t port, const std::string& topic) {
+  auto producer =
+      loop.Run([&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(port)); });
+  std::string answer = PublishSync(loop, *producer, topic, "x");
   loop.Run([&] {
-    holder.FinishAll();
-    consumer.reset();
-    producers.clear();
+    producer.reset();
     return 0;
+  });
+  return answer;
+}
+
+// A consumer of `topic` on channel "c" at 127.0.0.1:`port` that finishes each message and
+// records it in `got`.
+std::unique_ptr<nsq::Consumer> FinishingConsumer(ClientLoop& loop, Received& got, uint16_t port,
+                                                 const std::string& topic,
+                                                 const nsq::ClientOptions& options) {
+  return loop.Run([&] {
+    auto con = std::make_unique<nsq::Consumer>(loop.executor(), std::vector{Loopback(port)}, topic,
+                                               "c", 100, options);
+    con->Start([&got](const nsq::Delivered& d, const nsq::MessageRef& ref) {
+      std::lock_guard lock(got.mu);
+      got.bodies.emplace_back(d.body);
+      ref.Finish();
+    });
+    return con;
   });
 }
 
@@ -490,16 +520,7 @@ TEST(Client, SpeaksTlsWithAClientCertificateSnappyAndDeflate) {
       ASSERT_EQ(PublishSync(loop, *producer, topic, fmt::format("{}-{}", c.name, i)), "") << c.name;
     }
     Received got;
-    auto consumer = loop.Run([&] {
-      auto con = std::make_unique<nsq::Consumer>(
-          loop.executor(), std::vector{Loopback(broker.port())}, topic, "c", 100, options);
-      con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
-        std::lock_guard lock(got.mu);
-        got.bodies.emplace_back(d.body);
-        ref.Finish();
-      });
-      return con;
-    });
+    auto consumer = FinishingConsumer(loop, got, broker.port(), topic, options);
     EXPECT_TRUE(got.WaitFor(20)) << c.name << " got " << got.size();
     const auto stats = nlohmann::json::parse(
         HttpClient(broker.http_port()).Get("/stats?format=json&topic=" + topic).body);
@@ -514,14 +535,8 @@ TEST(Client, SpeaksTlsWithAClientCertificateSnappyAndDeflate) {
     });
   }
   // Without TLS it gets nothing done: cairnd requires it.
-  auto plain = loop.Run(
-      [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
-  EXPECT_EQ(PublishSync(loop, *plain, "t", "x"),
+  EXPECT_EQ(PublishOnce(loop, broker.port(), "t"),
             "rejected: E_INVALID cannot PUB in current state (TLS required)");
-  loop.Run([&] {
-    plain.reset();
-    return 0;
-  });
 }
 
 // AUTH: with the secret the auth server knows, the client publishes and consumes; without one,
@@ -542,25 +557,13 @@ TEST(Client, AuthenticatesWhenTheBrokerRequiresIt) {
   EXPECT_EQ(PublishSync(loop, *producer, "metrics", "not allowed"),
             R"(rejected: E_UNAUTHORIZED AUTH failed for PUB on "metrics" "")");
   Received got;
-  auto consumer = loop.Run([&] {
-    auto con = std::make_unique<nsq::Consumer>(
-        loop.executor(), std::vector{Loopback(broker.port())}, "logs", "c", 10, options);
-    con->Start([&](const nsq::Delivered& d, const nsq::MessageRef& ref) {
-      std::lock_guard lock(got.mu);
-      got.bodies.emplace_back(d.body);
-      ref.Finish();
-    });
-    return con;
-  });
+  auto consumer = FinishingConsumer(loop, got, broker.port(), "logs", options);
   EXPECT_TRUE(got.WaitFor(1));
-  auto anonymous = loop.Run(
-      [&] { return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port())); });
-  EXPECT_EQ(PublishSync(loop, *anonymous, "logs", "x"),
+  EXPECT_EQ(PublishOnce(loop, broker.port(), "logs"),
             "rejected: E_AUTH_FIRST AUTH required before PUB");
   loop.Run([&] {
     consumer.reset();
     producer.reset();
-    anonymous.reset();
     return 0;
   });
 }
