@@ -46,10 +46,10 @@ void AddSecurityFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
   app.add_option("--tls-root-ca-file", flags->tls.root_ca, "path to certificate authority file");
   app.add_option("--tls-client-auth-policy", flags->tls_client_auth_policy,
                  "client certificate auth policy ('require' or 'require-verify')");
+  // Bare, as nsqd's boolean-like flag: true.
   app.add_option("--tls-required", flags->tls_required,
-                 "require TLS for client connections (true, false, tcp-https)")
-      ->expected(0, 1)
-      ->default_str("false");
+                 "require TLS for client connections (true, false, tcp-https; bare: true)")
+      ->expected(0, 1);
   app.add_option("--tls-min-version", flags->tls.min_version,
                  "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', 'tls1.2' or "
                  "'tls1.3')")

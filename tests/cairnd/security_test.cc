@@ -404,11 +404,36 @@ TEST(Security, ByDefaultNobodyMayEraseOverHttp) {
   std::ofstream(empty) << "\n";
   for (const std::string& flags : {"--admin-open --admin-secret-file=" + TestAdminSecretFile(),
                                    "--admin-secret-file=" + empty}) {
-    auto [status, output] = RunCommand(fmt::format(
-        "{}/cairnd --data-path={}/d --tcp-address=127.0.0.1:0 --http-address=127.0.0.1:0 {} 2>&1",
-        CAIRN_BIN_DIR, other.path(), flags));
+    auto [status, output] =
+        RunCommand(fmt::format("timeout 10 {}/cairnd --data-path={}/d --tcp-address=127.0.0.1:0 "
+                               "--http-address=127.0.0.1:0 "
+                               "{} 2>&1",
+                               CAIRN_BIN_DIR, other.path(), flags));
     EXPECT_EQ(status, 2) << flags << ": " << output;
     EXPECT_NE(output.find("--admin-"), std::string::npos) << output;
+  }
+}
+
+// nsqd's TLS flag rules: TLS cannot be required without a certificate, bare --tls-required is
+// "true", and a client auth policy requires TLS.
+TEST(Security, TlsFlagsAreCheckedAsNsqdChecksThem) {
+  TempDir dir;
+  const std::pair<std::string, std::string> refused[] = {
+      {"--tls-required", "cannot require TLS client connections without TLS key and cert"},
+      {"--tls-required --sync=always", "cannot require TLS client connections"},
+      {"--tls-required=tcp-https", "cannot require TLS client connections"},
+      {"--tls-client-auth-policy=require", "cannot require TLS client connections"},
+      {"--tls-required=maybe", "is not true, false or tcp-https"},
+      {"--tls-client-auth-policy=sometimes", "unknown client auth policy"},
+      {"--max-deflate-level=10", "--max-deflate-level"},
+  };
+  for (const auto& [flags, why] : refused) {
+    auto [status, output] = RunCommand(fmt::format(
+        "timeout 10 {}/cairnd --data-path={}/d --tcp-address=127.0.0.1:0 "
+        "--http-address=127.0.0.1:0 {} 2>&1",
+        CAIRN_BIN_DIR, dir.path(), flags));  // bounded: a cairnd that accepts them would serve on
+    EXPECT_NE(status, 0) << flags << ": " << output;
+    EXPECT_NE(output.find(why), std::string::npos) << flags << ": " << output;
   }
 }
 
