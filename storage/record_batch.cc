@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "storage/coding.h"
 #include "src/base/crc32c.h"
+#include "storage/coding.h"
 
 namespace cairn::storage {
 namespace {

@@ -22,9 +22,9 @@
 #include <string_view>
 #include <vector>
 
+#include "src/base/crc32c.h"
 #include "storage/coding.h"
 #include "storage/compression.h"
-#include "src/base/crc32c.h"
 #include "storage/record_batch.h"
 #include "tests/fuzz/fuzz_support.h"
 

@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "storage/coding.h"
 #include "src/base/crc32c.h"
+#include "storage/coding.h"
 #include "storage/keys.h"
 
 namespace cairn::storage {
