@@ -111,19 +111,10 @@ void Connection::Negotiate(CommandCallback done) {
   }
   if ((negotiated_.snappy || negotiated_.deflate) && !encoder_) {
     switch_ = [self, done = std::move(done)]() mutable {
-      if (self->negotiated_.snappy) {
-        self->encoder_ = MakeSnappyEncoder();
-        self->decoder_ = MakeSnappyDecoder();
-      } else {
-        self->encoder_ = MakeDeflateEncoder(self->negotiated_.deflate_level);
-        self->decoder_ = MakeDeflateDecoder();
-      }
-      // What arrived after the answer is already compressed.
-      const std::string_view rest = self->in_.data();
-      auto space = self->decoder_->wire().Prepare(rest.size());
-      std::copy(rest.begin(), rest.end(), space.data());
-      self->decoder_->wire().Commit(rest.size());
-      self->in_.Consume(rest.size());
+      auto codec = MakeStreamCodec(self->negotiated_.snappy, self->negotiated_.deflate_level);
+      self->encoder_ = std::move(codec.encoder);
+      self->decoder_ = std::move(codec.decoder);
+      self->decoder_->Adopt(self->in_);  // what arrived after the answer is already compressed
       self->AwaitOk(std::move(done));
     };
     return;

@@ -242,4 +242,9 @@ std::unique_ptr<StreamEncoder> MakeDeflateEncoder(int level) {
 }
 std::unique_ptr<StreamDecoder> MakeDeflateDecoder() { return std::make_unique<DeflateDecoder>(); }
 
+StreamCodec MakeStreamCodec(bool snappy, int deflate_level) {
+  if (snappy) return {MakeSnappyEncoder(), MakeSnappyDecoder()};
+  return {MakeDeflateEncoder(deflate_level), MakeDeflateDecoder()};
+}
+
 }  // namespace cairn::nsq

@@ -10,6 +10,7 @@
 // (a deflate bomb is read a slice at a time, as the reader asks) and refuse a corrupt stream.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -37,6 +38,14 @@ class StreamDecoder {
   // needed), or kCorruption, with the reason, for a stream that is not valid; the connection
   // is then unusable.
   virtual Result<size_t> Decode(net::InputBuffer& plain, size_t max) = 0;
+  // Moves what `read` holds, read before the switch to this compression, into wire().
+  void Adopt(net::InputBuffer& read) {
+    const std::string_view rest = read.data();
+    auto space = wire_.Prepare(rest.size());
+    std::copy(rest.begin(), rest.end(), space.data());
+    wire_.Commit(rest.size());
+    read.Consume(rest.size());
+  }
 
  protected:
   net::InputBuffer wire_;
@@ -47,6 +56,13 @@ std::unique_ptr<StreamDecoder> MakeSnappyDecoder();
 // `level`: 1 (fastest) to 9 (smallest), as negotiated.
 std::unique_ptr<StreamEncoder> MakeDeflateEncoder(int level);
 std::unique_ptr<StreamDecoder> MakeDeflateDecoder();
+
+// Both directions of a negotiated compression: snappy, or else deflate at `deflate_level`.
+struct StreamCodec {
+  std::unique_ptr<StreamEncoder> encoder;
+  std::unique_ptr<StreamDecoder> decoder;
+};
+StreamCodec MakeStreamCodec(bool snappy, int deflate_level);
 
 // snappy's framing format: the most data one chunk holds.
 inline constexpr size_t kSnappyMaxChunkData = 65536;

@@ -253,19 +253,10 @@ class TcpSession final : public Subscriber,
       if (!co_await OutputWritten()) co_return false;
     }
     if (settings_.snappy || settings_.deflate) {
-      if (settings_.snappy) {
-        encoder_ = nsq::MakeSnappyEncoder();
-        decoder_ = nsq::MakeSnappyDecoder();
-      } else {
-        encoder_ = nsq::MakeDeflateEncoder(settings_.deflate_level);
-        decoder_ = nsq::MakeDeflateDecoder();
-      }
-      // Whatever the client sent after IDENTIFY is already compressed.
-      const std::string_view rest = in_.data();
-      auto space = decoder_->wire().Prepare(rest.size());
-      std::copy(rest.begin(), rest.end(), space.data());
-      decoder_->wire().Commit(rest.size());
-      in_.Consume(rest.size());
+      auto codec = nsq::MakeStreamCodec(settings_.snappy, settings_.deflate_level);
+      encoder_ = std::move(codec.encoder);
+      decoder_ = std::move(codec.decoder);
+      decoder_->Adopt(in_);  // what the client sent after IDENTIFY is already compressed
       RespondText(nsq::kOk);
     }
     upgrading_ = false;
