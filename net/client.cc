@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
@@ -139,8 +138,7 @@ void Connection::AwaitOk(CommandCallback done) {
 
 void Connection::StartTls(CommandCallback done) {
   tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, *options_.tls);
-  SSL_set_tlsext_host_name(tls_->native_handle(), server_name_.c_str());
-  tls_->set_verify_callback(asio::ssl::host_name_verification(server_name_));
+  net::ExpectServerName(tls_->native_handle(), server_name_);
   handshaking_ = true;
   // Bytes after the IDENTIFY answer, if any, are the start of the broker's handshake.
   tls_->async_handshake(asio::ssl::stream_base::client, asio::buffer(in_.data()),

@@ -7,6 +7,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -14,6 +15,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/parse.hpp>
+#include <nlohmann/json.hpp>
 
 namespace cairn::net {
 
@@ -32,8 +34,12 @@ std::string HttpResult::Describe() const {
 
 std::optional<HttpUrl> ParseHttpUrl(std::string_view text) {
   auto url = boost::urls::parse_uri(text);
-  if (!url || url->scheme() != "http" || url->host().empty()) return std::nullopt;
+  if (!url || (url->scheme() != "http" && url->scheme() != "https") || url->host().empty()) {
+    return std::nullopt;
+  }
   HttpUrl out;
+  out.https = url->scheme() == "https";
+  if (out.https) out.port = 443;
   out.host = url->host();
   if (out.host.size() > 2 && out.host.front() == '[')
     out.host = out.host.substr(1, out.host.size() - 2);
@@ -52,8 +58,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     Done done;
   };
 
-  Impl(asio::any_io_executor ex, std::string h, uint16_t p, std::chrono::milliseconds t)
-      : stream(ex), resolver(ex), host(std::move(h)), port(p), timeout(t) {}
+  Impl(asio::any_io_executor ex, std::string h, uint16_t p, std::chrono::milliseconds t,
+       std::shared_ptr<TlsContext> c)
+      : stream(ex), resolver(ex), host(std::move(h)), port(p), timeout(t), tls(std::move(c)) {}
 
   asio::awaitable<void> Run() {
     auto self = shared_from_this();
@@ -66,6 +73,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         if (stopped) co_return;
         if (result.answered() || !reused) break;  // a fresh connection that fails is final
       }
+      if (MovedToHttps(result)) {
+        result = co_await Exchange(p.request);
+        if (stopped) co_return;
+      }
       Done done = std::move(p.done);
       queue.pop_front();
       if (done) done(std::move(result));
@@ -77,12 +88,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     HttpResult result;
     boost::system::error_code ec;
     if (!connected) {
-      stream.expires_after(timeout);
-      auto endpoints = co_await resolver.async_resolve(
-          host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec) {
-        co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-      }
+      co_await Connect(ec);
       if (ec) {
         Disconnect();
         result.transport =
@@ -91,13 +97,14 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       }
       connected = true;
     }
+    request.set(http::field::host, fmt::format("{}:{}", host, port));  // the port may have moved
     stream.expires_after(timeout);
-    co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
-    if (!ec) {
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+    if (secure) {
+      co_await WriteRead(*secure, request, parser, ec);
+    } else {
+      co_await WriteRead(stream, request, parser, ec);
     }
     if (ec) {
       Disconnect();
@@ -114,8 +121,48 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     co_return result;
   }
 
+  // Whether `result` is nsqd's TLS_REQUIRED and this client, told to follow it, now speaks
+  // HTTPS on the port it names.
+  bool MovedToHttps(const HttpResult& result) {
+    if (!follow_tls || tls || result.status != 403) return false;
+    const auto body = nlohmann::json::parse(result.body, nullptr, false);
+    if (!body.is_object() || body.value("message", "") != "TLS_REQUIRED") return false;
+    const int https_port = body.value("https_port", 0);
+    if (https_port <= 0 || https_port > 65535) return false;
+    Disconnect();
+    port = static_cast<uint16_t>(https_port);
+    tls = std::move(follow_tls);
+    return true;
+  }
+
+  // A fresh connection, and with TLS its handshake; the stream's deadline covers both.
+  asio::awaitable<void> Connect(boost::system::error_code& ec) {
+    stream.expires_after(timeout);
+    auto endpoints = co_await resolver.async_resolve(host, std::to_string(port),
+                                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec || !tls) co_return;
+    secure.emplace(stream, *tls);
+    ExpectServerName(secure->native_handle(), host);
+    co_await secure->async_handshake(asio::ssl::stream_base::client,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  template <typename Stream>
+  asio::awaitable<void> WriteRead(Stream& s, http::request<http::string_body>& request,
+                                  http::response_parser<http::string_body>& parser,
+                                  boost::system::error_code& ec) {
+    co_await http::async_write(s, request, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      co_await http::async_read(s, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
   void Disconnect() {
     boost::system::error_code ec;
+    secure.reset();  // an SSL session does not outlive its connection
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream.close();
     buffer.clear();
@@ -129,13 +176,17 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   std::string authorization;  // the header, on every request when set
   uint16_t port;
   std::chrono::milliseconds timeout;
+  std::shared_ptr<TlsContext> tls;
+  std::shared_ptr<TlsContext> follow_tls;  // FollowTlsRequired's, until it is followed
+  std::optional<asio::ssl::stream<beast::tcp_stream&>> secure;  // over `stream`, with `tls`
   std::deque<Pending> queue;
   bool connected = false, running = false, stopped = false;
 };
 
 HttpClient::HttpClient(asio::any_io_executor ex, std::string host, uint16_t port,
-                       std::chrono::milliseconds timeout)
-    : impl_(std::make_shared<Impl>(std::move(ex), std::move(host), port, timeout)) {}
+                       std::chrono::milliseconds timeout, std::shared_ptr<TlsContext> tls)
+    : impl_(std::make_shared<Impl>(std::move(ex), std::move(host), port, timeout, std::move(tls))) {
+}
 
 HttpClient::~HttpClient() {
   // The queue stays with the Impl (which the running coroutine shares): a request being written
@@ -148,7 +199,6 @@ HttpClient::~HttpClient() {
 void HttpClient::Request(http::verb method, std::string target, std::string body,
                          std::string content_type, Done done) {
   http::request<http::string_body> request(method, target, 11);
-  request.set(http::field::host, fmt::format("{}:{}", impl_->host, impl_->port));
   request.set(http::field::user_agent, "cairn/0.1");
   if (!content_type.empty()) request.set(http::field::content_type, content_type);
   if (!impl_->authorization.empty()) request.set(http::field::authorization, impl_->authorization);
@@ -161,6 +211,10 @@ void HttpClient::Request(http::verb method, std::string target, std::string body
     asio::co_spawn(
         impl_->stream.get_executor(), [impl = impl_] { return impl->Run(); }, asio::detached);
   }
+}
+
+void HttpClient::FollowTlsRequired(std::shared_ptr<TlsContext> tls) {
+  impl_->follow_tls = std::move(tls);
 }
 
 size_t HttpClient::queued() const { return impl_->queue.size(); }

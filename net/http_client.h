@@ -18,6 +18,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include "net/tls.h"
 #include "src/base/error.h"
 
 namespace cairn::net {
@@ -35,11 +36,12 @@ struct HttpResult {
   std::string Describe() const;
 };
 
-// "http://host:port[/base]": the parts an HttpClient needs.
+// "http://host:port[/base]" or "https://...": the parts an HttpClient needs.
 struct HttpUrl {
   std::string host;
-  uint16_t port = 80;
+  uint16_t port = 80;     // 443 for https:// without a port
   std::string base_path;  // without a trailing '/'; "" for the root
+  bool https = false;
 };
 std::optional<HttpUrl> ParseHttpUrl(std::string_view url);
 
@@ -47,8 +49,12 @@ class HttpClient {
  public:
   using Done = std::function<void(HttpResult)>;
 
+  // With `tls`, HTTPS: each connection's handshake checks the server's certificate against the
+  // context's CAs and its name against `host` (a DNS name or an IP address), and sends `host` as
+  // the server name (SNI) when it is a DNS name.
   HttpClient(boost::asio::any_io_executor ex, std::string host, uint16_t port,
-             std::chrono::milliseconds timeout = std::chrono::seconds(30));
+             std::chrono::milliseconds timeout = std::chrono::seconds(30),
+             std::shared_ptr<TlsContext> tls = nullptr);
   ~HttpClient();  // requests still queued are dropped: their callbacks are not called
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -72,6 +78,11 @@ class HttpClient {
         },
         token, method, std::move(target), std::move(body), std::move(content_type));
   }
+
+  // As NSQ's HTTP clients do (nsqadmin's, the tools'): a broker's 403 TLS_REQUIRED moves this
+  // client to HTTPS on the `https_port` the answer names, with `tls`, and the request is sent
+  // again there; later requests go there too.
+  void FollowTlsRequired(std::shared_ptr<TlsContext> tls);
 
   size_t queued() const;
   // Sent as the Authorization header of every request from now on ("" sends none).

@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <set>
+#include <type_traits>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +18,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 namespace cairn::net {
 
@@ -76,20 +78,31 @@ void HttpStream::MarkClosed() {
   }
 }
 
-class HttpSession : public ListenedSession, public std::enable_shared_from_this<HttpSession> {
+using TlsHttpStream = beast::ssl_stream<beast::tcp_stream>;
+
+// What every connection of one server shares.
+struct HttpServerShared {
+  size_t max_body;
+  HttpHandler handler;
+  std::function<HttpResponse(const HttpRequest&)> too_large;
+  std::shared_ptr<TlsContext> tls;  // HTTPS when set
+};
+
+// One connection: plain (Stream = beast::tcp_stream) or HTTPS (TlsHttpStream, whose handshake
+// comes first).
+template <typename Stream>
+class HttpSession : public ListenedSession,
+                    public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(tcp::socket socket, size_t max_body, std::shared_ptr<HttpHandler> handler,
-              std::shared_ptr<std::function<HttpResponse(const HttpRequest&)>> too_large,
+  HttpSession(Stream stream, std::shared_ptr<const HttpServerShared> shared,
               std::shared_ptr<SessionSet> set)
-      : stream_(std::move(socket)),
-        max_body_(max_body),
-        handler_(std::move(handler)),
-        too_large_(std::move(too_large)),
+      : stream_(std::move(stream)),
+        shared_(std::move(shared)),
         registration_(std::move(set), this) {}
 
   void Start() {
     asio::co_spawn(
-        stream_.get_executor(), [self = shared_from_this()] { return self->Run(); },
+        stream_.get_executor(), [self = this->shared_from_this()] { return self->Run(); },
         asio::detached);
   }
   void Drain() override {
@@ -101,27 +114,44 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
   }
   void Close() override {
     boost::system::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    socket().shutdown(tcp::socket::shutdown_both, ec);
+    socket().close(ec);
   }
 
  private:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsHttpStream>;
+
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& socket() { return tcp().socket(); }
+
   asio::awaitable<void> Run() {
+    if constexpr (kTls) {
+      // A client that connects and never finishes its handshake holds nothing for long.
+      boost::system::error_code ec;
+      tcp().expires_after(10s);
+      co_await stream_.async_handshake(asio::ssl::stream_base::server,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        spdlog::debug("HTTPS: handshake with {} failed: {}", Peer(), ec.message());
+        Close();
+        co_return;
+      }
+    }
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
-      parser.body_limit(max_body_);
+      parser.body_limit(shared_->max_body);
       parser.header_limit(64 * 1024);
       boost::system::error_code ec;
       // An idle keep-alive connection is closed after a while, as net/http servers do.
-      stream_.expires_after(std::chrono::seconds(120));
+      tcp().expires_after(std::chrono::seconds(120));
       co_await http::async_read(stream_, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
       busy_ = true;
       HttpResponse response;
       bool keep_alive = false;
       if (ec == http::error::body_limit) {
-        response = (*too_large_)(parser.get());
+        response = shared_->too_large(parser.get());
       } else if (ec) {
         if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
             ec != beast::error::timeout && ec != asio::error::connection_reset &&
@@ -132,7 +162,7 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
           response.set(http::field::connection, "close");
           response.body() = "400 Bad Request";
           response.prepare_payload();
-          stream_.expires_after(5s);
+          tcp().expires_after(5s);
           co_await http::async_write(stream_, response,
                                      asio::redirect_error(asio::use_awaitable, ec));
         }
@@ -150,7 +180,7 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
       }
       response.keep_alive(keep_alive);
       response.prepare_payload();
-      stream_.expires_after(30s);
+      tcp().expires_after(30s);
       co_await http::async_write(stream_, response, asio::redirect_error(asio::use_awaitable, ec));
       busy_ = false;
       // Draining may have begun while this response was written (Drain then left the busy
@@ -167,7 +197,7 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
     auto ready = std::make_shared<asio::steady_timer>(stream_.get_executor(),
                                                       asio::steady_timer::time_point::max());
     state->ready = [ready] { ready->cancel(); };
-    (*handler_)(request, HttpResponder(state));
+    shared_->handler(request, HttpResponder(state));
     if (!state->response.has_value()) {
       boost::system::error_code ec;
       co_await ready->async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -186,26 +216,25 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
     h.chunked(true);
     h.keep_alive(false);
     boost::system::error_code ec;
-    stream_.expires_never();  // a follow may stay quiet for hours; a hang-up ends it
+    tcp().expires_never();  // a follow may stay quiet for hours; a hang-up ends it
     http::response_serializer<http::empty_body> sr(h);
     co_await http::async_write_header(stream_, sr, asio::redirect_error(asio::use_awaitable, ec));
     asio::steady_timer wake(stream_.get_executor(), asio::steady_timer::time_point::max());
     if (!ec) {
       s->wake_ = [&wake] { wake.cancel(); };
       asio::co_spawn(
-          stream_.get_executor(), [self = shared_from_this(), s] { return self->WatchHangUp(s); },
-          asio::detached);
+          stream_.get_executor(),
+          [self = this->shared_from_this(), s] { return self->WatchHangUp(s); }, asio::detached);
     }
-    auto& socket = stream_.socket();
     while (!ec && !s->closed_) {
       if (!s->queue_.empty()) {
         std::string data = std::move(s->queue_.front());
         s->queue_.pop_front();
         s->queued_bytes_ -= data.size();
-        co_await asio::async_write(socket, http::make_chunk(asio::buffer(data)),
+        co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)),
                                    asio::redirect_error(asio::use_awaitable, ec));
       } else if (s->ended_) {
-        co_await asio::async_write(socket, http::make_chunk_last(),
+        co_await asio::async_write(stream_, http::make_chunk_last(),
                                    asio::redirect_error(asio::use_awaitable, ec));
         break;
       } else {
@@ -219,35 +248,47 @@ class HttpSession : public ListenedSession, public std::enable_shared_from_this<
     streaming_ = nullptr;
   }
 
-  // The client sends nothing while it follows a stream; a read that ends means it hung up.
+  // The client sends nothing while it follows a stream; a read that ends means it hung up. (An
+  // SSL stream allows one read beside one write, on the same thread.)
   asio::awaitable<void> WatchHangUp(std::shared_ptr<HttpStream> s) {
     char buf[512];
     boost::system::error_code ec;
     while (!ec && !s->closed_) {
-      co_await stream_.socket().async_read_some(asio::buffer(buf),
-                                                asio::redirect_error(asio::use_awaitable, ec));
+      co_await stream_.async_read_some(asio::buffer(buf),
+                                       asio::redirect_error(asio::use_awaitable, ec));
     }
     s->MarkClosed();
   }
 
-  beast::tcp_stream stream_;
-  size_t max_body_;
-  std::shared_ptr<HttpHandler> handler_;
-  std::shared_ptr<std::function<HttpResponse(const HttpRequest&)>> too_large_;
+  std::string Peer() {
+    boost::system::error_code ec;
+    auto endpoint = socket().remote_endpoint(ec);
+    return ec ? std::string("a client") : endpoint.address().to_string();
+  }
+
+  Stream stream_;
+  std::shared_ptr<const HttpServerShared> shared_;
   SessionRegistration registration_;
   bool busy_ = false;
   std::shared_ptr<HttpStream> streaming_;
 };
 
 HttpServer::HttpServer(asio::io_context& io, size_t max_body, HttpHandler handler,
-                       std::function<HttpResponse(const HttpRequest&)> too_large)
-    : Listener(io,
-               [max_body, handler = std::make_shared<HttpHandler>(std::move(handler)),
-                too_large = std::make_shared<std::function<HttpResponse(const HttpRequest&)>>(
-                    std::move(too_large))](tcp::socket socket, std::shared_ptr<SessionSet> set) {
-                 std::make_shared<HttpSession>(std::move(socket), max_body, handler, too_large,
-                                               std::move(set))
-                     ->Start();
-               }) {}
+                       std::function<HttpResponse(const HttpRequest&)> too_large,
+                       std::shared_ptr<TlsContext> tls)
+    : Listener(io, [shared = std::make_shared<const HttpServerShared>(HttpServerShared{
+                        max_body, std::move(handler), std::move(too_large), std::move(tls)})](
+                       tcp::socket socket, std::shared_ptr<SessionSet> set) {
+        if (shared->tls) {
+          std::make_shared<HttpSession<TlsHttpStream>>(
+              TlsHttpStream(beast::tcp_stream(std::move(socket)), *shared->tls), shared,
+              std::move(set))
+              ->Start();
+        } else {
+          std::make_shared<HttpSession<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)),
+                                                           shared, std::move(set))
+              ->Start();
+        }
+      }) {}
 
 }  // namespace cairn::net

@@ -19,6 +19,7 @@
 
 #include "net/listener.h"
 #include "net/query.h"
+#include "net/tls.h"
 
 namespace cairn::net {
 
@@ -27,6 +28,9 @@ using HttpResponse = boost::beast::http::response<boost::beast::http::string_bod
 
 // The body of a streamed (chunked) response, written as it comes until the handler ends it or
 // the client hangs up. Used on the io thread only.
+template <typename Stream>
+class HttpSession;
+
 class HttpStream {
  public:
   // Queues `data` as one chunk. Returns false once the stream is closed: the client hung up, the
@@ -40,6 +44,7 @@ class HttpStream {
   void OnClose(std::function<void()> fn) { on_close_ = std::move(fn); }
 
  private:
+  template <typename Stream>
   friend class HttpSession;
   void MarkClosed();
 
@@ -72,9 +77,11 @@ using HttpHandler = std::function<void(const HttpRequest& request, HttpResponder
 class HttpServer : public Listener {
  public:
   // Listen() binds it. Requests whose body exceeds `max_body` get `too_large(request)` without
-  // reading the body.
+  // reading the body. With `tls` it serves HTTPS: each connection's handshake comes first, and
+  // has 10 s.
   HttpServer(boost::asio::io_context& io, size_t max_body, HttpHandler handler,
-             std::function<HttpResponse(const HttpRequest&)> too_large);
+             std::function<HttpResponse(const HttpRequest&)> too_large,
+             std::shared_ptr<TlsContext> tls = nullptr);
 };
 
 }  // namespace cairn::net

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <fmt/format.h>
+#include <boost/asio/ip/address.hpp>
 
 namespace cairn::net {
 namespace ssl = boost::asio::ssl;
@@ -96,6 +97,17 @@ Result<std::shared_ptr<TlsContext>> MakeClientTls(const TlsClientFiles& files) {
     if (auto st = LoadKeyPair(*ctx, files.cert, files.key); !st) return tl::unexpected(st.error());
   }
   return ctx;
+}
+
+void ExpectServerName(SSL* ssl, const std::string& name) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(name, ec);
+  if (!ec) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str());
+    return;
+  }
+  SSL_set_tlsext_host_name(ssl, name.c_str());
+  SSL_set1_host(ssl, name.c_str());
 }
 
 std::string PeerCommonName(SSL* ssl) {

@@ -34,8 +34,20 @@ struct TlsClientFiles {
   std::string root_ca;    // PEM CAs the server's certificate must chain to; "" for the system's
   std::string cert, key;  // a client certificate, presented when both are set
   bool verify = true;     // false: any server certificate is accepted (tests, self-signed)
+
+  // No client certificate; servers checked against `root_ca` ("": the system's CAs).
+  static TlsClientFiles Trusting(std::string root_ca) {
+    TlsClientFiles f;
+    f.root_ca = std::move(root_ca);
+    return f;
+  }
 };
 Result<std::shared_ptr<TlsContext>> MakeClientTls(const TlsClientFiles& files);
+
+// A client's check of the server it reached: the certificate must name `name` (an IP address or
+// a DNS name; a DNS name is also sent as the server name, SNI). Call before the handshake; it
+// holds when the context verifies the peer.
+void ExpectServerName(SSL* ssl, const std::string& name);
 
 // The common name of the certificate the peer presented on `ssl`, "" if it presented none.
 std::string PeerCommonName(SSL* ssl);

@@ -47,15 +47,25 @@ void InfluxWriter::Batch::Append(std::string_view line, uint64_t owner) {
 Result<std::unique_ptr<InfluxWriter>> InfluxWriter::Create(asio::io_context& io,
                                                            InfluxWriterOptions options) {
   auto url = net::ParseHttpUrl(options.url);
-  if (!url)
-    return Fail(Errc::kInvalidArgument, "--influxdb-url: not an http:// URL: " + options.url);
+  if (!url) {
+    return Fail(Errc::kInvalidArgument,
+                "--influxdb-url: not an http:// or https:// URL: " + options.url);
+  }
   if (options.database.empty()) return Fail(Errc::kInvalidArgument, "--database is required");
+  std::shared_ptr<net::TlsContext> tls;
+  if (url->https) {
+    auto ctx = net::MakeClientTls(net::TlsClientFiles::Trusting(options.tls_root_ca_file));
+    if (!ctx) return Fail("--influxdb-tls-root-ca-file", ctx.error());
+    tls = std::move(*ctx);
+  }
   options.batch_size = std::max<size_t>(1, options.batch_size);
   options.concurrency = std::max<size_t>(1, options.concurrency);
-  return std::unique_ptr<InfluxWriter>(new InfluxWriter(io, std::move(options), std::move(*url)));
+  return std::unique_ptr<InfluxWriter>(
+      new InfluxWriter(io, std::move(options), std::move(*url), std::move(tls)));
 }
 
-InfluxWriter::InfluxWriter(asio::io_context& io, InfluxWriterOptions options, net::HttpUrl url)
+InfluxWriter::InfluxWriter(asio::io_context& io, InfluxWriterOptions options, net::HttpUrl url,
+                           std::shared_ptr<net::TlsContext> tls)
     : io_(io),
       options_(std::move(options)),
       url_(std::move(url)),
@@ -68,7 +78,7 @@ InfluxWriter::InfluxWriter(asio::io_context& io, InfluxWriterOptions options, ne
   }
   for (size_t i = 0; i < options_.concurrency; ++i) {
     clients_.push_back(std::make_unique<net::HttpClient>(io.get_executor(), url_.host, url_.port,
-                                                         options_.timeout));
+                                                         options_.timeout, tls));
     free_clients_.push_back(clients_.back().get());
   }
   if (options_.create_database) CreateDatabase();

@@ -33,7 +33,8 @@
 namespace cairn::consumers {
 
 struct InfluxWriterOptions {
-  std::string url = "http://127.0.0.1:8086";
+  std::string url = "http://127.0.0.1:8086";  // or https://
+  std::string tls_root_ca_file;  // CAs an https:// server must chain to; "" for the system's
   std::string database = "metrics";
   std::string retention_policy;  // "" for the database's default
   size_t batch_size = 1000;      // points per write
@@ -96,7 +97,8 @@ class InfluxWriter {
     Done done;
   };
 
-  InfluxWriter(boost::asio::io_context& io, InfluxWriterOptions options, net::HttpUrl url);
+  InfluxWriter(boost::asio::io_context& io, InfluxWriterOptions options, net::HttpUrl url,
+               std::shared_ptr<net::TlsContext> tls);
   void Seal();
   void Pump();
   void Send(Batch batch);

@@ -42,22 +42,17 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags) {
   app.add_option("--admin-secret-file", flags.admin_secret_file,
                  "file holding cairnd's admin credential (its --admin-secret-file), for the "
                  "worker's calls that need it");
-  app.add_flag("--tls", flags.tls, "connect to the brokers over TLS (go-nsq's tls_v1)");
-  app.add_option("--tls-root-ca-file", flags.tls_root_ca_file,
-                 "CAs the brokers' certificates must chain to (default: the system's)");
-  app.add_option("--tls-cert", flags.tls_cert, "client certificate to present (with --tls-key)");
-  app.add_option("--tls-key", flags.tls_key, "its key");
-  app.add_flag("--snappy", flags.snappy, "ask the brokers for snappy compression");
-  app.add_flag("--deflate", flags.deflate, "ask the brokers for deflate compression");
-  app.add_option("--auth-secret", flags.auth_secret,
-                 "secret for AUTH, sent when a broker requires it (go-nsq's auth_secret)");
+  nsq::AddSecurityFlags(app, flags.security);
   app.add_option("--log-level", flags.log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 }
 
 void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options) {
-  app.add_option("--influxdb-url", options.url, "InfluxDB 1.x base URL")->capture_default_str();
+  app.add_option("--influxdb-url", options.url, "InfluxDB 1.x base URL (http:// or https://)")
+      ->capture_default_str();
+  app.add_option("--influxdb-tls-root-ca-file", options.tls_root_ca_file,
+                 "CAs an https:// InfluxDB's certificate must chain to (default: the system's)");
   app.add_option("--database", options.database, "InfluxDB database to write to")
       ->capture_default_str();
   app.add_option("--retention-policy", options.retention_policy,
@@ -97,24 +92,9 @@ Result<std::vector<tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags) {
   return out;
 }
 
-Result<nsq::ClientOptions> SecureClient(const WorkerFlags& flags, nsq::ClientOptions options) {
-  if (flags.tls || !flags.tls_cert.empty() || !flags.tls_key.empty()) {
-    auto ctx = net::MakeClientTls({flags.tls_root_ca_file, flags.tls_cert, flags.tls_key});
-    if (!ctx) return Fail("--tls", ctx.error());
-    options.tls = *ctx;
-  }
-  if (flags.snappy && flags.deflate) {
-    return Fail(Errc::kInvalidArgument, "--snappy and --deflate exclude each other");
-  }
-  options.snappy = flags.snappy;
-  options.deflate = flags.deflate;
-  options.auth_secret = flags.auth_secret;
-  return options;
-}
-
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const WorkerFlags& flags,
                                                     nsq::ClientOptions base) {
-  auto secured = SecureClient(flags, std::move(base));
+  auto secured = nsq::Secure(flags.security, std::move(base));
   if (!secured) return tl::unexpected(secured.error());
   nsq::ClientOptions options = std::move(*secured);
   if (!flags.lookupd_http_addresses.empty()) {
@@ -176,16 +156,20 @@ Status CheckPairedHttp(const WorkerFlags& flags) {
 
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
                                                     const std::string& address,
-                                                    const std::string& admin_secret_file) {
+                                                    const WorkerFlags& flags) {
   auto ep = ParseAddress(address);
   if (!ep) return Fail("--nsqd-http-address", ep.error());
   auto client = std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(),
                                                   ep->port(), std::chrono::seconds(10));
-  if (!admin_secret_file.empty()) {
-    auto secret = ReadSecretFile(admin_secret_file);
+  if (!flags.admin_secret_file.empty()) {
+    auto secret = ReadSecretFile(flags.admin_secret_file);
     if (!secret) return Fail("--admin-secret-file", secret.error());
     client->SetAuthorization("Bearer " + *secret);
   }
+  // A broker that requires TLS on HTTP too names its HTTPS port; the client follows.
+  auto tls = nsq::BrokerTls(flags.security);
+  if (!tls) return tl::unexpected(tls.error());
+  if (*tls) client->FollowTlsRequired(std::move(*tls));
   return client;
 }
 

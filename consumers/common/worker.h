@@ -18,6 +18,7 @@
 
 #include "consumers/common/influx_writer.h"
 #include "net/client.h"
+#include "net/client_flags.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "net/lookupd.h"
@@ -44,12 +45,8 @@ struct WorkerFlags {
   // cairnd's admin credential (its --admin-secret-file), sent with the worker's calls to
   // cairnd's HTTP API: cairn-replay deletes its channel, cairn-logger may seek forward.
   std::string admin_secret_file;
-  // The NSQ connections' TLS, compression and AUTH: the NSQ tools' go-nsq options (tls_v1,
-  // tls_root_ca_file, tls_cert, tls_key, snappy, deflate, auth_secret) as flags of their own.
-  bool tls = false;
-  std::string tls_root_ca_file, tls_cert, tls_key;
-  bool snappy = false, deflate = false;
-  std::string auth_secret;
+  // The NSQ connections' TLS, compression and AUTH (net/client_flags.h).
+  nsq::SecurityFlags security;
 
   static WorkerFlags Defaults(std::string topic, std::string channel, int64_t max_in_flight,
                               std::string http_address) {
@@ -88,14 +85,11 @@ Result<size_t> UseBrokersFromLookupd(boost::asio::io_context& io, WorkerFlags& f
 // Each broker's HTTP API is named by the --nsqd-http-address at its --nsqd-tcp-address's place:
 // kInvalidArgument unless there are as many of each.
 Status CheckPairedHttp(const WorkerFlags& flags);
-// `options` with the flags' TLS, compression and AUTH; kInvalidArgument naming a file that does
-// not load.
-Result<nsq::ClientOptions> SecureClient(const WorkerFlags& flags, nsq::ClientOptions options = {});
-
-// An HttpClient for one --nsqd-http-address, sending the admin credential when given.
+// An HttpClient for one --nsqd-http-address, sending the admin credential when given
+// (--admin-secret-file); with --tls, it follows a broker's TLS_REQUIRED to its HTTPS port.
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
                                                     const std::string& address,
-                                                    const std::string& admin_secret_file);
+                                                    const WorkerFlags& flags);
 
 // The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
 // returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers

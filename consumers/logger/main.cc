@@ -450,7 +450,7 @@ int main(int argc, char** argv) {
   if (!consumer) return ExitWith(consumer.error(), 2);
   std::vector<std::unique_ptr<net::HttpClient>> broker_http;
   for (const std::string& address : s.worker.nsqd_http_addresses) {
-    auto client = BrokerHttp(io, address, s.worker.admin_secret_file);
+    auto client = BrokerHttp(io, address, s.worker);
     if (!client) return ExitWith(client.error(), 2);
     broker_http.push_back(std::move(*client));
   }

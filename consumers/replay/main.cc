@@ -52,7 +52,7 @@ struct Settings {
   bool dry_run = false, json = false;
   std::chrono::milliseconds give_up_after{60'000};
   std::chrono::milliseconds idle_timeout{10'000};
-  nsq::ClientOptions client;  // TLS, compression, AUTH: from `worker` (SecureClient)
+  nsq::ClientOptions client;  // TLS, compression, AUTH: from `worker` (nsq::Secure)
 };
 
 // "now", "-2h" (that long ago), or RFC 3339.
@@ -503,14 +503,14 @@ int main(int argc, char** argv) {
   if (auto paired = CheckPairedHttp(s.worker); !paired) return ExitWith(paired.error(), 2);
   std::vector<Source> sources(tcp.size());
   for (size_t i = 0; i < tcp.size(); ++i) {
-    auto client = BrokerHttp(io, http_addresses[i], s.worker.admin_secret_file);
+    auto client = BrokerHttp(io, http_addresses[i], s.worker);
     if (!client) return ExitWith(client.error(), 2);
     sources[i].tcp_address = tcp[i];
     sources[i].http_address = http_addresses[i];
     sources[i].tcp = (*brokers)[i];
     sources[i].http = std::move(*client);
   }
-  if (auto secured = SecureClient(s.worker); !secured) {
+  if (auto secured = nsq::Secure(s.worker.security); !secured) {
     return ExitWith(secured.error(), 2);
   } else {
     s.client = std::move(*secured);

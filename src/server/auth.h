@@ -22,6 +22,9 @@
 namespace re2 {
 class RE2;
 }
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace cairn {
 
@@ -55,8 +58,9 @@ struct AuthQuery {
 // and calls `done` on `ex` with the first valid answer, or kUnavailable listing why each failed.
 // Each request has its own connection and a 5 s deadline, so one slow server delays only the
 // clients it answers.
+// An https:// address is asked over TLS, checked with `tls`.
 void QueryAuthServers(boost::asio::any_io_executor ex, const std::vector<std::string>& addresses,
-                      const std::string& method, const AuthQuery& query,
-                      std::function<void(Result<AuthState>)> done);
+                      const std::string& method, std::shared_ptr<boost::asio::ssl::context> tls,
+                      const AuthQuery& query, std::function<void(Result<AuthState>)> done);
 
 }  // namespace cairn

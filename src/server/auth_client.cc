@@ -33,10 +33,12 @@ std::string EncodeQuery(const AuthQuery& q) {
 class AuthRequest : public std::enable_shared_from_this<AuthRequest> {
  public:
   AuthRequest(asio::any_io_executor ex, std::vector<std::string> addresses, bool post,
-              std::string query, std::function<void(Result<AuthState>)> done)
+              std::shared_ptr<net::TlsContext> tls, std::string query,
+              std::function<void(Result<AuthState>)> done)
       : ex_(ex),
         addresses_(std::move(addresses)),
         post_(post),
+        tls_(std::move(tls)),
         query_(std::move(query)),
         done_(std::move(done)),
         start_(std::random_device{}()) {}
@@ -48,19 +50,24 @@ class AuthRequest : public std::enable_shared_from_this<AuthRequest> {
     const std::string& address = addresses_[(start_ + tried_++) % addresses_.size()];
     std::string host, path = "/auth";
     uint16_t port = 0;
+    std::shared_ptr<net::TlsContext> tls;
     if (address.find("://") != std::string::npos) {
       auto url = net::ParseHttpUrl(address);
-      if (!url) return Failed(address, "not an http:// URL");
+      if (!url) return Failed(address, "not an http:// or https:// URL");
       host = url->host;
       port = url->port;
       path = url->base_path.empty() ? "/" : url->base_path;
+      if (url->https) {
+        if (!tls_) return Failed(address, "no TLS configuration for https://");
+        tls = tls_;
+      }
     } else {
       auto split = SplitHostPort(address);
       if (!split) return Failed(address, split.error().message);
       host = split->host;
       port = split->port;
     }
-    client_ = std::make_unique<net::HttpClient>(ex_, host, port, kAuthTimeout);
+    client_ = std::make_unique<net::HttpClient>(ex_, host, port, kAuthTimeout, std::move(tls));
     client_->Request(post_ ? verb::post : verb::get, post_ ? path : path + "?" + query_,
                      post_ ? query_ : "", post_ ? "application/x-www-form-urlencoded" : "",
                      [self = shared_from_this(), address](net::HttpResult r) {
@@ -89,6 +96,7 @@ class AuthRequest : public std::enable_shared_from_this<AuthRequest> {
   asio::any_io_executor ex_;
   std::vector<std::string> addresses_;
   bool post_;
+  std::shared_ptr<net::TlsContext> tls_;
   std::string query_;
   std::function<void(Result<AuthState>)> done_;
   size_t start_, tried_ = 0;
@@ -99,9 +107,9 @@ class AuthRequest : public std::enable_shared_from_this<AuthRequest> {
 }  // namespace
 
 void QueryAuthServers(asio::any_io_executor ex, const std::vector<std::string>& addresses,
-                      const std::string& method, const AuthQuery& query,
-                      std::function<void(Result<AuthState>)> done) {
-  std::make_shared<AuthRequest>(ex, addresses, method == "post", EncodeQuery(query),
+                      const std::string& method, std::shared_ptr<net::TlsContext> tls,
+                      const AuthQuery& query, std::function<void(Result<AuthState>)> done) {
+  std::make_shared<AuthRequest>(ex, addresses, method == "post", std::move(tls), EncodeQuery(query),
                                 std::move(done))
       ->Next();
 }

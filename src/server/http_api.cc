@@ -50,7 +50,6 @@ HttpResponse Error(http::status status, std::string_view message) {
                  "application/json; charset=utf-8");
 }
 
-// The answer to an operation the core failed (errors.h); `what` names it in the log.
 // Whether a limit (0 or unset: none) becomes tighter. One set where there was none counts: the
 // store's default, which it would replace, is not known here.
 template <class T>
@@ -59,6 +58,7 @@ bool Shrinks(const std::optional<T>& before, const std::optional<T>& after) {
   return !before || *before == T{} || *after < *before;
 }
 
+// The answer to an operation the core failed (errors.h); `what` names it in the log.
 HttpResponse Failure(HttpOperation operation, std::string_view what, const cairn::Error& error) {
   const HttpFailure f = HttpFailed(operation, what, error);
   return Error(f.status, f.message);
@@ -510,7 +510,14 @@ HttpResponse HttpApi::TooLarge(const HttpRequest& request) const {
   return Error(http::status::payload_too_large, "BODY_TOO_BIG");
 }
 
-void HttpApi::Handle(const HttpRequest& request, HttpResponder respond) {
+void HttpApi::Handle(const HttpRequest& request, HttpResponder respond, bool over_tls) {
+  if (!over_tls && options_.tls_required == SessionOptions::TlsRequired::kAll) {
+    // nsqd's body, spaces included; nsqadmin reads https_port from it and retries there.
+    return respond(Respond(
+        http::status::forbidden,
+        fmt::format("{{\"message\": \"TLS_REQUIRED\", \"https_port\": {}}}", info_.https_port),
+        "application/json; charset=utf-8"));
+  }
   const Query q = ParseTarget(request.target());
   const Route* route = nullptr;
   for (const auto& r : kRoutes) {

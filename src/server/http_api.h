@@ -29,6 +29,7 @@ struct HttpApiInfo {
   std::string broadcast_address;
   int tcp_port = 0;
   int http_port = 0;
+  int https_port = 0;      // 0: no HTTPS
   int64_t start_time = 0;  // seconds since the epoch
 };
 
@@ -36,8 +37,9 @@ class HttpApi {
  public:
   HttpApi(Broker& broker, const SessionOptions& options, HttpApiInfo info, const TcpServer* tcp);
   // Finds the request's route (404 if none, 405 for another method, nsqd's OPTIONS answer) and
-  // runs its handler.
-  void Handle(const HttpRequest& request, HttpResponder respond);
+  // runs its handler. Under --tls-required=true a request that did not come `over_tls` gets
+  // nsqd's 403 TLS_REQUIRED, with the port to retry on.
+  void Handle(const HttpRequest& request, HttpResponder respond, bool over_tls);
   // The answer to a body over the server's limit: nsqd's 413 for the path.
   HttpResponse TooLarge(const HttpRequest& request) const;
 

@@ -32,7 +32,7 @@ constexpr auto kDrainDeadline = std::chrono::seconds(8);
 // The flags that are read into other types once parsed.
 struct Flags {
   std::string sync = "always", codec = "lz4", tcp_address = "0.0.0.0:4150",
-              http_address = "0.0.0.0:4151";
+              http_address = "0.0.0.0:4151", https_address = "0.0.0.0:4152";
   std::chrono::milliseconds retention_age;
   net::TlsServerFiles tls;
   std::string tls_client_auth_policy, tls_required = "false";
@@ -41,6 +41,10 @@ struct Flags {
 
 // TLS, compression and AUTH: nsqd 1.3.0's flags, names, defaults and values.
 void AddSecurityFlags(CLI::App& app, ServerOptions* options, Flags* flags) {
+  app.add_option("--https-address", flags->https_address,
+                 "<addr>:<port> to listen on for HTTPS clients (when --tls-cert and --tls-key "
+                 "are given)")
+      ->capture_default_str();
   app.add_option("--tls-cert", flags->tls.cert, "path to certificate file");
   app.add_option("--tls-key", flags->tls.key, "path to key file");
   app.add_option("--tls-root-ca-file", flags->tls.root_ca, "path to certificate authority file");
@@ -99,6 +103,14 @@ Status ResolveTls(const Flags& flags, ServerOptions* options) {
   if (*policy != net::ClientAuthPolicy::kNone && required == Required::kNo) {
     required = Required::kAll;
   }
+  // Auth servers at https:// URLs: checked against --tls-root-ca-file when given (the CA of a
+  // private PKI), else the system's CAs.
+  for (const std::string& address : options->session.auth_http_addresses) {
+    if (!address.starts_with("https://") || options->session.auth_tls) continue;
+    auto ctx = net::MakeClientTls(net::TlsClientFiles::Trusting(flags.tls.root_ca));
+    if (!ctx) return Fail("--auth-http-address", ctx.error());
+    options->session.auth_tls = *ctx;
+  }
   if (flags.tls.cert.empty() && flags.tls.key.empty()) {
     if (required != Required::kNo) {
       return Fail(Errc::kInvalidArgument,
@@ -112,6 +124,10 @@ Status ResolveTls(const Flags& flags, ServerOptions* options) {
   if (!ctx) return Fail("failed to build TLS config", ctx.error());
   options->session.tls = *ctx;
   options->session.tls_required = required;
+  // As nsqd: HTTPS is served whenever there is a certificate.
+  auto https_endpoint = ParseAddress(flags.https_address);
+  if (!https_endpoint) return Fail("--https-address", https_endpoint.error());
+  options->https_address = *https_endpoint;
   return {};
 }
 
@@ -238,6 +254,9 @@ int Serve(asio::io_context& io, asio::signal_set& signals, const ServerOptions& 
     server.Start();
     // Scripts and tests read the bound addresses (port 0 picks one) from these lines.
     spdlog::info("TCP: listening on {}", FormatAddress(server.tcp_endpoint()));
+    if (auto https = server.https_endpoint()) {
+      spdlog::info("HTTPS: listening on {}", FormatAddress(*https));
+    }
     spdlog::info("HTTP: listening on {}", FormatAddress(server.http_endpoint()));
     spdlog::info("cairnd ready data_path={} sync={}", options.store.path,
                  options.store.sync.ToString());

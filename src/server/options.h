@@ -70,9 +70,11 @@ struct SessionOptions {
   std::string admin_secret;
   bool admin_open = false;
 
-  // nsqd's AUTH: the auth servers asked ("host:port" or a full URL), and how.
+  // nsqd's AUTH: the auth servers asked ("host:port" or a full http:// or https:// URL), and
+  // how; auth_tls checks the https:// ones.
   std::vector<std::string> auth_http_addresses;
   std::string auth_http_request_method = "get";
+  std::shared_ptr<boost::asio::ssl::context> auth_tls;
 };
 
 }  // namespace cairn

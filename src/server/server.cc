@@ -23,6 +23,7 @@ Server::~Server() {
   if (broker_) LeaveLookupd();
   tcp_.reset();
   http_.reset();
+  https_.reset();
   api_.reset();
   if (store_ && !closed_) (void)store_->Close();
 }
@@ -42,12 +43,18 @@ Result<std::unique_ptr<Server>> Server::Open(boost::asio::io_context& io, Server
   s->broker_->Start();
   s->tcp_ = std::make_unique<net::TcpServer>(io, *s->broker_, o.session);
   Server* self = s.get();
-  s->http_ = std::make_unique<net::HttpServer>(
-      io, o.session.max_body_size,
-      [self](const net::HttpRequest& req, net::HttpResponder respond) {
-        self->api_->Handle(req, std::move(respond));
-      },
-      [self](const net::HttpRequest& req) { return self->api_->TooLarge(req); });
+  // The same API on HTTP and HTTPS; which one a request came by matters under --tls-required.
+  auto http_server = [&](bool tls) {
+    return std::make_unique<net::HttpServer>(
+        io, o.session.max_body_size,
+        [self, tls](const net::HttpRequest& req, net::HttpResponder respond) {
+          self->api_->Handle(req, std::move(respond), tls);
+        },
+        [self](const net::HttpRequest& req) { return self->api_->TooLarge(req); },
+        tls ? o.session.tls : nullptr);
+  };
+  s->http_ = http_server(false);
+  if (o.https_address) s->https_ = http_server(true);
   if (auto st = s->tcp_->Listen(o.tcp_address); !st) {
     s->broker_->Stop();
     return Fail("TCP", st.error());
@@ -56,19 +63,25 @@ Result<std::unique_ptr<Server>> Server::Open(boost::asio::io_context& io, Server
     s->broker_->Stop();
     return Fail("HTTP", st.error());
   }
+  if (s->https_) {
+    if (auto st = s->https_->Listen(*o.https_address); !st) {
+      s->broker_->Stop();
+      return Fail("HTTPS", st.error());
+    }
+  }
   net::HttpApiInfo info;
   info.hostname = o.hostname;
   info.broadcast_address = o.broadcast_address;
   info.tcp_port = s->tcp_->local_endpoint().port();
   info.http_port = s->http_->local_endpoint().port();
+  if (s->https_) info.https_port = s->https_->local_endpoint().port();
   info.start_time = o.start_time;
   s->api_ = std::make_unique<net::HttpApi>(*s->broker_, o.session, info, s->tcp_.get());
   return s;
 }
 
 void Server::Start() {
-  tcp_->Start();
-  http_->Start();
+  for (net::Listener* l : listeners()) l->Start();
   JoinLookupd();
 }
 
@@ -111,15 +124,27 @@ void Server::LeaveLookupd() {
 
 boost::asio::ip::tcp::endpoint Server::tcp_endpoint() const { return tcp_->local_endpoint(); }
 boost::asio::ip::tcp::endpoint Server::http_endpoint() const { return http_->local_endpoint(); }
+std::optional<boost::asio::ip::tcp::endpoint> Server::https_endpoint() const {
+  if (!https_) return std::nullopt;
+  return https_->local_endpoint();
+}
+
+std::vector<net::Listener*> Server::listeners() const {
+  std::vector<net::Listener*> out = {tcp_.get(), http_.get()};
+  if (https_) out.push_back(https_.get());
+  return out;
+}
+
 size_t Server::connection_count() const {
-  return tcp_->connection_count() + http_->connection_count();
+  size_t n = 0;
+  for (net::Listener* l : listeners()) n += l->connection_count();
+  return n;
 }
 
 void Server::Drain(std::chrono::steady_clock::duration deadline, std::function<void()> done) {
   drained_ = std::move(done);
   LeaveLookupd();
-  tcp_->Drain();
-  http_->Drain();
+  for (net::Listener* l : listeners()) l->Drain();
   WaitDrained(std::chrono::steady_clock::now() + deadline);
 }
 
@@ -133,8 +158,7 @@ void Server::WaitDrained(std::chrono::steady_clock::time_point deadline) {
   }
   if (connection_count() > 0) {
     spdlog::warn("closing {} connections still open at the drain deadline", connection_count());
-    tcp_->CloseAll();
-    http_->CloseAll();
+    for (net::Listener* l : listeners()) l->CloseAll();
   }
   broker_->Stop();
   if (auto done = std::exchange(drained_, nullptr)) done();
@@ -142,10 +166,10 @@ void Server::WaitDrained(std::chrono::steady_clock::time_point deadline) {
 
 void Server::Stop() {
   LeaveLookupd();
-  tcp_->Drain();
-  tcp_->CloseAll();
-  http_->Drain();
-  http_->CloseAll();
+  for (net::Listener* l : listeners()) {
+    l->Drain();
+    l->CloseAll();
+  }
   broker_->Stop();
 }
 

@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -26,6 +28,7 @@
 namespace cairn::net {
 class HttpApi;
 class HttpServer;
+class Listener;
 class TcpServer;
 }  // namespace cairn::net
 
@@ -38,6 +41,8 @@ struct ServerOptions {
   // Where to listen (port 0 picks one: local_endpoint() and http_endpoint() say which).
   boost::asio::ip::tcp::endpoint tcp_address{boost::asio::ip::address_v4::any(), 4150};
   boost::asio::ip::tcp::endpoint http_address{boost::asio::ip::address_v4::any(), 4151};
+  // HTTPS, with session.tls (which must then be set); none if unset.
+  std::optional<boost::asio::ip::tcp::endpoint> https_address;
   // What /info and /stats report about this broker, and nsqlookupd is told.
   std::string hostname = "localhost";
   std::string broadcast_address = "localhost";
@@ -78,6 +83,7 @@ class Server {
 
   boost::asio::ip::tcp::endpoint tcp_endpoint() const;
   boost::asio::ip::tcp::endpoint http_endpoint() const;
+  std::optional<boost::asio::ip::tcp::endpoint> https_endpoint() const;
   size_t connection_count() const;
   const ServerOptions& options() const { return options_; }
   storage::Store& store() { return *store_; }
@@ -86,6 +92,8 @@ class Server {
 
  private:
   Server(boost::asio::io_context& io, ServerOptions options);
+  // The TCP, HTTP and HTTPS listeners that are open.
+  std::vector<net::Listener*> listeners() const;
   void WaitDrained(std::chrono::steady_clock::time_point deadline);
   // Registers with each nsqlookupd, and keeps them told of every topic and channel.
   void JoinLookupd();
@@ -97,6 +105,7 @@ class Server {
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<net::TcpServer> tcp_;
   std::unique_ptr<net::HttpServer> http_;
+  std::unique_ptr<net::HttpServer> https_;  // null without ServerOptions::https_address
   std::unique_ptr<net::HttpApi> api_;
   std::vector<std::shared_ptr<nsq::LookupdPeer>> lookupd_;
   boost::asio::steady_timer drain_timer_;

@@ -561,7 +561,7 @@ class TcpSession final : public Subscriber,
     auth_pending_ = true;
     AuthQuery q{remote_host_, tls_ != nullptr, secret_, common_name_};
     QueryAuthServers(socket_.get_executor(), options_.auth_http_addresses,
-                     options_.auth_http_request_method, q,
+                     options_.auth_http_request_method, options_.auth_tls, q,
                      [weak = weak_from_this(), done = std::move(done)](Result<AuthState> r) {
                        auto self = weak.lock();
                        if (!self || self->closed_) return;

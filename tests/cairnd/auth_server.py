@@ -8,9 +8,10 @@ Answers by secret:
   slow      the same as pub-logs, after 10 s (longer than cairnd waits)
   other     403
 GET /seen lists every query received, as JSON. Listens on 127.0.0.1, a free port, which it
-prints to stderr as "HTTP: listening on 127.0.0.1:<port>".
+prints to stderr as "HTTP: listening on 127.0.0.1:<port>". Given CERT KEY, it serves HTTPS.
 """
 import json
+import ssl
 import sys
 import threading
 import time
@@ -60,5 +61,9 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
+if len(sys.argv) == 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[1], sys.argv[2])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(f"HTTP: listening on 127.0.0.1:{server.server_port}", file=sys.stderr, flush=True)
 server.serve_forever()

@@ -117,6 +117,15 @@ TEST(Security, ToNsqAndNsqTailOverTlsWithCompression) {
   EXPECT_EQ(output, "one\ntwo\nthree\nfour\n");
 }
 
+// curl, verifying the broker against the test CA: "<status code> <body>".
+std::string Curl(const Certificates& certs, const std::string& args) {
+  auto [status, output] = RunCommand(fmt::format(
+      "curl -sS --max-time 10 --cacert {} -w '\\n%{{http_code}}' {} 2>&1", certs["ca.pem"], args));
+  const size_t nl = output.rfind('\n');
+  if (nl == std::string::npos) return output;
+  return output.substr(nl + 1) + " " + output.substr(0, nl);
+}
+
 TEST(Security, ClientsWithoutTheRightCertificatesAreRefused) {
   REQUIRE_NSQ_BINARY(roundtrip, "gonsq_roundtrip2");
   TlsBroker broker([](const Certificates& c) {
@@ -152,8 +161,17 @@ TEST(Security, ClientsWithoutTheRightCertificatesAreRefused) {
   plain.CmdBody("PUB t", "x");
   plain.ExpectError("E_INVALID cannot PUB in current state (TLS required)");
   EXPECT_TRUE(plain.ClosedByPeer());
-  HttpClient http(cairnd.http_port());
-  EXPECT_EQ(http.Get("/ping").status, 200);
+  // HTTP too: plain HTTP is sent to HTTPS, where the same certificates are asked for.
+  EXPECT_EQ(HttpClient(cairnd.http_port()).Get("/ping").status, 403);
+  const std::string https = fmt::format("https://127.0.0.1:{}/ping", cairnd.https_port());
+  EXPECT_EQ(Curl(certs, fmt::format("--cert {} --key {} {}", certs["client.pem"],
+                                    certs["client.key"], https)),
+            "200 OK");
+  for (const char* who : {"stranger", ""}) {
+    const std::string cert =
+        *who ? fmt::format("--cert {0}.pem --key {0}.key ", certs[who]) : std::string();
+    EXPECT_FALSE(Curl(certs, cert + https).starts_with("200")) << who;
+  }
 }
 
 // What nsqd answers a raw exchange, beside cairnd's, when $NSQ_BIN_DIR has nsqd.
@@ -161,8 +179,8 @@ struct Answers {
   std::vector<std::string> cairnd, nsqd;
 };
 
-// Runs `exchange` (which returns the frames it read, as text) against cairnd and nsqd started
-// with the same `flags`.
+// Runs `exchange` (which returns what it read, as text) against cairnd and nsqd started with the
+// same `flags`; it is given the server, for its ports.
 template <class Exchange>
 Answers BothAnswer(const std::vector<std::string>& flags, Exchange exchange) {
   Answers a;
@@ -172,21 +190,21 @@ Answers BothAnswer(const std::vector<std::string>& flags, Exchange exchange) {
     ADD_FAILURE() << cairnd.startup_log();
     return a;
   }
-  a.cairnd = exchange(cairnd.port());
+  a.cairnd = exchange(static_cast<const ListeningProcess&>(cairnd));
   std::string why;
   const std::string nsqd_bin = NsqBinary("nsqd", &why);
   if (nsqd_bin.empty()) return a;
   TempDir nsqd_dir;
   std::vector<std::string> args = {nsqd_bin, "--data-path=" + nsqd_dir.path(),
                                    "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
-                                   "--https-address="};
+                                   "--https-address=127.0.0.1:0"};
   args.insert(args.end(), flags.begin(), flags.end());
   ListeningProcess nsqd(args);
   if (nsqd.port() == 0) {
     ADD_FAILURE() << nsqd.log();
     return a;
   }
-  a.nsqd = exchange(nsqd.port());
+  a.nsqd = exchange(nsqd);
   return a;
 }
 
@@ -199,8 +217,8 @@ TEST(Security, RefusalsAreNsqds) {
   Certificates certs;
   ASSERT_TRUE(certs.ok());
   // Both compressions at once.
-  auto both = BothAnswer({}, [](uint16_t port) {
-    RawClient c(port);
+  auto both = BothAnswer({}, [](const ListeningProcess& server) {
+    RawClient c(server.port());
     c.CmdBody("IDENTIFY", R"({"feature_negotiation":true,"snappy":true,"deflate":true})");
     return std::vector<std::string>{FrameText(c.Read()), c.ClosedByPeer() ? "closed" : "open"};
   });
@@ -214,14 +232,14 @@ TEST(Security, RefusalsAreNsqds) {
   // A plain client where TLS is required: every command but IDENTIFY.
   std::vector<std::string> flags = certs.ServerFlags();
   flags.push_back("--tls-required=tcp-https");
-  auto required = BothAnswer(flags, [](uint16_t port) {
+  auto required = BothAnswer(flags, [](const ListeningProcess& server) {
     std::vector<std::string> out;
     for (const char* cmd : {"NOP", "SUB t c", "RDY 1"}) {
-      RawClient c(port);
+      RawClient c(server.port());
       c.Cmd(cmd);
       out.push_back(FrameText(c.Read()));
     }
-    RawClient c(port);
+    RawClient c(server.port());
     c.CmdBody("IDENTIFY", R"({"feature_negotiation":true,"tls_v1":true})");
     auto negotiated = c.Read();
     out.push_back(negotiated && Json::parse(negotiated->data, nullptr, false).value("tls_v1", false)
@@ -237,6 +255,52 @@ TEST(Security, RefusalsAreNsqds) {
   if (!required.nsqd.empty()) {
     EXPECT_EQ(required.cairnd, required.nsqd);
   }
+}
+
+// HTTPS serves the same API with the same certificate. Under --tls-required=true, plain HTTP gets
+// nsqd's 403 TLS_REQUIRED with the port to retry on (nsqadmin reads it); under tcp-https plain
+// HTTP stays open.
+TEST(Security, HttpsServesTheApiAndARequirementOfTlsSendsPlainHttpThere) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  std::vector<std::string> flags = certs.ServerFlags();
+  flags.push_back("--tls-required=true");
+  auto refused = BothAnswer(flags, [&](const ListeningProcess& server) {
+    const Reply plain = HttpClient(server.http_port(), "").Get("/ping");
+    const Json body = Json::parse(plain.body, nullptr, false);
+    return std::vector<std::string>{
+        std::to_string(plain.status), body.value("message", "?"),
+        body.value("https_port", 0) == server.https_port() ? "https_port is right" : plain.body,
+        plain.content_type};
+  });
+  EXPECT_EQ(refused.cairnd, (std::vector<std::string>{"403", "TLS_REQUIRED", "https_port is right",
+                                                      "application/json; charset=utf-8"}));
+  if (!refused.nsqd.empty()) {
+    EXPECT_EQ(refused.cairnd, refused.nsqd);
+  }
+
+  TlsBroker broker([](const Certificates&) { return std::vector<std::string>{"--tls-required"}; });
+  ASSERT_TRUE(broker.up()) << broker.cairnd.startup_log();
+  const uint16_t https = broker.cairnd.https_port();
+  ASSERT_NE(https, 0) << broker.cairnd.log();
+  const std::string base = fmt::format("https://127.0.0.1:{}", https);
+  EXPECT_EQ(Curl(broker.certs, base + "/ping"), "200 OK");
+  // A publish over HTTPS is read back over HTTPS, and what needs the admin credential still does.
+  EXPECT_EQ(Curl(broker.certs, "-d hello " + base + "/pub?topic=t"), "200 OK");
+  const std::string stats = Curl(broker.certs, base + "/stats?format=json&topic=t");
+  EXPECT_TRUE(stats.starts_with("200 ") && stats.find(R"("message_count":1)") != std::string::npos)
+      << stats;
+  const std::string erase = Curl(broker.certs, "-X POST " + base + "/topic/delete?topic=t");
+  EXPECT_TRUE(erase.starts_with("401 ")) << erase;
+  // A client that does not trust the broker's CA is refused in the handshake.
+  auto [status, output] = RunCommand(fmt::format("curl -sS --max-time 10 --cacert {} {}/ping 2>&1",
+                                                 broker.certs["other-ca.pem"], base));
+  EXPECT_NE(status, 0) << output;
+
+  TlsBroker tcp_only(
+      [](const Certificates&) { return std::vector<std::string>{"--tls-required=tcp-https"}; });
+  ASSERT_TRUE(tcp_only.up()) << tcp_only.cairnd.startup_log();
+  EXPECT_EQ(HttpClient(tcp_only.cairnd.http_port()).Get("/ping").status, 200);
 }
 
 TEST(Security, ACorruptCompressedStreamClosesThatConnectionOnly) {
@@ -264,42 +328,45 @@ TEST(Security, ACorruptCompressedStreamClosesThatConnectionOnly) {
 TEST(Security, AuthAnswersAsNsqdDoes) {
   AuthServer authd;
   ASSERT_NE(authd.http_port(), 0) << authd.log();
-  auto answers = BothAnswer({"--auth-http-address=" + authd.address()}, [](uint16_t port) {
-    std::vector<std::string> out;
-    {
-      RawClient c(port);
-      c.CmdBody("IDENTIFY", R"({"feature_negotiation":true})");
-      auto negotiated = c.Read();
-      out.push_back(
-          negotiated && Json::parse(negotiated->data, nullptr, false).value("auth_required", false)
-              ? "auth required"
-              : "no auth");
-      c.CmdBody("PUB logs", "x");
-      out.push_back(FrameText(c.Read()));
-    }
-    {
-      RawClient c(port);
-      c.CmdBody("AUTH", "pub-logs");
-      out.push_back(FrameText(c.Read()));
-      c.CmdBody("PUB logs", "x");
-      out.push_back(FrameText(c.Read()));
-      c.Cmd("SUB metrics ch");
-      out.push_back(FrameText(c.Read()));
-    }
-    for (const char* secret : {"nothing", "other"}) {
-      RawClient c(port);
-      c.CmdBody("AUTH", secret);
-      out.push_back(FrameText(c.Read()));
-    }
-    {
-      RawClient c(port);
-      c.CmdBody("AUTH", "pub-logs");
-      c.Read();
-      c.CmdBody("AUTH", "pub-logs");
-      out.push_back(FrameText(c.Read()));
-    }
-    return out;
-  });
+  auto answers =
+      BothAnswer({"--auth-http-address=" + authd.address()}, [](const ListeningProcess& server) {
+        const uint16_t port = server.port();
+        std::vector<std::string> out;
+        {
+          RawClient c(port);
+          c.CmdBody("IDENTIFY", R"({"feature_negotiation":true})");
+          auto negotiated = c.Read();
+          out.push_back(
+              negotiated &&
+                      Json::parse(negotiated->data, nullptr, false).value("auth_required", false)
+                  ? "auth required"
+                  : "no auth");
+          c.CmdBody("PUB logs", "x");
+          out.push_back(FrameText(c.Read()));
+        }
+        {
+          RawClient c(port);
+          c.CmdBody("AUTH", "pub-logs");
+          out.push_back(FrameText(c.Read()));
+          c.CmdBody("PUB logs", "x");
+          out.push_back(FrameText(c.Read()));
+          c.Cmd("SUB metrics ch");
+          out.push_back(FrameText(c.Read()));
+        }
+        for (const char* secret : {"nothing", "other"}) {
+          RawClient c(port);
+          c.CmdBody("AUTH", secret);
+          out.push_back(FrameText(c.Read()));
+        }
+        {
+          RawClient c(port);
+          c.CmdBody("AUTH", "pub-logs");
+          c.Read();
+          c.CmdBody("AUTH", "pub-logs");
+          out.push_back(FrameText(c.Read()));
+        }
+        return out;
+      });
   EXPECT_EQ(answers.cairnd,
             (std::vector<std::string>{
                 "auth required", "1 E_AUTH_FIRST AUTH required before PUB",
@@ -386,6 +453,34 @@ TEST(Security, AuthIsAskedAgainAfterItsTtlAndASlowOrDeadServerHurtsNoOtherClient
 
 // cairnd's default: with no --admin-secret-file and no --admin-open, no credential erases
 // anything over HTTP; the two flags exclude each other, and an empty secret file is refused.
+// An auth server at an https:// URL is asked over TLS, and its certificate is checked: against
+// --tls-root-ca-file when given, else the system's CAs, which do not know the test CA.
+TEST(Security, AuthServersAtHttpsUrlsAreAskedOverTlsAndChecked) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  AuthServer authd(certs);
+  ASSERT_NE(authd.http_port(), 0) << authd.log();
+  const std::string url =
+      fmt::format("--auth-http-address=https://127.0.0.1:{}/auth", authd.http_port());
+  auto answer = [](const CairndProcess& cairnd) {
+    RawClient c(cairnd.port());
+    c.CmdBody("AUTH", "pub-logs");
+    auto r = c.Read();
+    if (!r || r->type == nsq::FrameType::kError) return FrameText(r);
+    c.CmdBody("PUB logs", "x");
+    return FrameText(c.Read());
+  };
+  TempDir trusting_dir, untrusting_dir;
+  CairndProcess trusting(trusting_dir.path(), {url, "--tls-root-ca-file=" + certs["ca.pem"]});
+  CairndProcess untrusting(untrusting_dir.path(), {url});
+  ASSERT_NE(trusting.port(), 0) << trusting.startup_log();
+  ASSERT_NE(untrusting.port(), 0) << untrusting.startup_log();
+  EXPECT_EQ(answer(trusting), "0 OK") << trusting.log();
+  EXPECT_EQ(answer(untrusting), "1 E_AUTH_FAILED AUTH failed") << untrusting.log();
+  EXPECT_NE(untrusting.log().find("certificate verify failed"), std::string::npos)
+      << untrusting.log();
+}
+
 TEST(Security, ByDefaultNobodyMayEraseOverHttp) {
   TempDir dir;
   ListeningProcess bare({CAIRN_BIN_DIR "/cairnd", "--data-path=" + dir.path(),
@@ -439,7 +534,7 @@ TEST(Security, TlsFlagsAreCheckedAsNsqdChecksThem) {
 
 // A worker where cairnd requires TLS with a verified client certificate and AUTH:
 // cairn-replay, given the flags, reads the whole range over TLS with deflate and deletes its
-// channel with the admin credential.
+// channel with the admin credential, over HTTPS.
 TEST(Security, AWorkerConnectsWithTlsACertificateAndAuth) {
   Certificates certs;
   ASSERT_TRUE(certs.ok());
@@ -452,8 +547,13 @@ TEST(Security, AWorkerConnectsWithTlsACertificateAndAuth) {
   flags.push_back("--auth-http-address=" + authd.address());
   CairndProcess cairnd(dir.path(), flags);
   ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
-  HttpClient http(cairnd.http_port());
-  ASSERT_EQ(http.Post("/mpub?topic=logs", "cpu v=1 1\ncpu v=2 2\ncpu v=3 3").status, 200);
+  // HTTPS only, with a client certificate: plain HTTP answers TLS_REQUIRED.
+  const std::string https =
+      fmt::format("--cert {} --key {} https://127.0.0.1:{}", certs["client.pem"],
+                  certs["client.key"], cairnd.https_port());
+  ASSERT_EQ(
+      Curl(certs, "--data-binary 'cpu v=1 1\ncpu v=2 2\ncpu v=3 3' " + https + "/mpub?topic=logs"),
+      "200 OK");
   const std::string replay = fmt::format(
       "timeout 60 {}/cairn-replay --nsqd-tcp-address=127.0.0.1:{} "
       "--nsqd-http-address=127.0.0.1:{} --topic=logs --from=-1h --dry-run --json "
@@ -469,9 +569,10 @@ TEST(Security, AWorkerConnectsWithTlsACertificateAndAuth) {
   const Json summary = Json::parse(output, nullptr, false);
   ASSERT_TRUE(summary.is_object()) << output;
   EXPECT_EQ(summary.value("messages", 0), 3) << output;
-  // Its channel is gone: the admin credential deleted it.
-  const Json stats = Json::parse(http.Get("/stats?format=json&topic=logs").body);
-  EXPECT_TRUE(stats["topics"][0]["channels"].empty()) << stats.dump();
+  // Its channel is gone: the admin credential deleted it, over HTTPS, where the broker's
+  // TLS_REQUIRED sent the worker.
+  const std::string stats = Curl(certs, https + "/stats?format=json&topic=logs");
+  EXPECT_NE(stats.find(R"("channels":[])"), std::string::npos) << stats;
 }
 
 }  // namespace

@@ -11,14 +11,9 @@ const os = require('node:os')
 const path = require('node:path')
 const h = require('./lib/harness')
 
+// The test certificates every suite uses (tests/server/make_test_certs.sh).
 function makeCertificates(dir) {
-  const run = (...args) => execFileSync('openssl', args, {cwd: dir, stdio: 'ignore'})
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  run('req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cairn-test-ca')
-  run('req', ...key, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
-  fs.writeFileSync(path.join(dir, 'san.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
-  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-out', 'server.pem', '-days', '2', '-extfile', 'san.cnf')
+  execFileSync('bash', [path.join(__dirname, '..', 'server', 'make_test_certs.sh'), dir], {stdio: 'ignore'})
 }
 
 describe('nsqjs over TLS and compression', () => {

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -41,14 +42,18 @@ def wait_until(predicate, what, timeout=20):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})"[:2000])
 
 
-def http_request(method, host, port, path, body=None, headers=None, timeout=10):
-    status, text, _ = http_exchange(method, host, port, path, body, headers, timeout)
+def http_request(method, host, port, path, body=None, headers=None, timeout=10, context=None):
+    status, text, _ = http_exchange(method, host, port, path, body, headers, timeout, context)
     return status, text
 
 
-def http_exchange(method, host, port, path, body=None, headers=None, timeout=10):
-    """As http_request, with the response's headers too: (status, text, headers)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def http_exchange(method, host, port, path, body=None, headers=None, timeout=10, context=None):
+    """As http_request, with the response's headers too: (status, text, headers). With an
+    ssl.SSLContext `context`, over HTTPS."""
+    if context is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -175,6 +180,7 @@ class Cairnd(Process):
         super().__init__([CAIRND, f"--data-path={data_path}",
                           f"--tcp-address=127.0.0.1:{tcp_port}",
                           f"--http-address=127.0.0.1:{http_port}",
+                          "--https-address=127.0.0.1:0",  # served only with a certificate
                           *([] if any(a.startswith("--admin-") for a in extra) else [ADMIN_FLAG]),
                           *extra],
                          {"tcp": r"TCP: listening on (\S+)", "http": r"HTTP: listening on (\S+)"},
@@ -215,13 +221,27 @@ class Cairnd(Process):
         return None
 
 
-class Influx:
-    """Debian's influxd on loopback, in a temporary directory that outlives restarts."""
+def make_certificates(directory):
+    """The tests' certificates (tests/server/make_test_certs.sh) in `directory`: ca.pem,
+    server.pem and server.key (for 127.0.0.1), and the rest that script lists."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server",
+                          "make_test_certs.sh")
+    subprocess.run(["bash", script, directory], check=True, capture_output=True)
+    return directory
 
-    def __init__(self):
+
+class Influx:
+    """Debian's influxd on loopback, in a temporary directory that outlives restarts. Given a
+    directory of make_certificates(), it serves HTTPS with server.pem."""
+
+    def __init__(self, certificates=None):
         self.dir = tempfile.mkdtemp(prefix="cairn-influx-")
         self.proc = None
         self.http_port = 0
+        self.certificates = certificates
+        self.context = None
+        if certificates:
+            self.context = ssl.create_default_context(cafile=os.path.join(certificates, "ca.pem"))
 
     def start(self, timeout=30):
         conf = os.path.join(self.dir, "influxdb.conf")
@@ -240,6 +260,7 @@ bind-address = "127.0.0.1:0"
   bind-address = "127.0.0.1:{self.http_port}"
   log-enabled = false
   max-body-size = 0
+{self._https()}
 [subscriber]
   enabled = false
 [continuous_queries]
@@ -252,15 +273,27 @@ bind-address = "127.0.0.1:0"
         wait_until(lambda: self._ping(), "influxd /ping", timeout)
         return self
 
+    def _https(self):
+        if not self.certificates:
+            return ""
+        return (f'  https-enabled = true\n'
+                f'  https-certificate = "{self.certificates}/server.pem"\n'
+                f'  https-private-key = "{self.certificates}/server.key"')
+
+    def request(self, method, path, body=None, headers=None):
+        return http_request(method, "127.0.0.1", self.http_port, path, body, headers,
+                            context=self.context)
+
     def _ping(self):
         try:
-            return http_request("GET", "127.0.0.1", self.http_port, "/ping")[0] == 204
+            return self.request("GET", "/ping")[0] == 204
         except OSError:
             return False
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.certificates else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     def stop(self):
         if self.proc is not None:
@@ -273,8 +306,7 @@ bind-address = "127.0.0.1:0"
         params = {"q": q}
         if db:
             params["db"] = db
-        status, text = http_request("POST", "127.0.0.1", self.http_port, "/query",
-                                    urllib.parse.urlencode(params),
+        status, text = self.request("POST", "/query", urllib.parse.urlencode(params),
                                     {"Content-Type": "application/x-www-form-urlencoded"})
         assert status == 200, (status, text)
         return json.loads(text)
@@ -303,8 +335,7 @@ bind-address = "127.0.0.1:0"
         return rows[0]["sum"] if rows else 0
 
     def write(self, db, body):
-        return http_request("POST", "127.0.0.1", self.http_port,
-                            f"/write?db={db}&precision=ns", body.encode())
+        return self.request("POST", f"/write?db={db}&precision=ns", body.encode())
 
     def cleanup(self):
         self.stop()

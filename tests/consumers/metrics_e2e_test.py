@@ -12,8 +12,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ADMIN_FLAG, MEASUREMENTS, Cairnd, NsqReader, Process, WithInflux,  # noqa: E402
-                     expected_totals, http_request, metrics_text, sample_traffic, wait_until)
+from harness import (ADMIN_FLAG, MEASUREMENTS, Cairnd, Influx, NsqReader, Process,  # noqa: E402
+                     WithInflux, expected_totals, http_request, make_certificates, metrics_text,
+                     sample_traffic, wait_until)
 
 CAIRN_METRICS = os.environ["CAIRN_METRICS"]
 CAIRN_REPLAY = os.environ["CAIRN_REPLAY"]
@@ -326,6 +327,48 @@ class Pipeline(WithInflux):
         r = self.replay("--from", resume)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_values(expected_totals(lines))
+
+
+class InfluxOverHttps(WithInflux):
+    """cairn-metrics writing to an InfluxDB that serves HTTPS only, with a certificate from the
+    tests' CA. Pipeline's fixtures and helpers, on that InfluxDB."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certificates = tempfile.TemporaryDirectory(prefix="cairn-certs-")
+        cls.influx = Influx(make_certificates(cls.certificates.name)).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.certificates.cleanup()
+
+    setUp = Pipeline.setUp
+    tearDown = Pipeline.tearDown
+    start_metrics = Pipeline.start_metrics
+    counts = Pipeline.counts
+    wait_counts = Pipeline.wait_counts
+    sums = Pipeline.sums
+    assert_values = Pipeline.assert_values
+    worker_metric = Pipeline.worker_metric
+
+    def test_points_go_over_https_and_an_untrusted_certificate_finishes_nothing(self):
+        self.assertTrue(self.influx.url.startswith("https://"))
+        lines = sample_traffic("metrics", 600)
+        # The system's CAs do not know the tests' CA: every write fails, nothing is finished.
+        w = self.start_metrics("--flush-interval=100ms", "--batch-size=100")
+        self.cairnd.mpub("metrics", lines)
+        wait_until(lambda: self.worker_metric(w, "cairn_metrics_write_failures_total") > 0,
+                   "a failed write", 15)
+        self.assertEqual(self.worker_metric(w, "cairn_metrics_messages_total"), 0)
+        self.assertEqual(self.counts(), {m: 0 for m in MEASUREMENTS})
+        self.assertEqual(w.stop(), 0, w.log())  # hands what it holds back to the broker
+        # Trusting the CA, the same messages arrive, each point once.
+        self.start_metrics("--flush-interval=100ms", "--batch-size=100",
+                           f"--influxdb-tls-root-ca-file={self.certificates.name}/ca.pem")
+        self.assert_values(expected_totals(lines))
+        wait_until(lambda: self.cairnd.channel_stats("metrics", "influxdb")["depth"] == 0,
+                   "everything finished", 10)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 // keep-alive, ordering, retry on a connection the server closed, and failures.
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -31,10 +34,12 @@ using namespace std::chrono_literals;
 // A server on its own io thread; `handler` runs there.
 class Server {
  public:
-  explicit Server(net::HttpHandler handler)
+  // With `tls`, HTTPS.
+  explicit Server(net::HttpHandler handler, std::shared_ptr<net::TlsContext> tls = nullptr)
       : work_(io_.get_executor()),
-        server_(io_, 1 << 20, std::move(handler),
-                [](const net::HttpRequest&) { return net::HttpResponse(); }) {
+        server_(
+            io_, 1 << 20, std::move(handler),
+            [](const net::HttpRequest&) { return net::HttpResponse(); }, std::move(tls)) {
     const Status listening = server_.Listen({asio::ip::make_address("127.0.0.1"), 0});
     if (!listening) throw std::runtime_error(listening.error().ToString());
     server_.Start();
@@ -253,6 +258,86 @@ TEST(HttpClient, ARefusedConnectionIsAnErrorNotAnAnswer) {
   EXPECT_NE(r.Describe().find("refused"), std::string::npos) << r.Describe();
 }
 
+// The tests' certificates (tests/server/make_test_certs.sh), in a directory of their own.
+class Certificates {
+ public:
+  Certificates() {
+    char dir[] = "/tmp/cairn-certs-XXXXXX";
+    dir_ = mkdtemp(dir);
+    const std::string make =
+        "bash " CAIRN_SOURCE_DIR "/tests/server/make_test_certs.sh " + dir_ + " >/dev/null 2>&1";
+    ok_ = std::system(make.c_str()) == 0;
+  }
+  ~Certificates() { std::filesystem::remove_all(dir_); }
+  bool ok() const { return ok_; }
+  std::string operator[](const std::string& file) const { return dir_ + "/" + file; }
+
+ private:
+  std::string dir_;
+  bool ok_ = false;
+};
+
+// A GET on `client`, run to its answer on `io`.
+net::HttpResult Get(asio::io_context& io, net::HttpClient& client, const std::string& target) {
+  net::HttpResult result;
+  client.Request(http::verb::get, target, "", "", [&](net::HttpResult r) { result = r; });
+  io.restart();
+  io.run_for(5s);
+  return result;
+}
+
+// HTTPS both ways: the client checks the server's certificate against its CAs, a response
+// streamed in chunks arrives whole, and a client told to follow nsqd's TLS_REQUIRED moves to the
+// HTTPS port it names.
+TEST(HttpClient, SpeaksHttpsCheckingTheServersCertificate) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  auto server_tls = net::MakeServerTls(net::TlsServerFiles{certs["server.pem"], certs["server.key"], "", net::ClientAuthPolicy::kNone, "tls1.2"});
+  ASSERT_TRUE(server_tls) << server_tls.error().ToString();
+  Server https(
+      [&](const net::HttpRequest& req, net::HttpResponder respond) {
+        if (req.target() != "/follow") return respond(Text("secure " + std::string(req.target())));
+        auto stream = respond.Stream(Text(""));
+        stream->Write("a\n");
+        stream->Write("b\n");
+        stream->End();
+      },
+      *server_tls);
+  asio::io_context io;
+  auto trusting = net::MakeClientTls(net::TlsClientFiles::Trusting(certs["ca.pem"]));
+  ASSERT_TRUE(trusting);
+  net::HttpClient client(io.get_executor(), "127.0.0.1", https.port(), 5s, *trusting);
+  net::HttpResult r = Get(io, client, "/x");
+  EXPECT_TRUE(r.ok()) << r.Describe();
+  EXPECT_EQ(r.body, "secure /x");
+  r = Get(io, client, "/follow");
+  EXPECT_TRUE(r.ok()) << r.Describe();
+  EXPECT_EQ(r.body, "a\nb\n");
+
+  auto untrusting = net::MakeClientTls(net::TlsClientFiles::Trusting(certs["other-ca.pem"]));
+  ASSERT_TRUE(untrusting);
+  net::HttpClient stranger(io.get_executor(), "127.0.0.1", https.port(), 5s, *untrusting);
+  r = Get(io, stranger, "/x");
+  EXPECT_FALSE(r.answered());
+  EXPECT_NE(r.Describe().find("certificate verify failed"), std::string::npos) << r.Describe();
+
+  // A plain server that requires TLS, as nsqd answers it; one client follows, one was not told.
+  Server plain([&](const net::HttpRequest&, net::HttpResponder respond) {
+    net::HttpResponse refused =
+        Text(fmt::format(R"({{"message": "TLS_REQUIRED", "https_port": {}}})", https.port()));
+    refused.result(http::status::forbidden);
+    respond(std::move(refused));
+  });
+  net::HttpClient follower(io.get_executor(), "127.0.0.1", plain.port(), 5s);
+  follower.FollowTlsRequired(*trusting);
+  net::HttpClient unfollowing(io.get_executor(), "127.0.0.1", plain.port(), 5s);
+  r = Get(io, follower, "/y");
+  EXPECT_TRUE(r.ok()) << r.Describe();
+  EXPECT_EQ(r.body, "secure /y");
+  EXPECT_EQ(Get(io, follower, "/z").body, "secure /z");  // it stays there
+  EXPECT_EQ(Get(io, unfollowing, "/y").status, 403);
+}
+
 TEST(HttpUrl, ParsesWhatTheWorkersAccept) {
   auto u = net::ParseHttpUrl("http://127.0.0.1:9086");
   ASSERT_TRUE(u);
@@ -264,7 +349,13 @@ TEST(HttpUrl, ParsesWhatTheWorkersAccept) {
   EXPECT_EQ(u->host, "::1");
   EXPECT_EQ(u->base_path, "/influx");
   EXPECT_EQ(net::ParseHttpUrl("http://localhost")->port, 80);
-  EXPECT_FALSE(net::ParseHttpUrl("https://x:1"));
+  EXPECT_FALSE(net::ParseHttpUrl("http://localhost")->https);
+  u = net::ParseHttpUrl("https://influx.example:8443/db");
+  ASSERT_TRUE(u);
+  EXPECT_TRUE(u->https);
+  EXPECT_EQ(u->port, 8443);
+  EXPECT_EQ(net::ParseHttpUrl("https://influx.example")->port, 443);
+  EXPECT_FALSE(net::ParseHttpUrl("ftp://x:1"));
   EXPECT_FALSE(net::ParseHttpUrl("127.0.0.1:9086"));
   EXPECT_FALSE(net::ParseHttpUrl("http://:9086"));
 }

@@ -409,6 +409,19 @@ class ListeningProcess {
 
   uint16_t port() const { return port_; }
   uint16_t http_port() const { return http_port_; }
+  // The HTTPS port it logged ("HTTPS: listening on 127.0.0.1:<port>", which nsqd may log after
+  // the others); 0 if it logs none within 10 s.
+  uint16_t https_port() const {
+    const std::regex listening("HTTPS: listening on 127\\.0\\.0\\.1:([0-9]+)");
+    uint16_t port = 0;
+    Eventually([&] {
+      const std::string text = log();
+      std::smatch m;
+      if (std::regex_search(text, m, listening)) port = static_cast<uint16_t>(std::stoi(m[1]));
+      return port != 0;
+    });
+    return port;
+  }
   pid_t pid() const { return pid_; }
   std::string startup_log() const { return log(); }
   // Everything it logged so far (its first MiB).
@@ -472,7 +485,7 @@ class CairndProcess : public ListeningProcess {
     const char* binary = std::getenv("CAIRND");
     std::vector<std::string> args = {binary != nullptr ? binary : CAIRN_BIN_DIR "/cairnd",
                                      "--data-path=" + data_path, "--tcp-address=127.0.0.1:0",
-                                     "--http-address=127.0.0.1:0"};
+                                     "--http-address=127.0.0.1:0", "--https-address=127.0.0.1:0"};
     // The tests' admin credential, unless the test sets the admin policy itself.
     if (std::none_of(extra.begin(), extra.end(),
                      [](const std::string& a) { return a.starts_with("--admin-"); })) {
@@ -540,25 +553,13 @@ class LookupdProcess : public ListeningProcess {
 };
 
 // A CA, a server certificate for 127.0.0.1 and localhost, a client certificate from the same CA
-// (CN=client-a), and a second CA with a client certificate of its own (CN=client-b).
+// (CN=client-a), and a second CA with a client certificate of its own (CN=client-b): the files
+// tests/server/make_test_certs.sh names.
 class Certificates {
  public:
   Certificates() {
-    const std::string make = fmt::format(
-        "cd {0} && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
-        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=cairn-test-ca && "
-        "openssl req -x509 $K -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other && "
-        "openssl req $K -keyout server.key -out server.csr -subj /CN=localhost && "
-        "echo subjectAltName=DNS:localhost,IP:127.0.0.1 > san.cnf && "
-        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out server.pem -days 2 -extfile san.cnf && "
-        "openssl req $K -keyout client.key -out client.csr -subj /CN=client-a && "
-        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out client.pem -days 2 && "
-        "openssl req $K -keyout stranger.key -out stranger.csr -subj /CN=client-b && "
-        "openssl x509 -req -in stranger.csr -CA other-ca.pem -CAkey other-ca.key "
-        "-CAcreateserial -out stranger.pem -days 2",
-        dir_.path());
+    const std::string make =
+        fmt::format("bash {}/tests/server/make_test_certs.sh {}", CAIRN_SOURCE_DIR, dir_.path());
     auto [status, output] = RunCommand(make + " 2>&1");
     ok_ = status == 0;
     if (!ok_) ADD_FAILURE() << "openssl: " << output;
@@ -580,6 +581,11 @@ class AuthServer : public ListeningProcess {
  public:
   AuthServer()
       : ListeningProcess({"/usr/bin/python3", CAIRN_SOURCE_DIR "/tests/cairnd/auth_server.py"},
+                         true, /*tcp=*/false) {}
+  // Over HTTPS, with the certificates' server certificate.
+  explicit AuthServer(const Certificates& certs)
+      : ListeningProcess({"/usr/bin/python3", CAIRN_SOURCE_DIR "/tests/cairnd/auth_server.py",
+                          certs["server.pem"], certs["server.key"]},
                          true, /*tcp=*/false) {}
   std::string address() const { return fmt::format("127.0.0.1:{}", http_port()); }
   // The queries it received.

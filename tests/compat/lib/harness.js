@@ -80,7 +80,9 @@ async function startBroker(opts = {}) {
   // unless a test sets the admin policy itself.
   const extra = opts.args || []
   const admin = extra.some((a) => a.startsWith('--admin-')) ? [] : ['--admin-open']
-  const args = ['--data-path', dataDir, '--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', ...admin, ...extra]
+  // HTTPS (served with a certificate) on loopback too, never nsqd's default 0.0.0.0:4152.
+  const args = ['--data-path', dataDir, '--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0',
+    '--https-address', '127.0.0.1:0', ...admin, ...extra]
   const proc = spawn(CAIRND, args, {stdio: ['ignore', 'ignore', 'pipe']})
   live.add(proc)
 
