@@ -30,6 +30,7 @@
 
 #include "bench/sample_traffic.h"
 #include "net/client.h"
+#include "net/client_flags.h"
 #include "src/base/address.h"
 #include "src/base/duration_flag.h"
 
@@ -121,7 +122,19 @@ struct Config {
   // Consumers find the brokers through these nsqlookupd instead of consuming from `address`.
   std::vector<std::string> lookupd;
   std::chrono::milliseconds lookupd_poll_interval{1'000};
+  // TLS, compression and AUTH, as the workers take them (net/client_flags.h).
+  nsq::SecurityFlags security;
+  nsq::ClientOptions client;  // from `security`
 };
+
+// "tcp", or what the connections asked for: "tls", "snappy", "tls+deflate", ...
+std::string Transport(const nsq::SecurityFlags& f) {
+  std::vector<std::string> parts;
+  if (f.tls || !f.tls_cert.empty()) parts.emplace_back("tls");
+  if (f.snappy) parts.emplace_back("snappy");
+  if (f.deflate) parts.emplace_back("deflate");
+  return parts.empty() ? "tcp" : fmt::format("{}", fmt::join(parts, "+"));
+}
 
 class Bench {
  public:
@@ -149,7 +162,7 @@ class Bench {
   }
 
   nlohmann::json Run() {
-    nsq::ClientOptions opts;
+    nsq::ClientOptions opts = cfg_.client;
     opts.client_id = "cairn-bench";
     consume_start_ = Clock::now();
     // Consumers first, so every channel exists before the first publish.
@@ -241,6 +254,7 @@ class Bench {
     for (auto& d : delivered_) per_channel.push_back(static_cast<double>(d.load()) / del_secs);
     nlohmann::json out = {
         {"target", fmt::format("{}", fmt::join(cfg_.addresses, ","))},
+        {"transport", Transport(cfg_.security)},
         {"publishers", cfg_.publishers},
         {"batch", cfg_.batch},
         {"size", cfg_.size},
@@ -393,7 +407,14 @@ int main(int argc, char** argv) {
   app.add_option("--drain-seconds", cfg.drain_seconds,
                  "how long to wait after publishing for delivery to catch up")
       ->capture_default_str();
+  nsq::AddSecurityFlags(app, cfg.security);
   CLI11_PARSE(app, argc, argv);
+  auto client = nsq::Secure(cfg.security);
+  if (!client) {
+    std::fprintf(stderr, "cairn-bench: %s\n", client.error().message.c_str());
+    return 2;
+  }
+  cfg.client = std::move(*client);
   if (cfg.batch < 1 || cfg.size < 8 || cfg.publishers < 0 || cfg.pipeline < 1) {
     std::fprintf(stderr, "cairn-bench: --batch >= 1, --size >= 8, --pipeline >= 1\n");
     return 2;

@@ -1,0 +1,115 @@
+"""What bench/'s runners share: the paths and settings they read from the environment, brokers
+started on loopback ports 0 with fresh data directories (cairnd, and nsqd from NSQ_BIN_DIR),
+cairn-bench, fio's fdatasync rate, medians."""
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build/release/bin")
+OUT = os.path.join(ROOT, "build/release/bench-results")
+REPS = int(os.environ.get("REPS", "3"))
+DIR = os.environ.get("CAIRN_BENCH_DIR", os.environ.get("TMPDIR", "/tmp"))
+SECS = float(os.environ.get("SECONDS_PER_RUN", "5"))
+
+
+class Broker:
+    """A broker process that logs "TCP: listening on 127.0.0.1:<port>" and the same for HTTP,
+    as cairnd and nsqd both do."""
+    http_port = None
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        self.port = None
+        while time.time() < deadline and (self.port is None or self.http_port is None):
+            line = self.proc.stderr.readline()
+            m = re.search(r"(TCP|HTTP): listening on 127\.0\.0\.1:(\d+)", line)
+            if m and m.group(1) == "TCP":
+                self.port = int(m.group(2))
+            elif m:
+                self.http_port = int(m.group(2))
+        if self.port is None:
+            raise RuntimeError(f"{argv[0]} did not start")
+        # Keep reading its log so it never blocks on a full pipe.
+        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=subprocess.DEVNULL)
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0
+
+    def close(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.drain.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cairnd(Broker):
+    """cairnd with its defaults (--sync=always) and `flags`."""
+
+    def __init__(self, *flags):
+        self.dir = tempfile.mkdtemp(prefix="cairn-bench-", dir=DIR)
+        super().__init__([f"{BIN}/cairnd", f"--data-path={self.dir}/data",
+                          "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
+                          "--https-address=127.0.0.1:0", *flags])
+
+
+def nsqd_binary():
+    """nsqd from NSQ_BIN_DIR, or None."""
+    path = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqd")
+    return path if os.environ.get("NSQ_BIN_DIR") and os.access(path, os.X_OK) else None
+
+
+class Nsqd(Broker):
+    """nsqd from NSQ_BIN_DIR with a memory queue that holds a whole run, and `flags`."""
+
+    def __init__(self, *flags):
+        self.dir = tempfile.mkdtemp(prefix="cairn-bench-nsqd-", dir=DIR)
+        super().__init__([nsqd_binary(), f"--data-path={self.dir}", "--tcp-address=127.0.0.1:0",
+                          "--http-address=127.0.0.1:0", "--https-address=127.0.0.1:0",
+                          "--mem-queue-size=100000000", *flags])
+
+
+def bench(port, *args):
+    r = subprocess.run([f"{BIN}/cairn-bench", f"--nsqd-tcp-address=127.0.0.1:{port}", *args],
+                       capture_output=True, text=True, timeout=600)
+    if not r.stdout.strip():
+        raise RuntimeError(f"cairn-bench failed: {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else 0
+
+
+def fio_fsyncs_per_sec():
+    rates = []
+    for _ in range(REPS):
+        r = subprocess.run(["fio", "--name=cairn-fio", f"--directory={DIR}", "--size=64m",
+                            "--rw=write", "--bs=4k", "--fdatasync=1", "--output-format=json"],
+                           capture_output=True, text=True)
+        for f in os.listdir(DIR):
+            if f.startswith("cairn-fio."):
+                os.remove(os.path.join(DIR, f))
+        rates.append(json.loads(r.stdout)["jobs"][0]["write"]["iops"])
+    return median(rates)
+
+
+def cpu_times():
+    """The machine's CPU times from /proc/stat (user, nice, system, idle, iowait, irq, softirq,
+    steal, ...), in ticks: two readings give the share of steal between them."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
