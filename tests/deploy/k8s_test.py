@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,14 +52,15 @@ SOURCE = os.environ.get("CAIRN_SOURCE") or os.path.abspath(
 BIN = os.environ.get("CAIRN_BIN") or os.path.join(SOURCE, "build", "release", "bin")
 DEPLOY = os.path.join(SOURCE, "deploy")
 K8S = os.path.join(DEPLOY, "k8s")
+K8S_TLS = os.path.join(DEPLOY, "k8s-tls")  # the TLS overlay
 REPLAY_JOB = os.path.join(K8S, "replay-job.yaml")
 CAIRN_BINARIES = ("cairnd", "cairn-logger", "cairn-metrics", "cairn-replay", "cairn-bench")
 sys.path.insert(0, os.path.join(SOURCE, "tests", "consumers"))
-from harness import wait_until  # noqa: E402  (tests/consumers/harness.py: bounded waits)
+from harness import make_certificates, wait_until  # noqa: E402  (tests/consumers/harness.py)
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Flags that name an address to listen on, and the line the binary logs once it listens there.
-LISTEN_FLAGS = {"--tcp-address": "TCP", "--http-address": "HTTP"}
+LISTEN_FLAGS = {"--tcp-address": "TCP", "--http-address": "HTTP", "--https-address": "HTTPS"}
 # Flags that name a broker to reach, and the broker's listen flag they must land on.
 BROKER_FLAGS = {"--nsqd-tcp-address": "--tcp-address", "--nsqd-http-address": "--http-address"}
 # Flags that name an nsqlookupd to reach, and its listen flag they must land on.
@@ -67,6 +69,10 @@ LOOKUPD_FLAGS = {"--lookupd-tcp-address": "--tcp-address",
 # NSQ's own binaries the manifests run (from $NSQ_BIN_DIR in the loopback runs).
 NSQ_BINARIES = ("nsqlookupd", "nsqadmin")
 URL_FLAGS = ("--influxdb-url",)
+# Flags that name a file of the TLS Secret, and the test certificate (make_test_certs.sh) that
+# stands in for each of the Secret's keys.
+TLS_FILE_FLAGS = ("--tls-cert", "--tls-key", "--tls-root-ca-file", "--http-client-tls-root-ca-file")
+TLS_TEST_FILES = {"tls.crt": "server.pem", "tls.key": "server.key", "ca.crt": "ca.pem"}
 # Pods allowed to run as uid 0, and why: the node's container logs are root's.
 ROOT_EXCEPTIONS = {("DaemonSet", "cairn-fluentd")}
 # What the downward API gives the test's pods.
@@ -77,17 +83,21 @@ DOCS = []
 RENDER_ERROR = None
 
 
-def setUpModule():
-    global DOCS, RENDER_ERROR
+def render(directory):
+    """(documents, error) of `kubectl kustomize directory`."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        RENDER_ERROR = "kubectl is not installed (Debian: kubernetes-client)"
-        return
-    r = subprocess.run([kubectl, "kustomize", K8S], capture_output=True, text=True, timeout=120)
+        return [], "kubectl is not installed (Debian: kubernetes-client)"
+    r = subprocess.run([kubectl, "kustomize", directory], capture_output=True, text=True,
+                       timeout=120)
     if r.returncode != 0:
-        RENDER_ERROR = f"kubectl kustomize {K8S} exited {r.returncode}:\n{r.stderr}"
-        return
-    DOCS = [d for d in yaml.safe_load_all(r.stdout) if d is not None]
+        return [], f"kubectl kustomize {directory} exited {r.returncode}:\n{r.stderr}"
+    return [d for d in yaml.safe_load_all(r.stdout) if d is not None], None
+
+
+def setUpModule():
+    global DOCS, RENDER_ERROR
+    DOCS, RENDER_ERROR = render(K8S)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,8 +453,12 @@ class Process:
         self.reader.join(timeout=5)
 
 
-def http_get(port, path, timeout=5.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port, path, timeout=5.0, context=None):
+    """GET on 127.0.0.1: (status, body), or (None, why). With an ssl.SSLContext, over HTTPS."""
+    if context is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
         r = conn.getresponse()
@@ -526,6 +540,12 @@ class Cluster:
                 with open(path, "w") as f:
                     f.write("k8s-test-admin-secret\n")
                 out.append(f"{flag}={path}")
+            elif flag in TLS_FILE_FLAGS:
+                self.test.assertTrue(mounted_from_secret(workload, container, value),
+                                     f"{flag}={value} is not in a volume mounted from a Secret")
+                self.test.assertIn(os.path.basename(value), TLS_TEST_FILES, f"{flag}={value}")
+                out.append(f"{flag}={self.certificates()}/"
+                           f"{TLS_TEST_FILES[os.path.basename(value)]}")
             elif flag == "--data-path":
                 out.append(f"{flag}={tempfile.mkdtemp(prefix='data-', dir=self.tmp)}")
             else:
@@ -536,6 +556,14 @@ class Cluster:
         if binary in NSQ_BINARIES:
             return [os.path.join(os.environ["NSQ_BIN_DIR"], binary)] + out
         return [os.path.join(BIN, binary)] + out
+
+    def certificates(self):
+        """The test certificates (for 127.0.0.1) standing in for the TLS Secret's files."""
+        path = os.path.join(self.tmp, "certs")
+        if not os.path.isdir(path):
+            os.mkdir(path)
+            make_certificates(path)
+        return path
 
     def start(self, workload, container):
         """Starts the container's process and waits until it listens on every listen flag.
@@ -1051,7 +1079,7 @@ class Processes(unittest.TestCase):
 
     def test_cairnd_runs_with_its_manifest_flags(self):
         sts, c, broker, ports = self.cluster.start_broker()
-        self.assertEqual(set(ports), {"--tcp-address", "--http-address"})
+        self.assertEqual(set(ports), {"--tcp-address", "--http-address"})  # HTTPS: k8s-tls
         checked = self.probe_all(sts, c, ports)
         self.assertEqual({k for k, _ in checked}, {"startupProbe", "readinessProbe",
                                                     "livenessProbe"})
@@ -1185,6 +1213,97 @@ class Processes(unittest.TestCase):
         self.assertEqual(code, 0, p.log())
         self.assertIn("no messages in the range", p.log())
         self.assertEqual(pod_spec(job).get("restartPolicy"), "Never")
+
+
+class TlsOverlay(unittest.TestCase):
+    """deploy/k8s-tls: cairnd's certificate from the Secret cairn-tls, HTTPS beside HTTP, and
+    Cairn's clients speaking TLS; rendered, and run on loopback with the test certificates
+    standing in for the Secret's files."""
+
+    @classmethod
+    def setUpClass(cls):
+        global DOCS, RENDER_ERROR
+        cls.saved = (DOCS, RENDER_ERROR)
+        DOCS, RENDER_ERROR = render(K8S_TLS)
+
+    @classmethod
+    def tearDownClass(cls):
+        global DOCS, RENDER_ERROR
+        DOCS, RENDER_ERROR = cls.saved
+
+    def setUp(self):
+        self.cluster = Cluster(self)
+
+    def tearDown(self):
+        self.cluster.close()
+
+    def test_every_tls_file_comes_from_the_secret_and_clients_get_only_the_ca(self):
+        sts = one("StatefulSet", "cairnd")
+        (c,) = containers(sts)
+        args = dict(flag_items(expanded_args(sts, c)))
+        for flag in ("--tls-cert", "--tls-key", "--tls-root-ca-file"):
+            self.assertTrue(mounted_from_secret(sts, c, args[flag]), flag)
+        secrets = {v["secret"]["secretName"] for w in workloads(False)
+                   for v in pod_spec(w).get("volumes", []) if "secret" in v}
+        self.assertIn("cairn-tls", secrets)
+        clients = 0
+        for w in workloads(False):
+            for c in containers(w):
+                args = dict(flag_items(expanded_args(w, c)))
+                if binary_of(c) not in ("cairn-logger", "cairn-metrics", "nsqadmin"):
+                    continue
+                clients += 1
+                with self.subTest(workload=w["metadata"]["name"]):
+                    if binary_of(c) != "nsqadmin":
+                        self.assertIn("--tls", args)
+                    ca = args.get("--tls-root-ca-file") or args["--http-client-tls-root-ca-file"]
+                    self.assertTrue(mounted_from_secret(w, c, ca))
+                    # A client mounts the CA, never cairnd's key.
+                    for v in pod_spec(w)["volumes"]:
+                        if v.get("secret", {}).get("secretName") == "cairn-tls":
+                            self.assertEqual([i["key"] for i in v["secret"].get("items", [])],
+                                             ["ca.crt"])
+        self.assertEqual(clients, 3)
+        # HTTPS is reachable as HTTP is: on both Services, and from the same peers.
+        for name in ("cairnd", "cairnd-headless"):
+            self.assertIn("https", [p["name"] for p in one("Service", name)["spec"]["ports"]])
+        rules = {r["ports"][0]["port"]: r["from"]
+                 for r in one("NetworkPolicy", "cairnd")["spec"]["ingress"]}
+        self.assertEqual(rules["https"], rules["http"])
+
+    def test_cairnd_serves_https_and_the_workers_connect_over_tls(self):
+        sts, c, _, ports = self.cluster.start_broker()
+        self.assertEqual(set(ports), {"--tcp-address", "--http-address", "--https-address"})
+        context = ssl.create_default_context(
+            cafile=os.path.join(self.cluster.certificates(), "ca.pem"))
+        self.assertEqual(http_get(ports["--https-address"], "/ping", context=context)[0], 200)
+        # TLS is offered, not required: plain HTTP (the probes, Prometheus) still answers.
+        self.assertEqual(http_get(ports["--http-address"], "/ping")[0], 200)
+        # The workers find the broker through nsqlookupd, which lists it once it has the topic.
+        lookupd_http = self.cluster.lookupd["--http-address"]
+        for topic in ("logs", "metrics"):
+            self.assertEqual(http_post(ports["--http-address"], f"/topic/create?topic={topic}")[0],
+                             200)
+            wait_until(lambda t=topic: json.loads(
+                http_get(lookupd_http, f"/lookup?topic={t}")[1] or "{}").get("producers"),
+                f"nsqlookupd to list cairnd for {topic}", timeout=20)
+        started = []
+        for w in workloads(include_job_template=False):
+            for c in containers(w):
+                if is_cairn(c) and binary_of(c) in ("cairn-logger", "cairn-metrics"):
+                    started.append(self.cluster.start(w, c)[0])
+        self.assertEqual(len(started), 2)
+
+        def tls_clients():
+            status, body = http_get(ports["--https-address"], "/stats?format=json",
+                                    context=context)
+            if status != 200:
+                return None
+            clients = [cl for t in json.loads(body)["topics"] for ch in t["channels"]
+                       for cl in ch["clients"]]
+            return (len(clients) == 2 and all(cl.get("tls") for cl in clients)) or clients
+        clients = wait_until(tls_clients, "both workers subscribed over TLS", timeout=20)
+        self.assertIs(clients, True, clients)
 
 
 if __name__ == "__main__":
