@@ -34,11 +34,19 @@ void MessageRef::Touch() const {
 
 Connection::Connection(asio::any_io_executor ex, tcp::endpoint endpoint,
                        const ClientOptions& options, std::string server_name)
+    : Connection(ex, std::vector<tcp::endpoint>{endpoint}, options, std::move(server_name)) {}
+
+Connection::Connection(asio::any_io_executor ex, std::vector<tcp::endpoint> endpoints,
+                       const ClientOptions& options, std::string server_name)
     : socket_(ex),
-      endpoint_(endpoint),
+      endpoints_(std::move(endpoints)),
       options_(options),
-      server_name_(server_name.empty() ? endpoint.address().to_string() : std::move(server_name)),
-      idle_timer_(ex) {}
+      server_name_(std::move(server_name)),
+      idle_timer_(ex) {
+  if (server_name_.empty() && !endpoints_.empty()) {
+    server_name_ = endpoints_.front().address().to_string();
+  }
+}
 
 Connection::~Connection() {
   boost::system::error_code ec;
@@ -52,46 +60,47 @@ void Connection::Open(CommandCallback done) {
     auto s = weak.lock();
     if (!ec && s && !s->ready_) s->Close("connect timed out");
   });
-  socket_.async_connect(endpoint_,
-                        [self, done = std::move(done)](boost::system::error_code ec) mutable {
-                          if (self->closed_) return done(Fail(Errc::kClosed, "closed"));
-                          if (ec) {
-                            self->Close("connect: " + ec.message());
-                            return done(Fail(Errc::kUnavailable, "connect: " + ec.message()));
-                          }
-                          boost::system::error_code ignored;
-                          self->socket_.set_option(tcp::no_delay(true), ignored);
-                          const ClientOptions& o = self->options_;
-                          nlohmann::json identify = {
-                              {"client_id", o.client_id},
-                              {"hostname", o.hostname},
-                              {"user_agent", o.user_agent},
-                              {"feature_negotiation", true},
-                              {"heartbeat_interval", o.heartbeat_interval.count()},
-                              {"msg_timeout", o.msg_timeout.count()},
-                              {"tls_v1", o.tls != nullptr},
-                              {"snappy", o.snappy},
-                              {"deflate", o.deflate},
-                              {"deflate_level", o.deflate_level},
-                          };
-                          std::string bytes(kMagicV2);
-                          AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
-                          self->Send(bytes, [self, done = std::move(done)](Status st) mutable {
-                            if (!st) {
-                              self->idle_timer_.cancel();
-                              return done(std::move(st));
-                            }
-                            self->Negotiate([self, done = std::move(done)](Status negotiated) {
-                              self->idle_timer_.cancel();
-                              if (!negotiated) return done(std::move(negotiated));
-                              self->ready_ = true;
-                              self->ArmIdleTimer();
-                              done({});
-                            });
-                          });
-                          self->last_frame_ = std::chrono::steady_clock::now();
-                          self->ReadLoop();
-                        });
+  asio::async_connect(
+      socket_, endpoints_,
+      [self, done = std::move(done)](boost::system::error_code ec, const tcp::endpoint&) mutable {
+        if (self->closed_) return done(Fail(Errc::kClosed, "closed"));
+        if (ec) {
+          self->Close("connect: " + ec.message());
+          return done(Fail(Errc::kUnavailable, "connect: " + ec.message()));
+        }
+        boost::system::error_code ignored;
+        self->socket_.set_option(tcp::no_delay(true), ignored);
+        const ClientOptions& o = self->options_;
+        nlohmann::json identify = {
+            {"client_id", o.client_id},
+            {"hostname", o.hostname},
+            {"user_agent", o.user_agent},
+            {"feature_negotiation", true},
+            {"heartbeat_interval", o.heartbeat_interval.count()},
+            {"msg_timeout", o.msg_timeout.count()},
+            {"tls_v1", o.tls != nullptr},
+            {"snappy", o.snappy},
+            {"deflate", o.deflate},
+            {"deflate_level", o.deflate_level},
+        };
+        std::string bytes(kMagicV2);
+        AppendCommandWithBody(bytes, "IDENTIFY", identify.dump());
+        self->Send(bytes, [self, done = std::move(done)](Status st) mutable {
+          if (!st) {
+            self->idle_timer_.cancel();
+            return done(std::move(st));
+          }
+          self->Negotiate([self, done = std::move(done)](Status negotiated) {
+            self->idle_timer_.cancel();
+            if (!negotiated) return done(std::move(negotiated));
+            self->ready_ = true;
+            self->ArmIdleTimer();
+            done({});
+          });
+        });
+        self->last_frame_ = std::chrono::steady_clock::now();
+        self->ReadLoop();
+      });
 }
 
 // After the IDENTIFY answer, in nsqd's order: TLS, then snappy or deflate, each confirmed by an
@@ -403,11 +412,19 @@ void Connection::Close(const std::string& reason) {
 Producer::Producer(asio::any_io_executor ex, tcp::endpoint endpoint, ClientOptions options)
     : ex_(ex), endpoint_(endpoint), options_(std::move(options)), retry_(ex) {}
 
+Producer::Producer(asio::any_io_executor ex, std::string address, ClientOptions options)
+    : ex_(ex),
+      address_(std::move(address)),
+      resolver_(std::make_unique<tcp::resolver>(ex)),
+      options_(std::move(options)),
+      retry_(ex) {}
+
 Producer::~Producer() { Stop(); }
 
 void Producer::Stop() {
   stopped_ = true;
   retry_.cancel();
+  if (resolver_) resolver_->cancel();
   if (conn_) conn_->Close("producer stopped");
   conn_.reset();
   auto waiting = std::move(waiting_);
@@ -443,33 +460,55 @@ void Producer::WithConnection(std::function<void(Connection&)> op, CommandCallba
 
 void Producer::Connect() {
   connecting_ = true;
-  auto conn = std::make_shared<Connection>(ex_, endpoint_, options_);
+  if (address_.empty()) return Open({endpoint_});
+  auto split = SplitHostPort(address_);
+  if (!split) return ConnectFailed(tl::unexpected(split.error()));
+  resolver_->async_resolve(
+      split->host, std::to_string(split->port),
+      [this](boost::system::error_code ec, const tcp::resolver::results_type& results) {
+        if (ec == asio::error::operation_aborted || stopped_) return;
+        if (ec || results.empty()) {
+          return ConnectFailed(
+              Fail(Errc::kUnavailable,
+                   fmt::format("resolving {}: {}", address_, ec ? ec.message() : "no address")));
+        }
+        std::vector<tcp::endpoint> endpoints;
+        for (const auto& r : results) endpoints.push_back(r.endpoint());
+        Open(std::move(endpoints));
+      });
+}
+
+void Producer::Open(std::vector<tcp::endpoint> endpoints) {
+  auto split = SplitHostPort(address_);
+  auto conn = std::make_shared<Connection>(ex_, std::move(endpoints), options_,
+                                           split ? split->host : std::string());
   conn_ = conn;
   conn->SetCloseHandler([this, weak = std::weak_ptr<Connection>(conn)](const std::string&) {
     if (conn_ == weak.lock()) conn_.reset();
   });
   conn->Open([this, conn](Status opened) {
     if (stopped_) return;
-    if (opened) {
-      connecting_ = false;
-      backoff_ = std::chrono::milliseconds(0);
-      auto waiting = std::move(waiting_);
-      waiting_.clear();
-      for (auto& [op, fail] : waiting) op(*conn);
-      return;
-    }
-    // Publishes waiting for this connection fail now; the caller decides whether to retry.
-    // The next publish dials again, after the backoff.
+    if (!opened) return ConnectFailed(opened);
+    connecting_ = false;
+    backoff_ = std::chrono::milliseconds(0);
     auto waiting = std::move(waiting_);
     waiting_.clear();
-    for (auto& [op, fail] : waiting) fail(opened);
-    backoff_ = std::clamp(backoff_ * 2, options_.backoff_min, options_.backoff_max);
-    retry_.expires_after(backoff_);
-    retry_.async_wait([this](boost::system::error_code ec) {
-      if (ec || stopped_) return;
-      connecting_ = false;
-      if (!waiting_.empty()) Connect();
-    });
+    for (auto& [op, fail] : waiting) op(*conn);
+  });
+}
+
+void Producer::ConnectFailed(const Status& why) {
+  // Publishes waiting for this connection fail now; the caller decides whether to retry.
+  // The next publish dials again, after the backoff.
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& [op, fail] : waiting) fail(why);
+  backoff_ = std::clamp(backoff_ * 2, options_.backoff_min, options_.backoff_max);
+  retry_.expires_after(backoff_);
+  retry_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    connecting_ = false;
+    if (!waiting_.empty()) Connect();
   });
 }
 
@@ -480,6 +519,13 @@ Consumer::Consumer(asio::any_io_executor ex, std::vector<tcp::endpoint> brokers,
     : Consumer(ex, LookupdDiscovery{}, std::move(topic), std::move(channel), max_in_flight,
                std::move(options)) {
   for (const auto& ep : brokers) AddLink(FormatAddress(ep), ep);
+}
+
+Consumer::Consumer(asio::any_io_executor ex, std::vector<std::string> brokers, std::string topic,
+                   std::string channel, int64_t max_in_flight, ClientOptions options)
+    : Consumer(ex, LookupdDiscovery{}, std::move(topic), std::move(channel), max_in_flight,
+               std::move(options)) {
+  for (std::string& address : brokers) AddLink(std::move(address), std::nullopt);
 }
 
 Consumer::Consumer(asio::any_io_executor ex, LookupdDiscovery discovery, std::string topic,
@@ -665,8 +711,8 @@ void Consumer::RedistributeRdy() {
 
 void Consumer::Dial(size_t i) {
   if (closed_ || !receiving_ || links_[i].dropped) return;
-  if (links_[i].endpoint) return Connect(i, *links_[i].endpoint);
-  // A discovered broker is resolved on every dial: a DNS name may have moved.
+  if (links_[i].endpoint) return Connect(i, {*links_[i].endpoint});
+  // A broker named by its address is resolved on every dial: a DNS name may have moved.
   auto split = SplitHostPort(links_[i].address);
   if (!split) {
     links_[i].dropped = true;
@@ -677,14 +723,17 @@ void Consumer::Dial(size_t i) {
       [this, i](boost::system::error_code ec, const tcp::resolver::results_type& results) {
         if (ec == asio::error::operation_aborted || closed_ || links_[i].dropped) return;
         if (ec || results.empty()) return ScheduleRedial(i);
-        Connect(i, results.begin()->endpoint());
+        std::vector<tcp::endpoint> endpoints;
+        for (const auto& r : results) endpoints.push_back(r.endpoint());
+        Connect(i, std::move(endpoints));
       });
 }
 
-void Consumer::Connect(size_t i, const tcp::endpoint& endpoint) {
-  // Under TLS the broker's certificate must name the address it was found by.
+void Consumer::Connect(size_t i, std::vector<tcp::endpoint> endpoints) {
+  // Under TLS the broker's certificate must name the address it was given or found by.
   auto split = SplitHostPort(links_[i].address);
-  auto conn = std::make_shared<Connection>(ex_, endpoint, options_, split ? split->host : "");
+  auto conn = std::make_shared<Connection>(ex_, std::move(endpoints), options_,
+                                           split ? split->host : std::string());
   links_[i].conn = conn;
   conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
     if (rotating_) links_[i].last_active = std::chrono::steady_clock::now();

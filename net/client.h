@@ -115,6 +115,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // address).
   Connection(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint endpoint,
              const ClientOptions& options, std::string server_name = "");
+  // The addresses a name resolved to, tried in order until one accepts (as Go's net.Dial).
+  Connection(boost::asio::any_io_executor ex, std::vector<boost::asio::ip::tcp::endpoint> endpoints,
+             const ClientOptions& options, std::string server_name);
   ~Connection();
 
   // Connects, identifies, switches to TLS and compression as negotiated, and sends AUTH when
@@ -162,7 +165,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void AwaitOk(CommandCallback done);
 
   boost::asio::ip::tcp::socket socket_;
-  boost::asio::ip::tcp::endpoint endpoint_;
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints_;
   ClientOptions options_;
   std::string server_name_;
   // The stream's layers, set up after IDENTIFY; switch_ runs once the frame before the switch
@@ -192,6 +195,9 @@ class Producer {
  public:
   Producer(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint endpoint,
            ClientOptions options = {});
+  // "host:port", resolved on every connect (a broker's DNS name may move to another address);
+  // under TLS the broker's certificate must name `host`.
+  Producer(boost::asio::any_io_executor ex, std::string address, ClientOptions options = {});
   ~Producer();
   void Publish(std::string topic, std::string body, CommandCallback done);
   void MultiPublish(std::string topic, std::vector<std::string> bodies, CommandCallback done);
@@ -203,9 +209,14 @@ class Producer {
   // Runs `op` on an open connection, connecting first if needed.
   void WithConnection(std::function<void(Connection&)> op, CommandCallback on_fail);
   void Connect();
+  void Open(std::vector<boost::asio::ip::tcp::endpoint> endpoints);
+  // Fails the publishes waiting for a connection and dials again after the backoff.
+  void ConnectFailed(const Status& why);
 
   boost::asio::any_io_executor ex_;
   boost::asio::ip::tcp::endpoint endpoint_;
+  std::string address_;  // "host:port" to resolve on every connect; "" to dial endpoint_
+  std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
   ClientOptions options_;
   std::shared_ptr<Connection> conn_;
   bool connecting_ = false, stopped_ = false;
@@ -247,6 +258,10 @@ class Consumer {
   Consumer(boost::asio::any_io_executor ex, std::vector<boost::asio::ip::tcp::endpoint> brokers,
            std::string topic, std::string channel, int64_t max_in_flight,
            ClientOptions options = {});
+  // Brokers as "host:port", each resolved on every dial (a DNS name may move to another
+  // address); under TLS a broker's certificate must name its host.
+  Consumer(boost::asio::any_io_executor ex, std::vector<std::string> brokers, std::string topic,
+           std::string channel, int64_t max_in_flight, ClientOptions options = {});
   Consumer(boost::asio::any_io_executor ex, LookupdDiscovery discovery, std::string topic,
            std::string channel, int64_t max_in_flight, ClientOptions options = {});
   ~Consumer();
@@ -268,8 +283,8 @@ class Consumer {
 
  private:
   struct Link {
-    std::string address;  // "host:port"; resolved on every dial when discovered
-    std::optional<boost::asio::ip::tcp::endpoint> endpoint;  // given, not discovered
+    std::string address;  // "host:port"; resolved on every dial unless `endpoint` is given
+    std::optional<boost::asio::ip::tcp::endpoint> endpoint;
     std::shared_ptr<Connection> conn;
     int64_t rdy = 0;  // last sent on conn
     // When RDY last changed; when a message last came or was settled (while rotating).
@@ -282,7 +297,7 @@ class Consumer {
   };
   size_t AddLink(std::string address, std::optional<boost::asio::ip::tcp::endpoint> endpoint);
   void Dial(size_t i);
-  void Connect(size_t i, const boost::asio::ip::tcp::endpoint& endpoint);
+  void Connect(size_t i, std::vector<boost::asio::ip::tcp::endpoint> endpoints);
   void ScheduleRedial(size_t i);
   bool Live(const Link& link) const;
   void SetRdy(Link& link, int64_t rdy);

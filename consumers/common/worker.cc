@@ -81,15 +81,19 @@ int ExitWith(const Error& error, int status) {
   return status;
 }
 
-Result<std::vector<tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags) {
-  std::vector<tcp::endpoint> out;
+Result<std::vector<std::string>> BrokerAddresses(const WorkerFlags& flags) {
   for (const auto& a : flags.nsqd_tcp_addresses) {
-    auto ep = ParseAddress(a);
-    if (!ep) return Fail("--nsqd-tcp-address", ep.error());
-    out.push_back(*ep);
+    auto split = SplitHostPort(a);
+    if (!split) return Fail("--nsqd-tcp-address", split.error());
+    if (split->host.empty() || split->port == 0) {
+      return Fail(Errc::kInvalidArgument,
+                  fmt::format("--nsqd-tcp-address: {:?} names no host and port", a));
+    }
   }
-  if (out.empty()) return Fail(Errc::kInvalidArgument, "--nsqd-tcp-address is required");
-  return out;
+  if (flags.nsqd_tcp_addresses.empty()) {
+    return Fail(Errc::kInvalidArgument, "--nsqd-tcp-address is required");
+  }
+  return flags.nsqd_tcp_addresses;
 }
 
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const WorkerFlags& flags,
@@ -110,7 +114,7 @@ Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const 
         nsq::LookupdDiscovery{flags.lookupd_http_addresses, flags.lookupd_poll_interval},
         flags.topic, flags.channel, flags.max_in_flight, std::move(options));
   }
-  auto brokers = BrokerEndpoints(flags);
+  auto brokers = BrokerAddresses(flags);
   if (!brokers) return tl::unexpected(brokers.error());
   return std::make_unique<nsq::Consumer>(io.get_executor(), std::move(*brokers), flags.topic,
                                          flags.channel, flags.max_in_flight, std::move(options));
@@ -157,10 +161,14 @@ Status CheckPairedHttp(const WorkerFlags& flags) {
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
                                                     const std::string& address,
                                                     const WorkerFlags& flags) {
-  auto ep = ParseAddress(address);
-  if (!ep) return Fail("--nsqd-http-address", ep.error());
-  auto client = std::make_unique<net::HttpClient>(io.get_executor(), ep->address().to_string(),
-                                                  ep->port(), std::chrono::seconds(10));
+  // By name, resolved on every connection (HttpClient), so that HTTPS checks the name.
+  auto split = SplitHostPort(address);
+  if (!split || split->host.empty() || split->port == 0) {
+    return Fail(Errc::kInvalidArgument,
+                fmt::format("--nsqd-http-address: {:?} names no host and port", address));
+  }
+  auto client = std::make_unique<net::HttpClient>(io.get_executor(), split->host, split->port,
+                                                  std::chrono::seconds(10));
   if (!flags.admin_secret_file.empty()) {
     auto secret = ReadSecretFile(flags.admin_secret_file);
     if (!secret) return Fail("--admin-secret-file", secret.error());

@@ -70,8 +70,10 @@ void AddInfluxWriterFlags(CLI::App& app, InfluxWriterOptions& options);
 void SetUpLogging(const WorkerFlags& flags);
 // For a worker's main: logs why it cannot start and returns the exit status to leave with.
 int ExitWith(const Error& error, int status);
-// The --nsqd-tcp-address endpoints; kInvalidArgument naming the flag and the address.
-Result<std::vector<boost::asio::ip::tcp::endpoint>> BrokerEndpoints(const WorkerFlags& flags);
+// The --nsqd-tcp-address addresses, checked ("host:port"; a name is resolved on every dial, so
+// a broker whose pod moved is still found, and under TLS its certificate must name it);
+// kInvalidArgument naming the flag and the address.
+Result<std::vector<std::string>> BrokerAddresses(const WorkerFlags& flags);
 // The consumer of --topic/--channel the flags ask for: through nsqlookupd when
 // --lookupd-http-address is given, else from every --nsqd-tcp-address.
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(boost::asio::io_context& io,

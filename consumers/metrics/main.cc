@@ -54,14 +54,16 @@ std::string Describe(const MessageKey& k) {
 
 class MetricsWorker {
  public:
-  // Rejected lines are published to `publish_to` (the first --nsqd-tcp-address).
+  // Rejected lines are published to `publish_to` (the first --nsqd-tcp-address), with the
+  // consumer's TLS, compression and AUTH (`client`).
   MetricsWorker(asio::io_context& io, const Settings& s, std::unique_ptr<nsq::Consumer> consumer,
-                asio::ip::tcp::endpoint publish_to, std::unique_ptr<InfluxWriter> writer)
+                std::string publish_to, nsq::ClientOptions client,
+                std::unique_ptr<InfluxWriter> writer)
       : io_(io),
         s_(s),
         writer_(std::move(writer)),
         consumer_(std::move(consumer)),
-        producer_(io.get_executor(), publish_to),
+        producer_(io.get_executor(), std::move(publish_to), std::move(client)),
         touch_timer_(io),
         stop_timer_(io) {}
 
@@ -259,14 +261,17 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   SetUpLogging(s.worker);
 
-  auto brokers = BrokerEndpoints(s.worker);
+  auto brokers = BrokerAddresses(s.worker);
   if (!brokers) return ExitWith(brokers.error(), 2);
+  auto client = nsq::Secure(s.worker.security);
+  if (!client) return ExitWith(client.error(), 2);
   asio::io_context io(1);
   auto writer = InfluxWriter::Create(io, s.influx);
   if (!writer) return ExitWith(writer.error(), 2);
   auto consumer = MakeConsumer(io, s.worker);
   if (!consumer) return ExitWith(consumer.error(), 2);
-  MetricsWorker worker(io, s, std::move(*consumer), brokers->front(), std::move(*writer));
+  MetricsWorker worker(io, s, std::move(*consumer), brokers->front(), std::move(*client),
+                       std::move(*writer));
   auto started = WorkerHttp::Start(
       io, s.worker.http_address, [&] { return worker.Health(); },
       [&](net::Exposition& e) { worker.Expose(e); });

@@ -74,7 +74,6 @@ std::string Encode(std::string_view s) {
 // numbers its topic from 0), so everything that names a message is kept per broker.
 struct Source {
   std::string tcp_address, http_address;  // as given: --nsqd-tcp-address, --nsqd-http-address
-  asio::ip::tcp::endpoint tcp;
   std::unique_ptr<net::HttpClient> http;
   bool resolved = false;        // its range is known
   bool has_topic = false;       // the topic exists there (else its range is empty)
@@ -213,7 +212,7 @@ class Replay {
                    : s_.worker.channel;
     // The channel is made only where there is something to read: subscribing elsewhere would
     // create the topic and a channel there.
-    std::vector<asio::ip::tcp::endpoint> endpoints;
+    std::vector<std::string> brokers;
     for (size_t i = 0; i < sources_.size(); ++i) {
       Source& src = sources_[i];
       if (src.size() == 0) continue;
@@ -227,12 +226,12 @@ class Replay {
       }
       src.channel = true;
       consumed_.push_back(i);
-      endpoints.push_back(src.tcp);
+      brokers.push_back(src.tcp_address);
       spdlog::info("replaying topic={} offsets [{}, {}) from {} channel={}{}", s_.worker.topic,
                    src.start, src.end, src.tcp_address, channel_, s_.dry_run ? " (dry run)" : "");
     }
     consumer_ =
-        std::make_unique<nsq::Consumer>(io_.get_executor(), std::move(endpoints), s_.worker.topic,
+        std::make_unique<nsq::Consumer>(io_.get_executor(), std::move(brokers), s_.worker.topic,
                                         channel_, s_.worker.max_in_flight, s_.client);
     consumer_->Start(
         [this](const nsq::Delivered& d, const nsq::MessageRef& ref) { OnMessage(d, ref); });
@@ -495,8 +494,7 @@ int main(int argc, char** argv) {
     }
     spdlog::info("nsqlookupd lists {} brokers for topic {}", *found, s.worker.topic);
   }
-  auto brokers = BrokerEndpoints(s.worker);
-  if (!brokers) return ExitWith(brokers.error(), 2);
+  if (auto brokers = BrokerAddresses(s.worker); !brokers) return ExitWith(brokers.error(), 2);
   const auto& tcp = s.worker.nsqd_tcp_addresses;
   const auto& http_addresses = s.worker.nsqd_http_addresses;
   // Each broker's range comes from its own API: a broker must be named by both.
@@ -507,7 +505,6 @@ int main(int argc, char** argv) {
     if (!client) return ExitWith(client.error(), 2);
     sources[i].tcp_address = tcp[i];
     sources[i].http_address = http_addresses[i];
-    sources[i].tcp = (*brokers)[i];
     sources[i].http = std::move(*client);
   }
   if (auto secured = nsq::Secure(s.worker.security); !secured) {

@@ -539,6 +539,53 @@ TEST(Client, SpeaksTlsWithAClientCertificateSnappyAndDeflate) {
             "rejected: E_INVALID cannot PUB in current state (TLS required)");
 }
 
+// A broker given by name ("localhost:port") is resolved on every connect and, under TLS, its
+// certificate must name it: one that names only "localhost" is accepted when the client dialled
+// localhost, and refused when the client dialled 127.0.0.1.
+TEST(Client, ChecksTheNameItDialledABrokerBy) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  ServerOptions server;
+  auto server_tls = net::MakeServerTls(
+      {certs["named.pem"], certs["named.key"], "", net::ClientAuthPolicy::kNone, "tls1.2"});
+  ASSERT_TRUE(server_tls) << server_tls.error().ToString();
+  server.session.tls = *server_tls;
+  server.session.tls_required = SessionOptions::TlsRequired::kTcp;
+  BrokerHarness broker(server);
+  auto client_tls = net::MakeClientTls(net::TlsClientFiles::Trusting(certs["ca.pem"]));
+  ASSERT_TRUE(client_tls) << client_tls.error().ToString();
+  nsq::ClientOptions options;
+  options.tls = *client_tls;
+  const std::string by_name = fmt::format("localhost:{}", broker.port());
+  ClientLoop loop;
+  auto named =
+      loop.Run([&] { return std::make_unique<nsq::Producer>(loop.executor(), by_name, options); });
+  EXPECT_EQ(PublishSync(loop, *named, "t", "by name"), "");
+  auto by_address = loop.Run([&] {
+    return std::make_unique<nsq::Producer>(loop.executor(), Loopback(broker.port()), options);
+  });
+  const std::string refused = PublishSync(loop, *by_address, "t", "by address");
+  EXPECT_NE(refused.find("certificate verify failed"), std::string::npos) << refused;
+  Received got;
+  auto consumer = loop.Run([&] {
+    auto con = std::make_unique<nsq::Consumer>(loop.executor(), std::vector<std::string>{by_name},
+                                               "t", "c", 10, options);
+    con->Start([&got](const nsq::Delivered& d, const nsq::MessageRef& ref) {
+      std::lock_guard lock(got.mu);
+      got.bodies.emplace_back(d.body);
+      ref.Finish();
+    });
+    return con;
+  });
+  EXPECT_TRUE(got.WaitFor(1)) << got.size();
+  loop.Run([&] {
+    consumer.reset();
+    named.reset();
+    by_address.reset();
+    return 0;
+  });
+}
+
 // AUTH: with the secret the auth server knows, the client publishes and consumes; without one,
 // cairnd asks for AUTH first.
 TEST(Client, AuthenticatesWhenTheBrokerRequiresIt) {
