@@ -7,7 +7,9 @@
 // position is already held is ignored (a redelivery has the same broker, offset and publish
 // time), and so is one older than a line the app has already dropped (it would not be among the
 // last lines anyway), so a redelivered message is never served twice; one that arrives out of
-// order is inserted in place.
+// order is inserted in place. A broker is numbered by its address (net/client.h's Consumer), so
+// one that comes back under another address (other ports) is another broker, and what it
+// redelivers is held twice.
 //
 // Memory. bytes() is an estimate of the heap the store holds: for each line its length plus
 // kLineOverhead, for each app the length of its name plus kAppOverhead. Both overheads are
