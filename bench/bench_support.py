@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -113,3 +114,39 @@ def cpu_times():
     steal, ...), in ticks: two readings give the share of steal between them."""
     with open("/proc/stat") as f:
         return [int(x) for x in f.readline().split()[1:]]
+
+
+def scenario_redis():
+    """Redis Streams with appendfsync always: 64 clients doing XADD of 100 bytes, the durable
+    peer of the 64-connection PUB scenario."""
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        return {"name": "redis", "skipped": "redis-server/redis-benchmark not installed"}
+    rates = []
+    for _ in range(REPS):
+        d = tempfile.mkdtemp(prefix="cairn-redis-", dir=DIR)
+        srv = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", f"{d}/sock",
+                                "--dir", d, "--appendonly", "yes", "--appendfsync", "always",
+                                "--save", ""], stdout=subprocess.DEVNULL)
+        try:
+            # redis-benchmark needs TCP: pick a free port the kernel gives us.
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+            srv.terminate()
+            srv.wait()
+            srv = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                                    "--dir", d, "--appendonly", "yes", "--appendfsync", "always",
+                                    "--save", ""], stdout=subprocess.DEVNULL)
+            time.sleep(0.5)
+            n = 200000
+            r = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "64",
+                                "-n", str(n), "-P", "1", "--csv", "XADD", "s", "*", "f",
+                                "x" * 100], capture_output=True, text=True, timeout=300)
+            line = [l for l in r.stdout.splitlines() if l.startswith('"XADD')][0]
+            rates.append(float(line.split(",")[1].strip('"')))
+        finally:
+            srv.terminate()
+            srv.wait()
+            shutil.rmtree(d, ignore_errors=True)
+    return {"name": "redis", "xadd_64_clients_msgs_per_sec": median(rates), "runs": rates}
