@@ -30,6 +30,17 @@ void MessageRef::Touch() const {
   if (auto c = conn_.lock()) c->Touch(id_);
 }
 
+// A handler for an object's own timer or resolver that does nothing once the object is gone:
+// cancelling or destroying a timer does not recall a completion already queued, which would
+// then run on a destroyed object.
+template <class Fn>
+auto Guarded(const std::shared_ptr<bool>& alive, Fn fn) {
+  return [alive = std::weak_ptr<bool>(alive), fn = std::move(fn)](auto&&... args) mutable {
+    if (alive.expired()) return;
+    fn(std::forward<decltype(args)>(args)...);
+  };
+}
+
 // ---- Connection ----
 
 Connection::Connection(asio::any_io_executor ex, tcp::endpoint endpoint,
@@ -419,7 +430,10 @@ Producer::Producer(asio::any_io_executor ex, std::string address, ClientOptions 
       options_(std::move(options)),
       retry_(ex) {}
 
-Producer::~Producer() { Stop(); }
+Producer::~Producer() {
+  alive_.reset();
+  Stop();
+}
 
 void Producer::Stop() {
   stopped_ = true;
@@ -465,17 +479,18 @@ void Producer::Connect() {
   if (!split) return ConnectFailed(tl::unexpected(split.error()));
   resolver_->async_resolve(
       split->host, std::to_string(split->port),
-      [this](boost::system::error_code ec, const tcp::resolver::results_type& results) {
-        if (ec == asio::error::operation_aborted || stopped_) return;
-        if (ec || results.empty()) {
-          return ConnectFailed(
-              Fail(Errc::kUnavailable,
-                   fmt::format("resolving {}: {}", address_, ec ? ec.message() : "no address")));
-        }
-        std::vector<tcp::endpoint> endpoints;
-        for (const auto& r : results) endpoints.push_back(r.endpoint());
-        Open(std::move(endpoints));
-      });
+      Guarded(alive_,
+              [this](boost::system::error_code ec, const tcp::resolver::results_type& results) {
+                if (ec == asio::error::operation_aborted || stopped_) return;
+                if (ec || results.empty()) {
+                  return ConnectFailed(Fail(
+                      Errc::kUnavailable,
+                      fmt::format("resolving {}: {}", address_, ec ? ec.message() : "no address")));
+                }
+                std::vector<tcp::endpoint> endpoints;
+                for (const auto& r : results) endpoints.push_back(r.endpoint());
+                Open(std::move(endpoints));
+              }));
 }
 
 void Producer::Open(std::vector<tcp::endpoint> endpoints) {
@@ -505,11 +520,11 @@ void Producer::ConnectFailed(const Status& why) {
   for (auto& [op, fail] : waiting) fail(why);
   backoff_ = std::clamp(backoff_ * 2, options_.backoff_min, options_.backoff_max);
   retry_.expires_after(backoff_);
-  retry_.async_wait([this](boost::system::error_code ec) {
+  retry_.async_wait(Guarded(alive_, [this](boost::system::error_code ec) {
     if (ec || stopped_) return;
     connecting_ = false;
     if (!waiting_.empty()) Connect();
-  });
+  }));
 }
 
 // ---- Consumer ----
@@ -549,7 +564,10 @@ Consumer::Consumer(asio::any_io_executor ex, LookupdDiscovery discovery, std::st
   }
 }
 
-Consumer::~Consumer() { Close(); }
+Consumer::~Consumer() {
+  alive_.reset();
+  Close();
+}
 
 void Consumer::Start(Handler handler) {
   handler_ = std::move(handler);
@@ -582,9 +600,9 @@ void Consumer::Poll() {
     const double u = std::uniform_real_distribution<double>(0, 1)(jitter_);
     poll_timer_->expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(
         discovery_.poll_interval * (0.85 + 0.3 * u)));
-    poll_timer_->async_wait([this](boost::system::error_code ec) {
+    poll_timer_->async_wait(Guarded(alive_, [this](boost::system::error_code ec) {
       if (!ec) Poll();
-    });
+    }));
   });
 }
 
@@ -649,11 +667,11 @@ void Consumer::UpdateRdy() {
   if (rotating && !rdy_timer_armed_) {
     rdy_timer_armed_ = true;
     rdy_timer_.expires_after(options_.rdy_redistribute_interval);
-    rdy_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;  // cancelled: the consumer may be gone
+    rdy_timer_.async_wait(Guarded(alive_, [this](boost::system::error_code ec) {
+      if (ec) return;
       rdy_timer_armed_ = false;
       RedistributeRdy();
-    });
+    }));
   }
 }
 
@@ -720,13 +738,14 @@ void Consumer::Dial(size_t i) {
   }
   resolver_->async_resolve(
       split->host, std::to_string(split->port),
-      [this, i](boost::system::error_code ec, const tcp::resolver::results_type& results) {
-        if (ec == asio::error::operation_aborted || closed_ || links_[i].dropped) return;
-        if (ec || results.empty()) return ScheduleRedial(i);
-        std::vector<tcp::endpoint> endpoints;
-        for (const auto& r : results) endpoints.push_back(r.endpoint());
-        Connect(i, std::move(endpoints));
-      });
+      Guarded(alive_,
+              [this, i](boost::system::error_code ec, const tcp::resolver::results_type& results) {
+                if (ec == asio::error::operation_aborted || closed_ || links_[i].dropped) return;
+                if (ec || results.empty()) return ScheduleRedial(i);
+                std::vector<tcp::endpoint> endpoints;
+                for (const auto& r : results) endpoints.push_back(r.endpoint());
+                Connect(i, std::move(endpoints));
+              }));
 }
 
 void Consumer::Connect(size_t i, std::vector<tcp::endpoint> endpoints) {
@@ -778,9 +797,9 @@ void Consumer::ScheduleRedial(size_t i) {
   Link& link = links_[i];
   link.backoff = std::clamp(link.backoff * 2, options_.backoff_min, options_.backoff_max);
   link.retry->expires_after(link.backoff);
-  link.retry->async_wait([this, i](boost::system::error_code ec) {
+  link.retry->async_wait(Guarded(alive_, [this, i](boost::system::error_code ec) {
     if (!ec) Dial(i);
-  });
+  }));
 }
 
 void Consumer::StopReceiving() {

@@ -223,6 +223,8 @@ class Producer {
   std::chrono::milliseconds backoff_{0};
   std::deque<std::pair<std::function<void(Connection&)>, CommandCallback>> waiting_;
   boost::asio::steady_timer retry_;
+  // Expires with the producer: its timer's and resolver's handlers check it (Guarded).
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // Where a Consumer finds its brokers: asking nsqlookupd, as go-nsq does.
@@ -325,6 +327,8 @@ class Consumer {
   std::unique_ptr<boost::asio::steady_timer> poll_timer_;
   std::unique_ptr<boost::asio::ip::tcp::resolver> resolver_;
   std::minstd_rand jitter_;
+  // Expires with the consumer: its timers' and resolver's handlers check it (Guarded).
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool lookupd_answering_ = true;
 };
 
