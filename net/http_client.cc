@@ -160,13 +160,18 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // Between exchanges only: nothing may be using `secure`.
   void Disconnect() {
-    boost::system::error_code ec;
     secure.reset();  // an SSL session does not outlive its connection
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream.close();
+    CloseSocket();
     buffer.clear();
     connected = false;
+  }
+
+  void CloseSocket() {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.close();
   }
 
   beast::tcp_stream stream;
@@ -191,9 +196,11 @@ HttpClient::HttpClient(asio::any_io_executor ex, std::string host, uint16_t port
 HttpClient::~HttpClient() {
   // The queue stays with the Impl (which the running coroutine shares): a request being written
   // must outlive the aborted write. Nothing is called back once stopped.
+  // Closing the socket aborts whatever the coroutine waits for; the SSL stream, which an aborted
+  // operation still uses, goes with the Impl.
   impl_->stopped = true;
   impl_->resolver.cancel();
-  impl_->Disconnect();
+  impl_->CloseSocket();
 }
 
 void HttpClient::Request(http::verb method, std::string target, std::string body,

@@ -292,7 +292,8 @@ net::HttpResult Get(asio::io_context& io, net::HttpClient& client, const std::st
 TEST(HttpClient, SpeaksHttpsCheckingTheServersCertificate) {
   Certificates certs;
   ASSERT_TRUE(certs.ok());
-  auto server_tls = net::MakeServerTls(net::TlsServerFiles{certs["server.pem"], certs["server.key"], "", net::ClientAuthPolicy::kNone, "tls1.2"});
+  auto server_tls = net::MakeServerTls(net::TlsServerFiles{
+      certs["server.pem"], certs["server.key"], "", net::ClientAuthPolicy::kNone, "tls1.2"});
   ASSERT_TRUE(server_tls) << server_tls.error().ToString();
   Server https(
       [&](const net::HttpRequest& req, net::HttpResponder respond) {
@@ -336,6 +337,33 @@ TEST(HttpClient, SpeaksHttpsCheckingTheServersCertificate) {
   EXPECT_EQ(r.body, "secure /y");
   EXPECT_EQ(Get(io, follower, "/z").body, "secure /z");  // it stays there
   EXPECT_EQ(Get(io, unfollowing, "/y").status, 403);
+}
+
+// A client destroyed while its HTTPS request waits for an answer: the aborted read still uses the
+// SSL stream, which must outlive it (ASan would report it otherwise). No callback is called.
+TEST(HttpClient, AnHttpsClientDestroyedMidRequestCallsNothingBack) {
+  Certificates certs;
+  ASSERT_TRUE(certs.ok());
+  auto server_tls = net::MakeServerTls(net::TlsServerFiles{
+      certs["server.pem"], certs["server.key"], "", net::ClientAuthPolicy::kNone, "tls1.2"});
+  ASSERT_TRUE(server_tls);
+  std::atomic<bool> asked{false};
+  Server https([&](const net::HttpRequest&, net::HttpResponder) { asked = true; },  // no answer
+               *server_tls);
+  asio::io_context io;
+  auto trusting = net::MakeClientTls(net::TlsClientFiles::Trusting(certs["ca.pem"]));
+  ASSERT_TRUE(trusting);
+  bool called = false;
+  auto client = std::make_unique<net::HttpClient>(io.get_executor(), "127.0.0.1", https.port(), 5s,
+                                                  *trusting);
+  client->Request(http::verb::get, "/wait", "", "", [&](net::HttpResult) { called = true; });
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!asked && std::chrono::steady_clock::now() < deadline) io.run_for(10ms);
+  ASSERT_TRUE(asked.load());
+  client.reset();
+  io.restart();
+  io.run();  // until the aborted operations have completed: nothing else is left to run
+  EXPECT_FALSE(called);
 }
 
 TEST(HttpUrl, ParsesWhatTheWorkersAccept) {
