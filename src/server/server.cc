@@ -54,7 +54,7 @@ Result<std::unique_ptr<Server>> Server::Open(boost::asio::io_context& io, Server
         tls ? o.session.tls : nullptr);
   };
   s->http_ = http_server(false);
-  if (o.https_address) s->https_ = http_server(true);
+  if (o.https_address && o.session.tls) s->https_ = http_server(true);
   if (auto st = s->tcp_->Listen(o.tcp_address); !st) {
     s->broker_->Stop();
     return Fail("TCP", st.error());

@@ -41,7 +41,7 @@ struct ServerOptions {
   // Where to listen (port 0 picks one: local_endpoint() and http_endpoint() say which).
   boost::asio::ip::tcp::endpoint tcp_address{boost::asio::ip::address_v4::any(), 4150};
   boost::asio::ip::tcp::endpoint http_address{boost::asio::ip::address_v4::any(), 4151};
-  // HTTPS, with session.tls (which must then be set); none if unset.
+  // HTTPS, with session.tls; none if either is unset.
   std::optional<boost::asio::ip::tcp::endpoint> https_address;
   // What /info and /stats report about this broker, and nsqlookupd is told.
   std::string hostname = "localhost";
@@ -105,7 +105,7 @@ class Server {
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<net::TcpServer> tcp_;
   std::unique_ptr<net::HttpServer> http_;
-  std::unique_ptr<net::HttpServer> https_;  // null without ServerOptions::https_address
+  std::unique_ptr<net::HttpServer> https_;  // null without https_address and session.tls
   std::unique_ptr<net::HttpApi> api_;
   std::vector<std::shared_ptr<nsq::LookupdPeer>> lookupd_;
   boost::asio::steady_timer drain_timer_;
