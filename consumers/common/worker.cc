@@ -81,13 +81,24 @@ int ExitWith(const Error& error, int status) {
   return status;
 }
 
+namespace {
+
+// A broker's "host:port", both parts given; kInvalidArgument naming `flag` otherwise.
+Result<HostPort> BrokerHostPort(std::string_view flag, const std::string& address) {
+  auto split = SplitHostPort(address);
+  if (!split || split->host.empty() || split->port == 0) {
+    return Fail(Errc::kInvalidArgument,
+                fmt::format("{}: {:?} names no host and port", flag, address));
+  }
+  return split;
+}
+
+}  // namespace
+
 Result<std::vector<std::string>> BrokerAddresses(const WorkerFlags& flags) {
   for (const auto& a : flags.nsqd_tcp_addresses) {
-    auto split = SplitHostPort(a);
-    if (!split) return Fail("--nsqd-tcp-address", split.error());
-    if (split->host.empty() || split->port == 0) {
-      return Fail(Errc::kInvalidArgument,
-                  fmt::format("--nsqd-tcp-address: {:?} names no host and port", a));
+    if (auto split = BrokerHostPort("--nsqd-tcp-address", a); !split) {
+      return tl::unexpected(split.error());
     }
   }
   if (flags.nsqd_tcp_addresses.empty()) {
@@ -162,11 +173,8 @@ Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
                                                     const std::string& address,
                                                     const WorkerFlags& flags) {
   // By name, resolved on every connection (HttpClient), so that HTTPS checks the name.
-  auto split = SplitHostPort(address);
-  if (!split || split->host.empty() || split->port == 0) {
-    return Fail(Errc::kInvalidArgument,
-                fmt::format("--nsqd-http-address: {:?} names no host and port", address));
-  }
+  auto split = BrokerHostPort("--nsqd-http-address", address);
+  if (!split) return tl::unexpected(split.error());
   auto client = std::make_unique<net::HttpClient>(io.get_executor(), split->host, split->port,
                                                   std::chrono::seconds(10));
   if (!flags.admin_secret_file.empty()) {
