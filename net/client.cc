@@ -30,6 +30,8 @@ void MessageRef::Touch() const {
   if (auto c = conn_.lock()) c->Touch(id_);
 }
 
+namespace {
+
 // A handler for an object's own timer or resolver that does nothing once the object is gone:
 // cancelling or destroying a timer does not recall a completion already queued, which would
 // then run on a destroyed object.
@@ -40,6 +42,15 @@ auto Guarded(const std::shared_ptr<bool>& alive, Fn fn) {
     fn(std::forward<decltype(args)>(args)...);
   };
 }
+
+// Every address a name resolved to, in the resolver's order (a Connection tries them in turn).
+std::vector<tcp::endpoint> AllEndpoints(const tcp::resolver::results_type& results) {
+  std::vector<tcp::endpoint> out;
+  for (const auto& r : results) out.push_back(r.endpoint());
+  return out;
+}
+
+}  // namespace
 
 // ---- Connection ----
 
@@ -474,29 +485,26 @@ void Producer::WithConnection(std::function<void(Connection&)> op, CommandCallba
 
 void Producer::Connect() {
   connecting_ = true;
-  if (address_.empty()) return Open({endpoint_});
+  if (address_.empty()) return Open({endpoint_}, "");
   auto split = SplitHostPort(address_);
   if (!split) return ConnectFailed(tl::unexpected(split.error()));
   resolver_->async_resolve(
       split->host, std::to_string(split->port),
-      Guarded(alive_,
-              [this](boost::system::error_code ec, const tcp::resolver::results_type& results) {
-                if (ec == asio::error::operation_aborted || stopped_) return;
-                if (ec || results.empty()) {
-                  return ConnectFailed(Fail(
-                      Errc::kUnavailable,
-                      fmt::format("resolving {}: {}", address_, ec ? ec.message() : "no address")));
-                }
-                std::vector<tcp::endpoint> endpoints;
-                for (const auto& r : results) endpoints.push_back(r.endpoint());
-                Open(std::move(endpoints));
-              }));
+      Guarded(alive_, [this, host = split->host](boost::system::error_code ec,
+                                                 const tcp::resolver::results_type& results) {
+        if (ec == asio::error::operation_aborted || stopped_) return;
+        if (ec || results.empty()) {
+          return ConnectFailed(
+              Fail(Errc::kUnavailable,
+                   fmt::format("resolving {}: {}", address_, ec ? ec.message() : "no address")));
+        }
+        Open(AllEndpoints(results), host);
+      }));
 }
 
-void Producer::Open(std::vector<tcp::endpoint> endpoints) {
-  auto split = SplitHostPort(address_);
-  auto conn = std::make_shared<Connection>(ex_, std::move(endpoints), options_,
-                                           split ? split->host : std::string());
+void Producer::Open(std::vector<tcp::endpoint> endpoints, std::string server_name) {
+  auto conn =
+      std::make_shared<Connection>(ex_, std::move(endpoints), options_, std::move(server_name));
   conn_ = conn;
   conn->SetCloseHandler([this, weak = std::weak_ptr<Connection>(conn)](const std::string&) {
     if (conn_ == weak.lock()) conn_.reset();
@@ -729,7 +737,7 @@ void Consumer::RedistributeRdy() {
 
 void Consumer::Dial(size_t i) {
   if (closed_ || !receiving_ || links_[i].dropped) return;
-  if (links_[i].endpoint) return Connect(i, {*links_[i].endpoint});
+  if (links_[i].endpoint) return Connect(i, {*links_[i].endpoint}, "");
   // A broker named by its address is resolved on every dial: a DNS name may have moved.
   auto split = SplitHostPort(links_[i].address);
   if (!split) {
@@ -738,21 +746,19 @@ void Consumer::Dial(size_t i) {
   }
   resolver_->async_resolve(
       split->host, std::to_string(split->port),
-      Guarded(alive_,
-              [this, i](boost::system::error_code ec, const tcp::resolver::results_type& results) {
-                if (ec == asio::error::operation_aborted || closed_ || links_[i].dropped) return;
-                if (ec || results.empty()) return ScheduleRedial(i);
-                std::vector<tcp::endpoint> endpoints;
-                for (const auto& r : results) endpoints.push_back(r.endpoint());
-                Connect(i, std::move(endpoints));
-              }));
+      Guarded(alive_, [this, i, host = split->host](boost::system::error_code ec,
+                                                    const tcp::resolver::results_type& results) {
+        if (ec == asio::error::operation_aborted || closed_ || links_[i].dropped) return;
+        if (ec || results.empty()) return ScheduleRedial(i);
+        Connect(i, AllEndpoints(results), host);
+      }));
 }
 
-void Consumer::Connect(size_t i, std::vector<tcp::endpoint> endpoints) {
-  // Under TLS the broker's certificate must name the address it was given or found by.
-  auto split = SplitHostPort(links_[i].address);
-  auto conn = std::make_shared<Connection>(ex_, std::move(endpoints), options_,
-                                           split ? split->host : std::string());
+// Under TLS the broker's certificate must name `server_name`, the host it was given or found by
+// ("": the address dialled).
+void Consumer::Connect(size_t i, std::vector<tcp::endpoint> endpoints, std::string server_name) {
+  auto conn =
+      std::make_shared<Connection>(ex_, std::move(endpoints), options_, std::move(server_name));
   links_[i].conn = conn;
   conn->SetMessageHandler([this, i](Connection& c, const Delivered& d) {
     if (rotating_) links_[i].last_active = std::chrono::steady_clock::now();

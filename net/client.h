@@ -209,7 +209,8 @@ class Producer {
   // Runs `op` on an open connection, connecting first if needed.
   void WithConnection(std::function<void(Connection&)> op, CommandCallback on_fail);
   void Connect();
-  void Open(std::vector<boost::asio::ip::tcp::endpoint> endpoints);
+  // `server_name`: the host the address named ("" for the endpoint dialled).
+  void Open(std::vector<boost::asio::ip::tcp::endpoint> endpoints, std::string server_name);
   // Fails the publishes waiting for a connection and dials again after the backoff.
   void ConnectFailed(const Status& why);
 
@@ -299,7 +300,8 @@ class Consumer {
   };
   size_t AddLink(std::string address, std::optional<boost::asio::ip::tcp::endpoint> endpoint);
   void Dial(size_t i);
-  void Connect(size_t i, std::vector<boost::asio::ip::tcp::endpoint> endpoints);
+  void Connect(size_t i, std::vector<boost::asio::ip::tcp::endpoint> endpoints,
+               std::string server_name);
   void ScheduleRedial(size_t i);
   bool Live(const Link& link) const;
   void SetRdy(Link& link, int64_t rdy);
