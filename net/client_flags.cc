@@ -14,12 +14,17 @@ void AddSecurityFlags(CLI::App& app, SecurityFlags& flags) {
                  "secret for AUTH, sent when a broker requires it (go-nsq's auth_secret)");
 }
 
+namespace {
+
+// The TLS the flags ask for; null for none.
 Result<std::shared_ptr<net::TlsContext>> BrokerTls(const SecurityFlags& flags) {
   if (!flags.tls && flags.tls_cert.empty() && flags.tls_key.empty()) return nullptr;
   auto ctx = net::MakeClientTls({flags.tls_root_ca_file, flags.tls_cert, flags.tls_key});
   if (!ctx) return Fail("--tls", ctx.error());
   return *ctx;
 }
+
+}  // namespace
 
 Result<ClientOptions> Secure(const SecurityFlags& flags, ClientOptions options) {
   auto tls = BrokerTls(flags);

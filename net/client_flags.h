@@ -25,10 +25,8 @@ struct SecurityFlags {
 
 void AddSecurityFlags(CLI::App& app, SecurityFlags& flags);
 
-// The TLS the flags ask for; null for none. The error names the file that does not load.
-Result<std::shared_ptr<net::TlsContext>> BrokerTls(const SecurityFlags& flags);
-
-// `options` with the flags' TLS, compression and AUTH.
+// `options` with the flags' TLS (`options.tls`, null for none), compression and AUTH; the
+// error names the file that does not load. Call it once per process and share the result.
 Result<ClientOptions> Secure(const SecurityFlags& flags, ClientOptions options = {});
 
 }  // namespace cairn::nsq

@@ -108,10 +108,7 @@ Result<std::vector<std::string>> BrokerAddresses(const WorkerFlags& flags) {
 }
 
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(asio::io_context& io, const WorkerFlags& flags,
-                                                    nsq::ClientOptions base) {
-  auto secured = nsq::Secure(flags.security, std::move(base));
-  if (!secured) return tl::unexpected(secured.error());
-  nsq::ClientOptions options = std::move(*secured);
+                                                    nsq::ClientOptions options) {
   if (!flags.lookupd_http_addresses.empty()) {
     for (const auto& a : flags.lookupd_http_addresses) {
       if (auto split = SplitHostPort(a); !split)
@@ -171,7 +168,8 @@ Status CheckPairedHttp(const WorkerFlags& flags) {
 
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
                                                     const std::string& address,
-                                                    const WorkerFlags& flags) {
+                                                    const WorkerFlags& flags,
+                                                    std::shared_ptr<net::TlsContext> tls) {
   // By name, resolved on every connection (HttpClient), so that HTTPS checks the name.
   auto split = BrokerHostPort("--nsqd-http-address", address);
   if (!split) return tl::unexpected(split.error());
@@ -183,9 +181,7 @@ Result<std::unique_ptr<net::HttpClient>> BrokerHttp(asio::io_context& io,
     client->SetAuthorization("Bearer " + *secret);
   }
   // A broker that requires TLS on HTTP too names its HTTPS port; the client follows.
-  auto tls = nsq::BrokerTls(flags.security);
-  if (!tls) return tl::unexpected(tls.error());
-  if (*tls) client->FollowTlsRequired(std::move(*tls));
+  if (tls) client->FollowTlsRequired(std::move(tls));
   return client;
 }
 

@@ -75,10 +75,11 @@ int ExitWith(const Error& error, int status);
 // kInvalidArgument naming the flag and the address.
 Result<std::vector<std::string>> BrokerAddresses(const WorkerFlags& flags);
 // The consumer of --topic/--channel the flags ask for: through nsqlookupd when
-// --lookupd-http-address is given, else from every --nsqd-tcp-address.
+// --lookupd-http-address is given, else from every --nsqd-tcp-address; `options` already
+// carry the flags' TLS, compression and AUTH (nsq::Secure, once per process).
 Result<std::unique_ptr<nsq::Consumer>> MakeConsumer(boost::asio::io_context& io,
                                                     const WorkerFlags& flags,
-                                                    nsq::ClientOptions options = {});
+                                                    nsq::ClientOptions options);
 // Replaces --nsqd-tcp-address and --nsqd-http-address with the brokers the
 // --lookupd-http-address nsqlookupd list for --topic now (asked once: runs `io` until each has
 // answered or timed out, 5 s), paired in the same order. Returns how many; an error if none
@@ -88,10 +89,12 @@ Result<size_t> UseBrokersFromLookupd(boost::asio::io_context& io, WorkerFlags& f
 // kInvalidArgument unless there are as many of each.
 Status CheckPairedHttp(const WorkerFlags& flags);
 // An HttpClient for one --nsqd-http-address, sending the admin credential when given
-// (--admin-secret-file); with --tls, it follows a broker's TLS_REQUIRED to its HTTPS port.
+// (--admin-secret-file); with `tls` (the NSQ connections', from --tls), it follows a broker's
+// TLS_REQUIRED to its HTTPS port.
 Result<std::unique_ptr<net::HttpClient>> BrokerHttp(boost::asio::io_context& io,
                                                     const std::string& address,
-                                                    const WorkerFlags& flags);
+                                                    const WorkerFlags& flags,
+                                                    std::shared_ptr<net::TlsContext> tls);
 
 // The worker's own HTTP server: GET /healthz (200 "OK", or 503 with the reason `health`
 // returns), GET /metrics (Prometheus text from `metrics`), and whatever `routes` answers

@@ -446,11 +446,13 @@ int main(int argc, char** argv) {
                                      ? CheckPairedHttp(s.worker).map([&] { return size_t{0}; })
                                      : UseBrokersFromLookupd(io, s.worker);
   if (!brokers) return ExitWith(brokers.error(), 2);
-  auto consumer = MakeConsumer(io, s.worker, LoggerWorker::ClientOptionsFor());
+  auto options = nsq::Secure(s.worker.security, LoggerWorker::ClientOptionsFor());
+  if (!options) return ExitWith(options.error(), 2);
+  auto consumer = MakeConsumer(io, s.worker, *options);
   if (!consumer) return ExitWith(consumer.error(), 2);
   std::vector<std::unique_ptr<net::HttpClient>> broker_http;
   for (const std::string& address : s.worker.nsqd_http_addresses) {
-    auto client = BrokerHttp(io, address, s.worker);
+    auto client = BrokerHttp(io, address, s.worker, options->tls);
     if (!client) return ExitWith(client.error(), 2);
     broker_http.push_back(std::move(*client));
   }

@@ -268,7 +268,7 @@ int main(int argc, char** argv) {
   asio::io_context io(1);
   auto writer = InfluxWriter::Create(io, s.influx);
   if (!writer) return ExitWith(writer.error(), 2);
-  auto consumer = MakeConsumer(io, s.worker);
+  auto consumer = MakeConsumer(io, s.worker, *client);
   if (!consumer) return ExitWith(consumer.error(), 2);
   MetricsWorker worker(io, s, std::move(*consumer), brokers->front(), std::move(*client),
                        std::move(*writer));

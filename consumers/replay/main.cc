@@ -499,18 +499,18 @@ int main(int argc, char** argv) {
   const auto& http_addresses = s.worker.nsqd_http_addresses;
   // Each broker's range comes from its own API: a broker must be named by both.
   if (auto paired = CheckPairedHttp(s.worker); !paired) return ExitWith(paired.error(), 2);
-  std::vector<Source> sources(tcp.size());
-  for (size_t i = 0; i < tcp.size(); ++i) {
-    auto client = BrokerHttp(io, http_addresses[i], s.worker);
-    if (!client) return ExitWith(client.error(), 2);
-    sources[i].tcp_address = tcp[i];
-    sources[i].http_address = http_addresses[i];
-    sources[i].http = std::move(*client);
-  }
   if (auto secured = nsq::Secure(s.worker.security); !secured) {
     return ExitWith(secured.error(), 2);
   } else {
     s.client = std::move(*secured);
+  }
+  std::vector<Source> sources(tcp.size());
+  for (size_t i = 0; i < tcp.size(); ++i) {
+    auto client = BrokerHttp(io, http_addresses[i], s.worker, s.client.tls);
+    if (!client) return ExitWith(client.error(), 2);
+    sources[i].tcp_address = tcp[i];
+    sources[i].http_address = http_addresses[i];
+    sources[i].http = std::move(*client);
   }
   std::unique_ptr<InfluxWriter> writer;
   if (!s.dry_run) {
