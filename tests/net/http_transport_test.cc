@@ -3,8 +3,6 @@
 // keep-alive, ordering, retry on a connection the server closed, and failures.
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -22,6 +20,7 @@
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "tests/eventually.h"
+#include "tests/server/certificates.h"
 
 namespace cairn::testing {
 namespace {
@@ -257,25 +256,6 @@ TEST(HttpClient, ARefusedConnectionIsAnErrorNotAnAnswer) {
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.Describe().find("refused"), std::string::npos) << r.Describe();
 }
-
-// The tests' certificates (tests/server/make_test_certs.sh), in a directory of their own.
-class Certificates {
- public:
-  Certificates() {
-    char dir[] = "/tmp/cairn-certs-XXXXXX";
-    dir_ = mkdtemp(dir);
-    const std::string make =
-        "bash " CAIRN_SOURCE_DIR "/tests/server/make_test_certs.sh " + dir_ + " >/dev/null 2>&1";
-    ok_ = std::system(make.c_str()) == 0;
-  }
-  ~Certificates() { std::filesystem::remove_all(dir_); }
-  bool ok() const { return ok_; }
-  std::string operator[](const std::string& file) const { return dir_ + "/" + file; }
-
- private:
-  std::string dir_;
-  bool ok_ = false;
-};
 
 // A GET on `client`, run to its answer on `io`.
 net::HttpResult Get(asio::io_context& io, net::HttpClient& client, const std::string& target) {

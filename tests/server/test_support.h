@@ -38,6 +38,7 @@
 #include "net/protocol.h"
 #include "src/server/server.h"
 #include "tests/eventually.h"
+#include "tests/server/certificates.h"
 #include "tests/storage/test_util.h"
 
 namespace cairn::testing {
@@ -521,17 +522,6 @@ inline std::string NsqBinary(const std::string& name, std::string* why) {
     if (var.empty()) GTEST_SKIP() << why; \
   }
 
-// Runs a shell command to its end: its exit status and what it printed (stdout, and stderr if
-// the command sends it there).
-inline std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string output;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  char buf[4096];
-  while (fgets(buf, sizeof buf, p) != nullptr) output += buf;
-  return {WEXITSTATUS(pclose(p)), output};
-}
-
 // nsqadmin from $NSQ_BIN_DIR on loopback, reading the fleet from nsqlookupd.
 class NsqadminProcess : public ListeningProcess {
  public:
@@ -550,30 +540,6 @@ class LookupdProcess : public ListeningProcess {
                           fmt::format("--http-address=127.0.0.1:{}", http_port)}) {}
   std::string tcp_address() const { return fmt::format("127.0.0.1:{}", port()); }
   std::string http_address() const { return fmt::format("127.0.0.1:{}", http_port()); }
-};
-
-// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate from the same CA
-// (CN=client-a), and a second CA with a client certificate of its own (CN=client-b): the files
-// tests/server/make_test_certs.sh names.
-class Certificates {
- public:
-  Certificates() {
-    const std::string make =
-        fmt::format("bash {}/tests/server/make_test_certs.sh {}", CAIRN_SOURCE_DIR, dir_.path());
-    auto [status, output] = RunCommand(make + " 2>&1");
-    ok_ = status == 0;
-    if (!ok_) ADD_FAILURE() << "openssl: " << output;
-  }
-  bool ok() const { return ok_; }
-  std::string operator[](const std::string& file) const { return dir_.path() + "/" + file; }
-  // cairnd's flags for its certificate.
-  std::vector<std::string> ServerFlags() const {
-    return {"--tls-cert=" + (*this)["server.pem"], "--tls-key=" + (*this)["server.key"]};
-  }
-
- private:
-  TempDir dir_;
-  bool ok_ = false;
 };
 
 // The auth server the tests run (tests/cairnd/auth_server.py): it says which secrets may do what.
