@@ -2,6 +2,7 @@
 #include "src/base/clock.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -833,6 +834,10 @@ StoreStats Store::stats() const {
     s.wals_on_spares = w.wals_on_spares;
     s.plain_wals = w.plain_wals;
     s.wal_spare_failures = w.spare_failures;
+  }
+  if (struct statvfs vfs{}; ::statvfs(options().path.c_str(), &vfs) == 0) {
+    s.volume_size_bytes = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+    s.volume_available_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
   }
   return s;
 }

@@ -59,6 +59,10 @@ struct StoreStats {
   uint64_t wals_on_spares = 0;
   uint64_t plain_wals = 0;
   uint64_t wal_spare_failures = 0;
+  // The file system holding the store (statvfs of its directory): its size, and the bytes an
+  // unprivileged writer can still use. 0 when it cannot be read.
+  uint64_t volume_size_bytes = 0;
+  uint64_t volume_available_bytes = 0;
 };
 
 struct RetentionReport {

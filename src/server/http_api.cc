@@ -384,10 +384,20 @@ void StoreMetrics(Exposition& e, const Broker& broker) {
           store.cursor_flushes);
   e.Family("cairn_store_healthy", "gauge", "1 while the store can write, 0 after a failure.");
   e.Sample("cairn_store_healthy", "", broker.healthy() ? 1 : 0);
+  if (store.volume_size_bytes > 0) {
+    e.Family("cairn_store_volume_size_bytes", "gauge",
+             "Size of the file system that holds the store (--data-path).");
+    e.Sample("cairn_store_volume_size_bytes", "", static_cast<double>(store.volume_size_bytes));
+    e.Family("cairn_store_volume_available_bytes", "gauge",
+             "Bytes of that file system cairnd can still write.");
+    e.Sample("cairn_store_volume_available_bytes", "",
+             static_cast<double>(store.volume_available_bytes));
+  }
 }
 
 // /metrics: per topic and channel, then the store's counters.
-std::string MetricsText(Broker& broker, const TcpServer* tcp, int64_t now_ns) {
+std::string MetricsText(Broker& broker, const TcpServer* tcp, const HttpApiInfo& info,
+                        int64_t now_ns) {
   Exposition e;
   struct Row {
     std::string labels;
@@ -402,28 +412,45 @@ std::string MetricsText(Broker& broker, const TcpServer* tcp, int64_t now_ns) {
                       ViewOf(*topic, *c, now_ns)});
     }
   }
+  // Each topic's log, read once for the families below (ephemeral topics have none).
+  std::vector<std::optional<storage::LogInfo>> infos;
+  for (auto& t : topics) infos.push_back(t->log().Info());
   auto topic_family = [&](std::string_view name, std::string_view type, std::string_view help,
                           auto value) {
     e.Family(name, type, help);
-    for (auto& t : topics) {
-      if (const auto v = value(*t)) {
-        e.Sample(name, fmt::format("topic=\"{}\"", LabelValue(t->name())), static_cast<double>(*v));
+    for (size_t i = 0; i < topics.size(); ++i) {
+      if (const auto v = value(*topics[i], infos[i])) {
+        e.Sample(name, fmt::format("topic=\"{}\"", LabelValue(topics[i]->name())),
+                 static_cast<double>(*v));
       }
     }
   };
-  topic_family("cairn_topic_messages_total", "counter",
-               "Messages ever appended to the topic's log (its next offset).",
-               [](Topic& t) { return std::optional<uint64_t>(t.stats().next_offset); });
+  using Info = std::optional<storage::LogInfo>;
+  topic_family(
+      "cairn_topic_messages_total", "counter",
+      "Messages ever appended to the topic's log (its next offset).",
+      [](Topic& t, const Info&) { return std::optional<uint64_t>(t.stats().next_offset); });
   topic_family("cairn_topic_retained_messages", "gauge", "Messages in the topic's retained log.",
-               [](Topic& t) {
+               [](Topic& t, const Info&) {
                  const auto s = t.stats();
                  return std::optional<uint64_t>(s.next_offset - s.start_offset);
                });
   topic_family("cairn_topic_bytes_on_disk", "gauge", "Stored bytes of the topic's log batches.",
-               [](Topic& t) {
-                 const auto info = t.log().Info();
+               [](Topic&, const Info& info) {
                  return info ? std::optional<uint64_t>(info->bytes) : std::nullopt;
                });
+  topic_family("cairn_topic_retention_bytes", "gauge",
+               "The topic's retention by size: stored bytes it keeps at most (0: no limit).",
+               [](Topic&, const Info& info) {
+                 return info ? std::optional<uint64_t>(info->retention.bytes) : std::nullopt;
+               });
+  topic_family(
+      "cairn_topic_retention_age_seconds", "gauge",
+      "The topic's retention by age: seconds a message is kept (0: no limit).",
+      [](Topic&, const Info& info) -> std::optional<uint64_t> {
+        if (!info) return std::nullopt;
+        return std::chrono::duration_cast<std::chrono::seconds>(info->retention.age).count();
+      });
   auto channel_family = [&](std::string_view name, std::string_view type, std::string_view help,
                             auto value) {
     e.Family(name, type, help);
@@ -469,6 +496,17 @@ std::string MetricsText(Broker& broker, const TcpServer* tcp, int64_t now_ns) {
   e.Family("cairn_tcp_connections", "gauge", "Open NSQ TCP connections.");
   e.Sample("cairn_tcp_connections", "",
            static_cast<double>(tcp != nullptr ? tcp->connection_count() : 0));
+  const auto lookupds = info.lookupd_registrations ? info.lookupd_registrations()
+                                                   : std::vector<std::pair<std::string, bool>>{};
+  if (!lookupds.empty()) {
+    e.Family("cairn_lookupd_registered", "gauge",
+             "1 while the broker is registered with the nsqlookupd (--lookupd-tcp-address), "
+             "0 while it is not.");
+    for (const auto& [address, registered] : lookupds) {
+      e.Sample("cairn_lookupd_registered", fmt::format("lookupd=\"{}\"", LabelValue(address)),
+               registered ? 1 : 0);
+    }
+  }
   return e.Take();
 }
 
@@ -600,7 +638,7 @@ void HttpApi::Stats(const Call& call) {
 }
 
 void HttpApi::Metrics(const Call& call) {
-  call.respond(Respond(http::status::ok, MetricsText(broker_, tcp_, WallNowNs()),
+  call.respond(Respond(http::status::ok, MetricsText(broker_, tcp_, info_, WallNowNs()),
                        "text/plain; version=0.0.4; charset=utf-8"));
 }
 

@@ -31,6 +31,9 @@ struct HttpApiInfo {
   int http_port = 0;
   int https_port = 0;      // 0: no HTTPS
   int64_t start_time = 0;  // seconds since the epoch
+  // Each nsqlookupd the broker registers with (--lookupd-tcp-address) and whether it is
+  // registered there now; for /metrics.
+  std::function<std::vector<std::pair<std::string, bool>>()> lookupd_registrations;
 };
 
 class HttpApi {

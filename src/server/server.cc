@@ -76,6 +76,11 @@ Result<std::unique_ptr<Server>> Server::Open(boost::asio::io_context& io, Server
   info.http_port = s->http_->local_endpoint().port();
   if (s->https_) info.https_port = s->https_->local_endpoint().port();
   info.start_time = o.start_time;
+  info.lookupd_registrations = [server = s.get()] {
+    std::vector<std::pair<std::string, bool>> out;
+    for (const auto& peer : server->lookupd_) out.emplace_back(peer->address(), peer->registered());
+    return out;
+  };
   s->api_ = std::make_unique<net::HttpApi>(*s->broker_, o.session, info, s->tcp_.get());
   return s;
 }

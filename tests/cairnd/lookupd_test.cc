@@ -88,6 +88,17 @@ size_t ListedBrokers(const LookupdProcess& lookupd, const Brokers& brokers,
   return n;
 }
 
+// cairnd's cairn_lookupd_registered gauge for the nsqlookupd at `lookupd_tcp_port`: "1", "0",
+// or "" when /metrics has no such sample.
+std::string RegisteredGauge(uint16_t cairnd_http_port, uint16_t lookupd_tcp_port) {
+  HttpClient http(cairnd_http_port);
+  const std::string body = http.Get("/metrics").body;
+  const std::string key =
+      fmt::format("cairn_lookupd_registered{{lookupd=\"127.0.0.1:{}\"}} ", lookupd_tcp_port);
+  const size_t at = body.find(key);
+  return at == std::string::npos ? "" : body.substr(at + key.size(), 1);
+}
+
 // One nsqlookupd, and one cairnd registered with it.
 struct OneBroker {
   explicit OneBroker(const std::string& nsqlookupd)
@@ -173,14 +184,19 @@ TEST(Lookupd, EverythingIsRegisteredAgainAfterEitherSideRestarts) {
            ListedWithPort(Lookup(http_port, "quiet"), cairnd_port) == 1;
   };
   ASSERT_TRUE(Eventually([&] { return listed(cairnd->port()); })) << cairnd->log();
+  // /metrics says so, for the alert on a broker missing from nsqlookupd (deploy/prometheus).
+  EXPECT_EQ(RegisteredGauge(cairnd->http_port(), tcp_port), "1");
 
   lookupd->Signal(SIGKILL);
+  EXPECT_TRUE(Eventually([&] { return RegisteredGauge(cairnd->http_port(), tcp_port) == "0"; }))
+      << "/metrics still says registered with a dead nsqlookupd";
   lookupd = std::make_unique<LookupdProcess>(nsqlookupd, tcp_port, http_port);
   ASSERT_EQ(lookupd->http_port(), http_port) << "nsqlookupd could not have its ports back\n"
                                              << lookupd->log();
   EXPECT_TRUE(Eventually([&] { return listed(cairnd->port()); }, 30s))
       << "not registered again with the new nsqlookupd:\n"
       << cairnd->log();
+  EXPECT_TRUE(Eventually([&] { return RegisteredGauge(cairnd->http_port(), tcp_port) == "1"; }));
 
   cairnd->Signal(SIGKILL);
   cairnd = std::make_unique<CairndProcess>(dir.path(), flags);

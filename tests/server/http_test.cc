@@ -1,5 +1,7 @@
 // nsqd's HTTP API on cairnd, over real HTTP on loopback: every endpoint, its errors, and /stats
 // checked against what the broker actually did.
+#include <sys/statvfs.h>
+
 #include <regex>
 #include <sstream>
 
@@ -370,6 +372,22 @@ TEST(Http, MetricsAreWellFormedPrometheusText) {
   EXPECT_NE(r.body.find("cairn_tcp_connections 1\n"), std::string::npos);
   EXPECT_NE(r.body.find("cairn_store_fsync_duration_seconds_bucket{le=\"+Inf\"}"),
             std::string::npos);
+  // What the volume and retention alerts (deploy/prometheus) compare: the topic's retention as
+  // configured, and the volume the store is on.
+  ASSERT_EQ(c.Post("/topic/config?topic=t&retention_age=90m&retention_bytes=1000000").status, 200);
+  r = c.Get("/metrics");
+  EXPECT_NE(r.body.find("cairn_topic_retention_age_seconds{topic=\"t\"} 5400\n"), std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find("cairn_topic_retention_bytes{topic=\"t\"} 1000000\n"), std::string::npos);
+  struct statvfs vfs {};
+  ASSERT_EQ(::statvfs(broker.path().c_str(), &vfs), 0);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.body, m, std::regex("\ncairn_store_volume_size_bytes (\\d+)\n")));
+  EXPECT_EQ(std::stoull(m[1]), static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize);
+  ASSERT_TRUE(
+      std::regex_search(r.body, m, std::regex("\ncairn_store_volume_available_bytes (\\d+)\n")));
+  EXPECT_GT(std::stoull(m[1]), 0u);
+  EXPECT_LE(std::stoull(m[1]), static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize);
   // Every line is a comment or `name{labels} value` (a strict check of the text format; the
   // Python suite parses it with prometheus_client as well).
   std::istringstream lines(r.body);
