@@ -289,8 +289,14 @@ class DashboardModelTest(unittest.TestCase):
         self.assertTrue(out["urls"], out)
 
 
-class DashboardAgainstBinariesTest(unittest.TestCase):
-    """cairnd, cairn-logger and cairn-metrics on loopback, each with its own /metrics."""
+class CairnOnLoopback(unittest.TestCase):
+    """cairnd, cairn-logger and cairn-metrics on loopback, each with its own /metrics, and a
+    little traffic through them (publish_traffic). Holds no test: the dashboards' and
+    prometheus_test.py's classes derive from it."""
+
+    # Flags cairnd is started with besides its addresses and data path.
+    def cairnd_flags(self):
+        return ()
 
     def setUp(self):
         # Each resource is released by a cleanup registered as soon as it exists, so a setUp
@@ -302,7 +308,8 @@ class DashboardAgainstBinariesTest(unittest.TestCase):
             self.influx = harness.Influx()
             self.addCleanup(self.kill_influx)
             self.influx.start()
-        self.cairnd = self.start(harness.Cairnd(os.path.join(self.dir, "data")))
+        self.cairnd = self.start(harness.Cairnd(os.path.join(self.dir, "data"),
+                                                extra=self.cairnd_flags()))
         tcp = f"127.0.0.1:{self.cairnd.port('tcp')}"
         http = f"127.0.0.1:{self.cairnd.port('http')}"
         listening = {"http": r"HTTP: listening on (\S+)"}
@@ -374,12 +381,19 @@ class DashboardAgainstBinariesTest(unittest.TestCase):
                                "cairn-metrics to try InfluxDB", 20)
         return lines
 
-    def test_every_metric_and_label_the_dashboard_names_exists(self):
-        self.publish_traffic()
+    def samples(self, procs):
+        """{sample name: label names} over the /metrics pages of `procs`."""
         samples = {}
-        for proc in (self.cairnd, self.logger, self.metrics):
+        for proc in procs:
             for name, labels in parse_exposition(self.scrape(proc)).items():
                 samples.setdefault(name, set()).update(labels)
+        return samples
+
+
+class DashboardAgainstBinariesTest(CairnOnLoopback):
+    def test_every_metric_and_label_the_dashboard_names_exists(self):
+        self.publish_traffic()
+        samples = self.samples((self.cairnd, self.logger, self.metrics))
         dashboard = load(CAIRN_JSON)
         problems = check_prometheus_queries(dashboard, samples)
         self.assertEqual(problems, [], "\n".join(problems))
