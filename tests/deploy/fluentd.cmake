@@ -8,3 +8,10 @@ add_test(NAME deploy_fluentd_image
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/fluentd_image_test.py)
 set_tests_properties(deploy_fluentd_image PROPERTIES LABELS deploy TIMEOUT 60
   ENVIRONMENT "CAIRN_SOURCE=${PROJECT_SOURCE_DIR}")
+
+# The contract fluentd.conf's out_http output relies on, against a real cairnd (fluentd itself is
+# not in Debian): request shape, retryable failures, a lost answer costing one duplicate chunk.
+add_test(NAME deploy_fluentd_contract
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/fluentd_contract_test.py)
+set_tests_properties(deploy_fluentd_contract PROPERTIES LABELS deploy TIMEOUT 300
+  ENVIRONMENT "CAIRN_BIN=$<TARGET_FILE_DIR:cairnd>;CAIRN_SOURCE=${PROJECT_SOURCE_DIR}")

@@ -97,7 +97,8 @@ BUILTIN = {
 
 # The section a `@type` stands in, and the kind of plugin it names there.
 SECTION_KIND = {
-    "source": "input", "match": "output", "store": "output", "filter": "filter",
+    "source": "input", "match": "output", "store": "output", "secondary": "output",
+    "filter": "filter",
     "parse": "parser", "pattern": "parser", "format": "formatter", "buffer": "buffer",
     "storage": "storage", "service_discovery": "sd", "metrics": "metrics",
 }
@@ -593,8 +594,9 @@ class FluentdImageTest(unittest.TestCase):
         live = {(k, t) for k, t, _, w in found if w == "live"}
         self.assertLessEqual({("input", "tail"), ("parser", "multi_format"), ("parser", "json"),
                               ("parser", "regexp"), ("filter", "kubernetes_metadata"),
-                              ("output", "nsq"), ("buffer", "file")}, live)
-        self.assertIn(("output", "http"), {(k, t) for k, t, _, w in found if w == "commented"})
+                              ("output", "http"), ("formatter", "json"), ("buffer", "file"),
+                              ("output", "secondary_file")}, live)
+        self.assertIn(("output", "nsq"), {(k, t) for k, t, _, w in found if w == "commented"})
 
     def test_conf_path_user_and_entry_point(self):
         _, _, conf = self.dockerfile()
@@ -621,7 +623,7 @@ class FluentdImageTest(unittest.TestCase):
         conf, docker = read_text(FLUENTD_CONF), read_text(DOCKERFILE)
         _, gems, env = check_dockerfile(docker)
         # An unknown output, an unknown filter, and an unknown type in a commented alternative.
-        bad = re.sub(r"(?m)^(\s*)@type nsq$", r"\1@type kafka2", conf)
+        bad = re.sub(r"(?m)^(\s*)@type http$", r"\1@type kafka2", conf)
         self.assertNotEqual(bad, conf)
         bad += "\n<filter kubernetes.**>\n  @type concat\n</filter>\n"
         bad += "# <match x>\n#   @type elasticsearch\n# </match>\n"

@@ -867,7 +867,10 @@ class Consistency(unittest.TestCase):
         for path in confs:
             text = re.sub(r"(?m)^\s*#.*$", "", read_text(path))
             for m in re.finditer(r"(https?://)?\b(cairn[\w.-]*):(\d+)", text):
-                refs.append((os.path.basename(path), m.group(0), m.group(1), m.group(2),
+                # A URL's scheme may stand before a default in Ruby's "#{ENV['X'] || 'host:port'}".
+                line = text[text.rfind("\n", 0, m.start()) + 1:m.start()]
+                http = m.group(1) or re.search(r"https?://", line)
+                refs.append((os.path.basename(path), m.group(0), http, m.group(2),
                              int(m.group(3))))
         for w in workloads():
             for c in containers(w):
