@@ -25,8 +25,9 @@ CAIRN_SAMPLE = os.environ.get("CAIRN_SAMPLE", "")
 # deployment would give them the same Secret.
 _admin_dir = tempfile.TemporaryDirectory(prefix="cairn-admin-")
 ADMIN_SECRET_FILE = os.path.join(_admin_dir.name, "admin-secret")
+ADMIN_SECRET = "cairn-test-admin"
 with open(ADMIN_SECRET_FILE, "w") as f:
-    f.write("cairn-test-admin\n")
+    f.write(ADMIN_SECRET + "\n")
 ADMIN_FLAG = f"--admin-secret-file={ADMIN_SECRET_FILE}"
 
 
@@ -192,8 +193,10 @@ class Cairnd(Process):
         again = Cairnd(data_path, tcp, http_, extra)
         return again.start()
 
-    def http(self, method, path, body=None):
-        return http_request(method, "127.0.0.1", self.port("http"), path, body)
+    def http(self, method, path, body=None, admin=False):
+        """`admin`: with the admin credential, for the calls that can erase messages."""
+        headers = {"Authorization": f"Bearer {ADMIN_SECRET}"} if admin else None
+        return http_request(method, "127.0.0.1", self.port("http"), path, body, headers)
 
     def mpub(self, topic, bodies):
         assert all("\n" not in b for b in bodies)
