@@ -9,9 +9,9 @@ configuration, and each of those answers is produced by a real cairnd:
   application/x-ndjson) is answered 200 only once durable, and gives one message a record, each
   the record's line.
 - A publish that fails gets an answer out_http retries: cairnd stopped refuses the connection
-  (an exception, always retried); a store that cannot write answers 503, which the
-  configuration lists as retryable (tests/cairnd/fault_test.cc makes the disk really full and
-  checks cairnd's 503 EXITING). A chunk that can never be taken (413 for a record over
+  (an exception, always retried); a store that cannot write (a real full disk: a small tmpfs,
+  as root) answers 503, which the configuration lists as retryable, and the same chunk retried
+  once there is room again is taken once. A chunk that can never be taken (413 for a record over
   --max-msg-size) is not retried and goes to the configuration's <secondary> file.
 - A retry after a lost answer (the request sent whole, the answer never read; or cairnd killed
   with the request in flight) gives at most one extra copy of the chunk, never a loss, and the
@@ -25,12 +25,13 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dashboards_test import SOURCE, harness  # noqa: E402
+from dashboards_test import SOURCE, CairnOnLoopback, harness  # noqa: E402
 
 FLUENTD_CONF = os.path.join(SOURCE, "deploy", "k8s", "collectors", "fluentd.conf")
 
@@ -109,7 +110,7 @@ class FluentdContractTest(unittest.TestCase):
 
     def start_cairnd(self, tcp=0, http=0):
         proc = harness.Cairnd(self.data, tcp, http)
-        self.addCleanup(lambda: proc.running() and proc.kill())
+        self.addCleanup(CairnOnLoopback.kill, proc)
         return proc.start()
 
     def messages(self, expected):
@@ -151,6 +152,41 @@ class FluentdContractTest(unittest.TestCase):
         self.assertEqual(self.cairnd.stop(), 0, self.cairnd.log())
         with self.assertRaises(ConnectionRefusedError):
             send(port, ndjson(records(3)))
+
+    def test_a_full_disk_answers_503_and_the_retried_chunk_lands_once_there_is_room(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs (a real full disk)")
+        mnt = os.path.join(self.dir, "mnt")
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", mnt]).returncode:
+            self.skipTest("could not mount a tmpfs")
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        ballast = os.path.join(mnt, "ballast")
+        with open(ballast, "wb") as f:
+            for _ in range(150):
+                f.write(b"z" * (1 << 20))
+        proc = harness.Cairnd(os.path.join(mnt, "data"), extra=("--compression=none",))
+        self.addCleanup(CairnOnLoopback.kill, proc)
+        cairnd = proc.start()
+        http = cairnd.port("http")
+        # Chunks of 1 MiB (64 container lines of 16 KiB) until the disk is full.
+        line = records(1)[0]
+        line["log"] = "y" * 16384 + "\n"
+        chunk = ndjson([line] * 64)
+        acknowledged, answer = 0, None
+        for _ in range(300):
+            answer = send(http, chunk)
+            if answer != (200, "OK"):
+                break
+            acknowledged += 1
+        self.assertEqual(answer, (503, '{"message":"EXITING"}'), f"after {acknowledged} chunks")
+        # out_http retries the chunk (503 is retryable) with backoff; room comes back meanwhile.
+        os.remove(ballast)
+        harness.wait_until(lambda: send(http, chunk) == (200, "OK"),
+                           "the retried chunk to be taken once there is room", 60)
+        stats = cairnd.topic_stats("logs")
+        # Every acknowledged chunk, and the retried one once: nothing lost, nothing doubled.
+        self.assertEqual(stats["message_count"], 64 * (acknowledged + 1), stats)
 
     def test_a_retry_after_a_lost_answer_duplicates_the_chunk_once_and_loses_nothing(self):
         first, second = records(40, "a"), records(30, "b")
