@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.parse
 
@@ -79,6 +78,11 @@ def listening_ports(pid):
                 if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
                     ports.append(int(cols[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+# In a rule's expression: the metrics it selects by name, and its __name__ regular expressions.
+SELECTOR = re.compile(r"(?<![\w:])(cairn_[a-z_]+|up\b)(\{[^}]*\})?")
+NAME_MATCHER = re.compile(r'__name__=~"([^"]+)"')
 
 
 def rule_queries(groups):
@@ -152,9 +156,9 @@ class PrometheusScrapesCairnTest(CairnOnLoopback):
         self.prometheus = self.start_prometheus()
 
     def pods(self):
-        """(pod labels, address) for each process, as Kubernetes' pod discovery would give them,
-        and pods the shipped relabelling must drop: nsqlookupd's, a replay Job's that finished,
-        cairnd's TCP port."""
+        """Static targets standing for pods, with the labels Kubernetes' pod discovery gives
+        them: (those the shipped relabelling keeps, one per process; those it must drop:
+        nsqlookupd's pod, a replay Job's pod that finished, cairnd's TCP port)."""
         def pod(app, name, proc, port_name="http", phase="Running"):
             return {"targets": [f"127.0.0.1:{proc.port(port_name)}"],
                     "labels": {
@@ -218,6 +222,15 @@ class PrometheusScrapesCairnTest(CairnOnLoopback):
         return status, json.loads(text)
 
     def test_every_target_is_up_and_every_query_evaluates(self):
+        with open(RULES, encoding="utf-8") as f:
+            groups = yaml.safe_load(f)["groups"]
+        self.check_targets()
+        self.check_metrics_pages_and_rule_names(groups)
+        self.check_queries(groups)
+
+    def check_targets(self):
+        """Every process is a target that is up, under the job its program names; the pods
+        that are not targets were dropped by the relabelling."""
         keep, drop = self.pods()
 
         def targets_up():
@@ -232,31 +245,29 @@ class PrometheusScrapesCairnTest(CairnOnLoopback):
             self.assertTrue(t["labels"]["pod"], t)
         self.assertEqual(len(data["droppedTargets"]), len(drop), data["droppedTargets"])
 
-        # promtool accepts every /metrics page.
-        for proc in (self.cairnd, self.logger, self.metrics, self.replay):
+    def check_metrics_pages_and_rule_names(self, groups):
+        """promtool accepts every /metrics page; the rules name only what the binaries expose
+        (their own recording rules and `up` aside)."""
+        procs = (self.cairnd, self.logger, self.metrics, self.replay)
+        for proc in procs:
             code, out = promtool("check", "metrics", stdin=self.scrape(proc))
             self.assertEqual(code, 0, f"{proc.name}: {out}")
-
-        # The rules name only what the binaries expose (recording rules and `up` aside).
-        with open(RULES, encoding="utf-8") as f:
-            groups = yaml.safe_load(f)["groups"]
-        samples = self.samples((self.cairnd, self.logger, self.metrics, self.replay))
-        for g in groups:
-            for r in g["rules"]:
-                if "record" in r:
-                    samples[r["record"]] = set()
+        samples = self.samples(procs)
+        samples.update({r["record"]: set() for g in groups for r in g["rules"] if "record" in r})
         samples["up"] = set()
         pseudo = {"panels": [{"title": where, "targets": [{"refId": "A", "expr": expr}]}
                              for where, expr in rule_queries(groups)]}
         problems = dashboards_test.check_prometheus_queries(pseudo, samples)
         self.assertEqual(problems, [], "\n".join(problems))
-        # __name__ matchers name metrics the check above cannot see: each must match one.
+        # A __name__ matcher names metrics the check above cannot see: each must match one.
         for where, expr in rule_queries(groups):
-            for rx in re.findall(r'__name__=~"([^"]+)"', expr):
+            for rx in NAME_MATCHER.findall(expr):
                 self.assertTrue(any(re.fullmatch(rx, n) for n in samples), f"{where}: {rx}")
 
-        # Every dashboard and rule expression evaluates, and returns series once the traffic
-        # has been scraped for long enough to make a rate.
+    def check_queries(self, groups):
+        """Every dashboard and rule expression evaluates, and returns series once the traffic has
+        been scraped long enough to make a rate. Alert expressions hold only when something is
+        wrong, so of those the selectors must return series; every rule evaluates healthy."""
         queries = []
         for where, expr, _ in dashboards_test.prometheus_queries(
                 dashboards_test.load(dashboards_test.CAIRN_JSON)):
@@ -264,42 +275,35 @@ class PrometheusScrapesCairnTest(CairnOnLoopback):
                 expr = expr.replace(key, GRAFANA_VARIABLES[key])
             self.assertIsNone(re.search(r"\$\w|\$\{", expr), f"{where}: unfilled: {expr}")
             queries.append((f"dashboard {where}", expr))
-        queries += rule_queries(groups)
+        for g in groups:
+            for r in g["rules"]:
+                if "record" in r:
+                    queries.append((f"rule {r['record']}", r["expr"]))
+                    continue
+                status, body = self.query(r["expr"])
+                self.assertEqual((status, body["status"]), (200, "success"),
+                                 f"alert {r['alert']}: {body}")
+                selectors = SELECTOR.findall(r["expr"])
+                selectors += [("", '{__name__=~"%s"}' % rx) for rx in NAME_MATCHER.findall(r["expr"])]
+                queries += [(f"alert {r['alert']}: selector", name + labels)
+                            for name, labels in selectors]
         for where, expr in queries:
             status, body = self.query(expr)
             self.assertEqual((status, body["status"]), (200, "success"), f"{where}: {body}")
-        # Alert expressions are conditions that hold only when something is wrong: their
-        # selectors must return series, not the conditions.
-        def empty():
-            out = []
-            for where, expr in queries:
-                if where.startswith("rule Cairn"):
-                    continue
-                if not self.query(expr)[1]["data"]["result"]:
-                    out.append(f"{where}: {expr}")
-            return out
-        deadline = time.monotonic() + 60
-        while empty() and time.monotonic() < deadline:
-            time.sleep(1)
-        self.assertEqual(empty(), [], "no series")
-        for g in groups:
-            for r in g["rules"]:
-                if "alert" not in r:
-                    continue
-                selectors = re.findall(r"(?<![\w:])(cairn_[a-z_]+|up)(\{[^}]*\})?", r["expr"])
-                selectors += [("", '{__name__=~"%s"}' % rx)
-                              for rx in re.findall(r'__name__=~"([^"]+)"', r["expr"])]
-                for name, labels in selectors:
-                    got = self.query(name + labels)[1]["data"]["result"]
-                    self.assertTrue(got, f"alert {r['alert']}: {name}{labels} has no series")
 
-        # Every rule group was evaluated, without error.
+        def empty():
+            return [f"{where}: {expr}" for where, expr in queries
+                    if not self.query(expr)[1]["data"]["result"]]
+        try:
+            harness.wait_until(lambda: not empty(), "every query to return series", 60)
+        except AssertionError:
+            self.fail("no series:\n" + "\n".join(empty()))
+
         def evaluated():
             got = self.api("rules")["groups"]
             return len(got) == len(groups) and all(
                 r.get("health") == "ok" for g in got for r in g["rules"])
         harness.wait_until(evaluated, "every rule evaluated healthy", 30)
-
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
