@@ -61,9 +61,17 @@ def ndjson(recs):
                    for r in recs).encode()
 
 
-def out_http_request(port, body, path="/mpub?topic=logs"):
+def endpoint_path():
+    """The path and query of the live output's endpoint: where fluentd publishes."""
+    with open(FLUENTD_CONF, encoding="utf-8") as f:
+        m = re.search(r'(?m)^\s*endpoint "http://#\{[^}]*\}(/[^"]*)"$', live_match(f.read()))
+    assert m, "no endpoint in the live <match>"
+    return m.group(1)
+
+
+def out_http_request(port, body):
     """The bytes Ruby's Net::HTTP sends for out_http's POST (headers as Net::HTTP sets them)."""
-    return (f"POST {path} HTTP/1.1\r\n"
+    return (f"POST {endpoint_path()} HTTP/1.1\r\n"
             "Content-Type: application/x-ndjson\r\n"
             "Accept-Encoding: gzip;q=1.0,deflate;q=0.6,identity;q=0.3\r\n"
             "Accept: */*\r\n"
