@@ -43,6 +43,15 @@ def wait_until(predicate, what, timeout=20):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})"[:2000])
 
 
+def refusing_url(test):
+    """An http:// URL on loopback that refuses connections at once: a port bound, so nothing else
+    takes it while `test` runs, and never listened on. Released when `test` ends."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    test.addCleanup(sock.close)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def http_request(method, host, port, path, body=None, headers=None, timeout=10, context=None):
     status, text, _ = http_exchange(method, host, port, path, body, headers, timeout, context)
     return status, text

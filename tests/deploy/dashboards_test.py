@@ -317,8 +317,8 @@ class CairnOnLoopback(unittest.TestCase):
             [os.path.join(BIN, "cairn-logger"), f"--nsqd-tcp-address={tcp}",
              f"--nsqd-http-address={http}", "--http-address=127.0.0.1:0"], listening,
             "cairn-logger"))
-        # Without influxd: port 1 on loopback refuses, so writes fail and are retried (and timed).
-        influx_url = self.influx.url if self.influx else "http://127.0.0.1:1"
+        # Without influxd: a port that refuses, so writes fail and are retried (and timed).
+        influx_url = self.influx.url if self.influx else harness.refusing_url(self)
         self.metrics = self.start(harness.Process(
             [os.path.join(BIN, "cairn-metrics"), f"--nsqd-tcp-address={tcp}",
              f"--nsqd-http-address={http}", "--http-address=127.0.0.1:0",

@@ -56,7 +56,7 @@ K8S_TLS = os.path.join(DEPLOY, "k8s-tls")  # the TLS overlay
 REPLAY_JOB = os.path.join(K8S, "replay-job.yaml")
 CAIRN_BINARIES = ("cairnd", "cairn-logger", "cairn-metrics", "cairn-replay", "cairn-bench")
 sys.path.insert(0, os.path.join(SOURCE, "tests", "consumers"))
-from harness import make_certificates, wait_until  # noqa: E402  (tests/consumers/harness.py)
+from harness import make_certificates, refusing_url, wait_until  # noqa: E402  (tests/consumers/harness.py)
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 # Flags that name an address to listen on, and the line the binary logs once it listens there.
@@ -487,11 +487,8 @@ class Cluster:
         self.test = test
         self.processes = []
         self.tmp = tempfile.mkdtemp(prefix="cairn-k8s-test-")
-        # An InfluxDB URL nothing answers: a loopback port bound (so no one else takes it) but
-        # never listened on, so connecting is refused at once.
-        self.dead = socket.socket()
-        self.dead.bind(("127.0.0.1", 0))
-        self.dead_url = f"http://127.0.0.1:{self.dead.getsockname()[1]}"
+        # An InfluxDB URL nothing answers: connecting is refused at once.
+        self.dead_url = refusing_url(test)
         self.broker = {}  # listen flag of the broker -> its bound port
         self.lookupd = {}  # listen flag of the one nsqlookupd standing in for all -> its port
 
@@ -501,7 +498,6 @@ class Cluster:
                 p.kill()
             except Exception:  # noqa: BLE001 - tearDown must reach the others
                 pass
-        self.dead.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def argv(self, workload, container):

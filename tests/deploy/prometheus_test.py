@@ -150,7 +150,7 @@ class PrometheusScrapesCairnTest(CairnOnLoopback):
              f"--nsqd-tcp-address=127.0.0.1:{self.cairnd.port('tcp')}",
              f"--nsqd-http-address=127.0.0.1:{self.cairnd.port('http')}",
              "--http-address=127.0.0.1:0", "--from=-1h", "--to=now",
-             "--influxdb-url=http://127.0.0.1:1", "--database=metrics",
+             f"--influxdb-url={harness.refusing_url(self)}", "--database=metrics",
              "--flush-interval=100ms", harness.ADMIN_FLAG],
             {"http": r"HTTP: listening on (\S+)"}, "cairn-replay"))
         self.prometheus = self.start_prometheus()
