@@ -74,7 +74,6 @@ void DecodedBatch::Rebase() {
 BatchBuilder::BatchBuilder(Codec codec, std::span<const MessageIn> messages)
     : decoded_(std::make_shared<DecodedBatch>()) {
   BatchHeader& h = decoded_->header_;
-  h.codec = codec;
   h.count = static_cast<uint32_t>(messages.size());
   h.first_ts = messages.empty() ? 0 : messages.front().timestamp_ns;
 
@@ -99,7 +98,21 @@ BatchBuilder::BatchBuilder(Codec codec, std::span<const MessageIn> messages)
   decoded_->Parse();  // cannot fail on what we just wrote; fills the views
 
   value_.assign(kBatchHeaderSize, '\0');
-  Compress(codec, payload, &value_);
+  // A payload too small to gain from compression, or one that compression barely shrinks, is
+  // stored as it is, as RocksDB stores a block whose compression saves less than an eighth: its
+  // readers then decompress nothing either. One 100-byte log line grows under lz4 (0.99:1), two
+  // shrink to 0.84; the check before compressing saves the work for the single-message PUBs.
+  if (codec != Codec::kNone && payload.size() >= kMinCompressedPayload) {
+    Compress(codec, payload, &value_);
+    if (value_.size() - kBatchHeaderSize > payload.size() - payload.size() / 8) {
+      value_.resize(kBatchHeaderSize);
+      codec = Codec::kNone;
+    }
+  } else {
+    codec = Codec::kNone;
+  }
+  if (codec == Codec::kNone) value_.append(payload);
+  h.codec = codec;
   payload_crc_ = Crc32c(std::string_view(value_).substr(kBatchHeaderSize));
   decoded_->stored_bytes_ = value_.size();
 }

@@ -58,6 +58,8 @@ inline constexpr uint8_t kBatchVersion = 1;
 inline constexpr size_t kBatchHeaderSize = 40;
 inline constexpr uint32_t kMaxBatchRawLen = 64u << 20;
 inline constexpr uint32_t kMaxBatchCount = 4u << 20;
+// Payloads shorter than this are stored uncompressed whatever the topic's codec.
+inline constexpr size_t kMinCompressedPayload = 128;
 
 // One message handed to Append.
 struct MessageIn {
@@ -113,7 +115,8 @@ class DecodedBatch {
 };
 
 // Builds one batch in two steps, so the expensive part runs on the appender's thread:
-//   1. the constructor encodes and compresses the messages and checksums the payload;
+//   1. the constructor encodes and compresses the messages (a payload that compression would
+//      not shrink by an eighth is stored uncompressed) and checksums the payload;
 //   2. Seal(), on the committer's thread, gives it its offset and final timestamps and finishes
 //      the CRC over the header.
 class BatchBuilder {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,18 @@ std::vector<MessageIn> Messages(const std::vector<std::string>& bodies, int64_t 
   return out;
 }
 
+// Bodies that every codec shrinks, so that a batch of them is stored with the codec it was built
+// with (BatchBuilder stores what would not shrink uncompressed).
+std::vector<std::string> Compressible(std::initializer_list<std::string_view> words) {
+  std::vector<std::string> bodies;
+  for (std::string_view w : words) {
+    std::string body;
+    while (body.size() < 100) body.append(w).push_back(' ');
+    bodies.push_back(std::move(body));
+  }
+  return bodies;
+}
+
 class RecordBatchCodecTest : public ::testing::TestWithParam<Codec> {};
 
 TEST_P(RecordBatchCodecTest, RoundTripsBodiesTimesAndDeferrals) {
@@ -64,10 +77,11 @@ TEST_P(RecordBatchCodecTest, RoundTripsBodiesTimesAndDeferrals) {
 }
 
 TEST_P(RecordBatchCodecTest, AnyFlippedByteIsReportedAsCorruption) {
-  const std::vector<std::string> bodies = {"alpha", "beta", "gamma"};
+  const std::vector<std::string> bodies = Compressible({"alpha", "beta", "gamma"});
   auto msgs = Messages(bodies, 7);
   BatchBuilder builder(GetParam(), msgs);
   const std::string value = builder.Seal(0, 0);
+  ASSERT_EQ(ParseBatchHeader(value)->codec, GetParam());
   for (size_t i = 0; i < value.size(); ++i) {
     std::string bad = value;
     bad[i] ^= 0x20;
@@ -78,10 +92,11 @@ TEST_P(RecordBatchCodecTest, AnyFlippedByteIsReportedAsCorruption) {
 }
 
 TEST_P(RecordBatchCodecTest, TornBatchesAreCorruptNotShort) {
-  const std::vector<std::string> bodies = {"alpha", "beta", "gamma"};
+  const std::vector<std::string> bodies = Compressible({"alpha", "beta", "gamma"});
   auto msgs = Messages(bodies, 7);
   BatchBuilder builder(GetParam(), msgs);
   const std::string value = builder.Seal(0, 0);
+  ASSERT_EQ(ParseBatchHeader(value)->codec, GetParam());
   for (size_t n = 0; n < value.size(); ++n) {
     auto decoded = DecodeBatch(std::string_view(value).substr(0, n), 0);
     ASSERT_FALSE(decoded) << "a batch cut to " << n << " bytes was returned as data";
@@ -196,14 +211,41 @@ TEST(RecordBatch, HeadersOverTheBoundsAreCorrupt) {
 // Within the bounds, raw_len must still be what the payload can decompress to before it is
 // allocated: exact for none, at most 255 times the payload for lz4, the frame's own size for zstd.
 TEST_P(RecordBatchCodecTest, ARawLenThePayloadCannotHoldIsCorrupt) {
-  const std::vector<std::string> bodies = {"alpha"};
+  const std::vector<std::string> bodies = Compressible({"alpha", "beta"});
   BatchBuilder builder(GetParam(), Messages(bodies, 7));
   const std::string good = builder.Seal(0, 0);
   const auto h = ParseBatchHeader(good);
   ASSERT_TRUE(h);
+  ASSERT_EQ(h->codec, GetParam());
   const std::string_view payload = std::string_view(good).substr(kBatchHeaderSize);
   for (uint32_t raw_len : {h->raw_len - 1, h->raw_len + 1, kMaxBatchRawLen}) {
     ExpectCorrupt(ValueWithCrc(GetParam(), 0, 1, raw_len, h->first_ts, h->last_ts, payload));
+  }
+}
+
+// A batch that compression would not shrink by an eighth, a single short message or bytes with
+// no repetition, is stored uncompressed, and reads back the same.
+TEST(RecordBatch, WhatCompressionWouldNotShrinkIsStoredUncompressed) {
+  std::mt19937_64 rng(7);
+  std::string noise(4096, '\0');
+  for (char& c : noise) c = static_cast<char>(rng());
+  const std::string line =
+      R"({"log":"GET /healthz 200 0.4ms","stream":"stdout","time":"2026-11-30T03:00:00Z"})";
+  const std::vector<std::vector<std::string>> cases = {{line}, {noise}};
+  for (Codec codec : {Codec::kLz4, Codec::kZstd}) {
+    for (const auto& bodies : cases) {
+      BatchBuilder builder(codec, Messages(bodies, 7));
+      const std::string value = builder.Seal(0, 0);
+      auto decoded = DecodeBatch(value, 0);
+      ASSERT_TRUE(decoded) << decoded.error().ToString();
+      EXPECT_EQ((*decoded)->header().codec, Codec::kNone)
+          << CodecName(codec) << ", " << bodies[0].size() << " bytes";
+      EXPECT_EQ(value.size(), kBatchHeaderSize + (*decoded)->header().raw_len);
+      EXPECT_EQ((*decoded)->messages()[0].body, bodies[0]);
+    }
+    // Two such lines share enough to be worth compressing.
+    BatchBuilder builder(codec, Messages({line, line}, 7));
+    EXPECT_EQ(ParseBatchHeader(builder.Seal(0, 0))->codec, codec) << CodecName(codec);
   }
 }
 
