@@ -104,7 +104,10 @@ BatchBuilder::BatchBuilder(Codec codec, std::span<const MessageIn> messages)
   // shrink to 0.84; the check before compressing saves the work for the single-message PUBs.
   if (codec != Codec::kNone && payload.size() >= kMinCompressedPayload) {
     Compress(codec, payload, &value_);
-    if (value_.size() - kBatchHeaderSize > payload.size() - payload.size() / 8) {
+    // Nothing at all comes back only if the codec failed (zstd out of memory): the raw payload
+    // is stored then, never an empty one no reader could decompress.
+    const size_t compressed = value_.size() - kBatchHeaderSize;
+    if (compressed == 0 || compressed > payload.size() - payload.size() / 8) {
       value_.resize(kBatchHeaderSize);
       codec = Codec::kNone;
     }
