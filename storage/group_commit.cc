@@ -36,14 +36,15 @@ constexpr auto kMaxLinger = std::chrono::microseconds(200);
 // commit_delay only with commit_siblings transactions open. A few producers behind one I/O thread
 // arrive one after another, each after the tens of microseconds it takes to take in its batch:
 // waiting for all of them holds the fsync back about as long as the fsync itself takes, while
-// writing the first at once overlaps its fsync with taking in the rest, and the groups settle into
-// two that alternate. With many producers a group of one would spend an fsync, and committer CPU,
-// on almost nothing. (cairn-bench, alternating A/B, medians of 7: MPUB of 100 from 4 connections
-// 1.08 against lingering after every group, 1.11 in a run of 9; 64 connections of PUB 1.03, 4
-// connections with 8 MPUBs pipelined 1.01. From 8 and 16 MPUB connections and 16 PUB connections,
-// lingering was 1.01, 1.03 and 1.05 of not lingering. storage_bench's
-// BM_AppendAsync with 4 appenders of 100, which one thread submits all at once with no parsing
-// between them, loses: 0.87, medians of 3; the broker's producers all come through its I/O thread.)
+// writing the first at once overlaps its fsync with taking in the rest, and the groups settle at
+// one or two requests each (1.4 on average with 4 connections). With many producers a group of one
+// would spend an fsync, and committer CPU, on almost nothing. (cairn-bench, alternating A/B,
+// medians of 7: MPUB of 100 from 4 connections 1.08 against lingering after every group, 1.11 in a
+// run of 9; 64 connections of PUB 1.03, 4 connections with 8 MPUBs pipelined 1.01. From 8 and 16
+// MPUB connections and 16 PUB connections, lingering was 1.01, 1.03 and 1.05 of not lingering.
+// storage_bench's BM_AppendAsync with 4 appenders of 100, which one thread submits all at once with
+// no parsing between them, loses: 0.87, medians of 3; the broker's producers all come through its
+// I/O thread.)
 constexpr size_t kLingerMinGroup = 8;
 
 // While the committer completes a group: what AfterGroupCompleted() deferred.
