@@ -24,12 +24,14 @@ class Broker:
     """A broker process that logs "TCP: listening on 127.0.0.1:<port>" and the same for HTTP,
     as cairnd and nsqd both do."""
     http_port = None
+    listens_http = True
 
     def __init__(self, argv):
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30
         self.port = None
-        while time.time() < deadline and (self.port is None or self.http_port is None):
+        while time.time() < deadline and (self.port is None or
+                                           (self.listens_http and self.http_port is None)):
             line = self.proc.stderr.readline()
             m = re.search(r"(TCP|HTTP): listening on 127\.0\.0\.1:(\d+)", line)
             if m and m.group(1) == "TCP":
@@ -66,6 +68,17 @@ class Cairnd(Broker):
         super().__init__([f"{BIN}/cairnd", f"--data-path={self.dir}/data",
                           "--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
                           "--https-address=127.0.0.1:0", *flags])
+
+
+class NullBroker(Broker):
+    """cairn-null-broker (bench/null_broker.cc): answers every publish OK and stores nothing, on
+    the same Asio loop and codec as cairnd. What cairn-bench's load can reach on this machine
+    with no broker behind it: the ceiling a publish rate is read against."""
+    listens_http = False
+
+    def __init__(self, *_flags):
+        self.dir = tempfile.mkdtemp(prefix="cairn-bench-null-", dir=DIR)
+        super().__init__([f"{BIN}/cairn-null-broker", "--tcp-address=127.0.0.1:0"])
 
 
 def nsqd_binary():

@@ -358,11 +358,12 @@ class HttpClient {
 // 127.0.0.1:<port>" and the same for HTTP), for what only a real process shows.
 class ListeningProcess {
  public:
-  // Starts `args` and waits until it listens on TCP and HTTP (port() is 0 if it exited first);
-  // with `wait_until_listening` off it returns at once, for a test that kills it while it starts.
-  // `tcp` off: it listens on HTTP only (nsqadmin).
+  // What a process listens on, and so which "listening" lines it is waited for.
+  enum class Listens { kTcpAndHttp, kHttp, kTcp };
+  // Starts `args` and waits until it listens (port() is 0 if it exited first); with
+  // `wait_until_listening` off it returns at once, for a test that kills it while it starts.
   explicit ListeningProcess(std::vector<std::string> args, bool wait_until_listening = true,
-                            bool tcp = true) {
+                            Listens listens = Listens::kTcpAndHttp) {
     int pipefd[2];
     if (pipe(pipefd) != 0) std::abort();
     pid_ = fork();
@@ -387,7 +388,10 @@ class ListeningProcess {
       if (std::regex_search(line, m, listening)) {
         const auto p = static_cast<uint16_t>(std::stoi(m[2].str()));
         (m[1] == "TCP" ? port_ : http_port_) = p;
-        if ((port_ != 0 || !tcp) && http_port_ != 0) break;
+        if ((port_ != 0 || listens == Listens::kHttp) &&
+            (http_port_ != 0 || listens == Listens::kTcp)) {
+          break;
+        }
       }
     }
     // Keep draining stderr so cairnd never blocks on a full pipe; the first MiB is kept.
@@ -528,7 +532,7 @@ class NsqadminProcess : public ListeningProcess {
   NsqadminProcess(const std::string& binary, const std::string& lookupd_http_address)
       : ListeningProcess({binary, "--http-address=127.0.0.1:0",
                           "--lookupd-http-address=" + lookupd_http_address},
-                         true, /*tcp=*/false) {}
+                         true, Listens::kHttp) {}
 };
 
 // nsqlookupd from $NSQ_BIN_DIR on loopback; ports 0 pick free ones (a restart may ask for the
@@ -547,12 +551,12 @@ class AuthServer : public ListeningProcess {
  public:
   AuthServer()
       : ListeningProcess({"/usr/bin/python3", CAIRN_SOURCE_DIR "/tests/cairnd/auth_server.py"},
-                         true, /*tcp=*/false) {}
+                         true, Listens::kHttp) {}
   // Over HTTPS, with the certificates' server certificate.
   explicit AuthServer(const Certificates& certs)
       : ListeningProcess({"/usr/bin/python3", CAIRN_SOURCE_DIR "/tests/cairnd/auth_server.py",
                           certs["server.pem"], certs["server.key"]},
-                         true, /*tcp=*/false) {}
+                         true, Listens::kHttp) {}
   std::string address() const { return fmt::format("127.0.0.1:{}", http_port()); }
   // The queries it received.
   nlohmann::json Seen() const {

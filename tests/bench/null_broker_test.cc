@@ -1,0 +1,97 @@
+// cairn-null-broker (bench/null_broker.cc), the ceiling bench/run_vs_nsqd measures beside cairnd
+// and nsqd: it must answer every publish a client sends, pipelined or not, or the ceiling it gives
+// is not the rate of the same load; and it must refuse what it does not do rather than hang.
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/server/test_support.h"
+
+namespace cairn::testing {
+namespace {
+
+class NullBroker : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access(CAIRN_BIN_DIR "/cairn-null-broker", X_OK) != 0) {
+      GTEST_SKIP() << "cairn-null-broker is not built (-DCAIRN_BUILD_BENCH=OFF)";
+    }
+    broker_ = std::make_unique<ListeningProcess>(
+        std::vector<std::string>{CAIRN_BIN_DIR "/cairn-null-broker", "--tcp-address=127.0.0.1:0"},
+        true, ListeningProcess::Listens::kTcp);
+    ASSERT_NE(broker_->port(), 0) << broker_->log();
+  }
+
+  std::unique_ptr<ListeningProcess> broker_;
+};
+
+TEST_F(NullBroker, AnswersEveryPublishOkInOrderAndRefusesTheRest) {
+  RawClient c(broker_->port());
+  c.Identify(R"({"client_id":"t","feature_negotiation":true})");
+  c.Publish("logs", "one");
+
+  // A PUB, an MPUB of three, a NOP (no answer) and a DPUB, in one write: three OKs.
+  std::string burst;
+  nsq::AppendCommandWithBody(burst, "PUB logs", "two");
+  const std::vector<std::string> bodies = {"a", "b", "c"};
+  nsq::AppendMpub(burst, "logs", bodies);
+  nsq::AppendCommand(burst, "NOP");
+  nsq::AppendCommandWithBody(burst, "DPUB logs 10", "later");
+  ASSERT_TRUE(c.Send(burst));
+  for (int i = 0; i < 3; ++i) c.ExpectResponse("OK");
+
+  // A command split across writes is answered once it is whole.
+  std::string split;
+  nsq::AppendCommandWithBody(split, "PUB logs", "in two parts");
+  ASSERT_TRUE(c.Send(split.substr(0, 7)));
+  ASSERT_TRUE(c.Send(split.substr(7)));
+  c.ExpectResponse("OK");
+
+  c.Cmd("SUB logs archive");
+  c.ExpectError("E_INVALID cairn-null-broker takes publishes only");
+  EXPECT_FALSE(c.Read(std::chrono::seconds(5))) << "the connection stays open after an error";
+}
+
+TEST_F(NullBroker, RefusesABadMagicAndAMalformedCommandAsNsqdDoes) {
+  RawClient wrong(broker_->port(), /*send_magic=*/false);
+  ASSERT_TRUE(wrong.Send("  V1"));
+  wrong.ExpectError("E_BAD_PROTOCOL");
+  EXPECT_FALSE(wrong.Read(std::chrono::seconds(5)));
+
+  // The codec's own answer to a PUB whose body is over the limit, as cairnd gives it.
+  RawClient big(broker_->port());
+  ASSERT_TRUE(big.Send("PUB logs\n\xff\xff\xff\xff"));
+  auto f = big.Read();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->type, nsq::FrameType::kError);
+  EXPECT_TRUE(f->data.starts_with("E_BAD_MESSAGE")) << f->data;
+
+  // Every other connection carries on.
+  RawClient after(broker_->port());
+  after.Publish("logs", "still here");
+}
+
+TEST_F(NullBroker, CairnBenchPublishesEveryMessageToIt) {
+  if (access(CAIRN_BIN_DIR "/cairn-bench", X_OK) != 0) GTEST_SKIP() << "cairn-bench is not built";
+  for (const char* load : {"--publishers=4 --batch=100 --pipeline=8", "--publishers=16"}) {
+    const auto [status, output] =
+        RunCommand(fmt::format("timeout 60 " CAIRN_BIN_DIR
+                               "/cairn-bench --nsqd-tcp-address=127.0.0.1:{} --messages=4000 "
+                               "--channels=0 {} 2>&1",
+                               broker_->port(), load));
+    ASSERT_EQ(status, 0) << load << ": " << output;
+    // Its one line of JSON comes last.
+    const auto result =
+        nlohmann::json::parse(output.substr(output.rfind("\n{") + 1), nullptr, false);
+    ASSERT_TRUE(result.is_object()) << output;
+    EXPECT_EQ(result["published"], 4000) << load << ": " << output;
+    EXPECT_TRUE(result["errors"].empty()) << load << ": " << output;
+  }
+}
+
+}  // namespace
+}  // namespace cairn::testing
