@@ -129,6 +129,19 @@ def cpu_times():
         return [int(x) for x in f.readline().split()[1:]]
 
 
+def wait_until_listening(port, seconds=10):
+    """Returns once something accepts connections on 127.0.0.1:`port`; raises after `seconds`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+            time.sleep(0.01)
+
+
 def scenario_redis():
     """Redis Streams with appendfsync always: 64 clients doing XADD of 100 bytes, the durable
     peer of the 64-connection PUB scenario."""
@@ -151,7 +164,7 @@ def scenario_redis():
             srv = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
                                     "--dir", d, "--appendonly", "yes", "--appendfsync", "always",
                                     "--save", ""], stdout=subprocess.DEVNULL)
-            time.sleep(0.5)
+            wait_until_listening(port)
             n = 200000
             r = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "64",
                                 "-n", str(n), "-P", "1", "--csv", "XADD", "s", "*", "f",
