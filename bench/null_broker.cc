@@ -43,8 +43,9 @@ bool Answer(net::InputBuffer& in, std::string& out) {
       return false;
     }
     const auto& parsed = std::get<nsq::Parsed>(outcome);
+    const nsq::Verb verb = parsed.command.verb;  // the command's views end with Consume
     in.Consume(parsed.consumed);
-    switch (parsed.command.verb) {
+    switch (verb) {
       case nsq::Verb::kIdentify:  // "OK": no feature negotiation, as an nsqd without it answers
       case nsq::Verb::kPub:
       case nsq::Verb::kMpub:
