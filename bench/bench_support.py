@@ -25,6 +25,7 @@ class Broker:
     as cairnd and nsqd both do."""
     http_port = None
     listens_http = True
+    dir = None  # its data directory, removed on close()
 
     def __init__(self, argv):
         self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
@@ -57,7 +58,8 @@ class Broker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.drain.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Cairnd(Broker):
@@ -77,7 +79,6 @@ class NullBroker(Broker):
     listens_http = False
 
     def __init__(self, *_flags):
-        self.dir = tempfile.mkdtemp(prefix="cairn-bench-null-", dir=DIR)
         super().__init__([f"{BIN}/cairn-null-broker", "--tcp-address=127.0.0.1:0"])
 
 
