@@ -7,6 +7,7 @@
 //   the same text is decoded and the same streams are refused;
 // - a call never produces much more than it was asked for (a bomb is read a slice at a time);
 // - the input itself, encoded by the matching encoder in two writes, decodes to itself.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -17,21 +18,33 @@
 namespace cairn::nsq {
 namespace {
 
+// How much one decode reads: this many calls, or this much plain text. Past them a stream is
+// only more of the same (a bomb, as deflate expands up to about 1,000 times, or a large input
+// read a byte or a few bytes a call), and reading all of it cost each such run up to seconds.
+constexpr size_t kMaxCalls = 4096;
+constexpr size_t kMaxPlain = 256 * 1024;
+
 struct Outcome {
   std::string plain;
   bool refused = false;
+  bool capped = false;  // stopped at kMaxCalls or kMaxPlain
 };
 
 Outcome Decode(bool snappy, std::string_view wire, size_t step, size_t max) {
   auto dec = snappy ? MakeSnappyDecoder() : MakeDeflateDecoder();
   Outcome out;
   net::InputBuffer plain;
+  size_t calls = 0;
   for (size_t pos = 0; pos < wire.size() && !out.refused; pos += step) {
     const std::string_view part = wire.substr(pos, step);
     auto space = dec->wire().Prepare(part.size());
     std::copy(part.begin(), part.end(), space.data());
     dec->wire().Commit(part.size());
     for (;;) {
+      if (++calls > kMaxCalls) {
+        out.capped = true;
+        return out;
+      }
       const size_t before = plain.size();
       auto n = dec->Decode(plain, max);
       if (!n) {
@@ -46,6 +59,10 @@ Outcome Decode(bool snappy, std::string_view wire, size_t step, size_t max) {
       // The reader takes what it was given before asking again, as a session does.
       out.plain.append(plain.data());
       plain.Consume(plain.size());
+      if (out.plain.size() >= kMaxPlain) {
+        out.capped = true;
+        return out;
+      }
     }
   }
   return out;
@@ -71,8 +88,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view wire = in.Rest();
   const auto whole = cairn::nsq::Decode(snappy, wire, wire.size() + 1, max);
   const auto pieces = cairn::nsq::Decode(snappy, wire, step, max);
-  FUZZ_CHECK(whole.refused == pieces.refused);
-  FUZZ_CHECK(whole.plain == pieces.plain);
+  if (whole.capped || pieces.capped) {
+    // Both read the same text, up to where the first stopped.
+    const size_t n = std::min(whole.plain.size(), pieces.plain.size());
+    FUZZ_CHECK(whole.plain.compare(0, n, pieces.plain, 0, n) == 0);
+  } else {
+    FUZZ_CHECK(whole.refused == pieces.refused);
+    FUZZ_CHECK(whole.plain == pieces.plain);
+  }
   cairn::nsq::RoundTrip(snappy, wire);
   return 0;
 }
