@@ -47,8 +47,10 @@ constexpr auto kMaxLinger = std::chrono::microseconds(200);
 // I/O thread.)
 constexpr size_t kLingerMinGroup = 8;
 
-// While the committer completes a group: what AfterGroupCompleted() deferred.
+// While the committer completes a group: what AfterGroupCompleted() deferred, and how many
+// requests the group holds.
 thread_local std::vector<std::function<void()>>* t_after_group = nullptr;
+thread_local size_t t_group_size = 0;
 
 }  // namespace
 
@@ -59,6 +61,8 @@ void AfterGroupCompleted(std::function<void()> fn) {
     fn();
   }
 }
+
+size_t CompletingGroupSize() { return t_group_size; }
 
 void GroupContext::Touch(TopicLog* topic) {
   if (std::find(touched_.begin(), touched_.end(), topic) == touched_.end()) {
@@ -241,6 +245,7 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
   }
   std::vector<std::function<void()>> after;
   t_after_group = &after;
+  t_group_size = ops.size();
   for (TopicLog* topic : ctx.touched()) {
     if (result) {
       topic->CommitPending();
@@ -252,6 +257,7 @@ void GroupCommitter::CommitGroup(std::vector<std::unique_ptr<CommitOp>>& ops) {
     if (op) op->Complete(result);
   }
   t_after_group = nullptr;
+  t_group_size = 0;
   for (auto& fn : after) fn();
 }
 

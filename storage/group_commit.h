@@ -76,6 +76,10 @@ struct CommitStats {
 // and the thread woke once per group instead of 1.5 to 3 times.)
 void AfterGroupCompleted(std::function<void()> fn);
 
+// While the committer completes a group (in Complete() and the append listeners): the number of
+// requests in it. 0 on any other thread, or outside that.
+size_t CompletingGroupSize();
+
 class GroupCommitter {
  public:
   GroupCommitter(rocksdb::DB* db, SyncPolicy sync);

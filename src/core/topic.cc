@@ -26,11 +26,14 @@ Topic::Topic(Broker* broker, std::string name, std::unique_ptr<Log> log)
 
 Topic::~Topic() { log_->SetAppendListener(nullptr); }
 
-void Topic::Publish(std::span<const storage::MessageIn> messages, PublishCallback done) {
+void Topic::Publish(std::span<const storage::MessageIn> messages, PublishCallback done,
+                    ResultHook on_result) {
   uint64_t bytes = 0;
   for (const auto& m : messages) bytes += m.body.size();
-  log_->Append(messages, [self = shared_from_this(), bytes, done = std::move(done)](
+  log_->Append(messages, [self = shared_from_this(), bytes, done = std::move(done),
+                          on_result = std::move(on_result)](
                              storage::Result<storage::AppendResult> result) mutable {
+    if (on_result) on_result(result);
     self->broker_->Post(
         [self, bytes, done = std::move(done), result = std::move(result)]() mutable {
           if (result) {

@@ -50,8 +50,13 @@ class Topic : public std::enable_shared_from_this<Topic> {
   Log& log() { return *log_; }
 
   // Appends the messages as one batch; `done` runs on the io thread once they are durable under
-  // the sync policy, or failed. The bodies are copied before Publish returns.
-  void Publish(std::span<const storage::MessageIn> messages, PublishCallback done);
+  // the sync policy, or failed. The bodies are copied before Publish returns. `on_result`, if
+  // set, runs first, on the thread that completes the append (the committer's, or the caller's
+  // for an ephemeral topic): for what must not wait for the io thread to wake. It must be quick
+  // and safe on any thread.
+  using ResultHook = std::function<void(const storage::Result<storage::AppendResult>&)>;
+  void Publish(std::span<const storage::MessageIn> messages, PublishCallback done,
+               ResultHook on_result = nullptr);
 
   // The channel, created if missing. A topic's first channel starts at the start of the retained
   // log, so it also gets what was published while the topic had no channel (as nsqd holds those

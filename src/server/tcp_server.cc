@@ -25,8 +25,10 @@
 #include "net/tls.h"
 #include "src/base/clock.h"
 #include "src/server/auth.h"
+#include "src/server/direct_answers.h"
 #include "src/server/errors.h"
 #include "src/server/identify.h"
+#include "storage/group_commit.h"
 
 namespace cairn::net {
 namespace asio = boost::asio;
@@ -50,6 +52,16 @@ constexpr size_t kReadSize = 64 * 1024;
 constexpr auto kTlsHandshakeTimeout = 5s;
 
 using TlsStream = asio::ssl::stream<tcp::socket&>;
+
+// The answer to a publish that succeeded.
+std::string_view OkFrame() {
+  static const std::string frame = [] {
+    std::string f;
+    nsq::AppendResponse(f, nsq::kOk);
+    return f;
+  }();
+  return frame;
+}
 
 // nsqd's names for TLS versions in /stats.
 std::string TlsVersionName(SSL* ssl) {
@@ -78,6 +90,7 @@ class TcpSession final : public Subscriber,
         broker_(broker),
         options_(options),
         registration_(std::move(set), this),
+        answers_(socket_.native_handle()),
         heartbeat_timer_(socket_.get_executor()),
         resume_(socket_.get_executor()) {
     limits_.max_msg_size = broker.options().max_msg_size;
@@ -113,6 +126,7 @@ class TcpSession final : public Subscriber,
   void Close() override {
     if (closed_) return;
     closed_ = true;
+    answers_.Disable();  // before the descriptor goes: no answer is being written to it after this
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -132,7 +146,7 @@ class TcpSession final : public Subscriber,
   void Send(const Delivery& d) override {
     ++in_flight_;
     ++message_count_;
-    nsq::AppendMessage(out_, d.timestamp_ns, d.attempts, nsq::EncodeMessageId(d.offset), d.body);
+    nsq::AppendMessage(Out(), d.timestamp_ns, d.attempts, nsq::EncodeMessageId(d.offset), d.body);
   }
   void Settled() override { --in_flight_; }
   void Flush() override { StartWrite(); }
@@ -188,7 +202,7 @@ class TcpSession final : public Subscriber,
     if (ec) co_return Teardown();
     if (in_.data().substr(0, 4) != nsq::kMagicV2) {
       spdlog::info("client={} bad protocol magic, closing", remote_);
-      nsq::AppendFrame(out_, nsq::FrameType::kError, "E_BAD_PROTOCOL");
+      nsq::AppendFrame(Out(), nsq::FrameType::kError, "E_BAD_PROTOCOL");
       fatal_ = true;
       co_return Teardown();
     }
@@ -448,18 +462,24 @@ class TcpSession final : public Subscriber,
     const uint64_t seq = slot_base_ + slots_.size();
     slots_.emplace_back();
     (*topic)->Publish(
-        messages, [self = shared_from_this(), seq, verb, topic_name = std::string(cmd.params[0])](
-                      storage::Result<storage::AppendResult> result) {
+        messages,
+        [self = shared_from_this(), seq, verb,
+         topic_name = std::string(cmd.params[0])](storage::Result<storage::AppendResult> result) {
           Slot& slot = self->slots_[seq - self->slot_base_];
           slot.ready = true;
           if (result) {
             self->pub_counts_[topic_name] += result->count;
-            nsq::AppendResponse(slot.frame, nsq::kOk);
+            if (!self->answers_.Sent(seq)) nsq::AppendResponse(slot.frame, nsq::kOk);
           } else {
             slot.fatal = true;
             nsq::AppendError(slot.frame, CommandFailed(self->remote_, verb, result.error()));
           }
           self->DrainSlots();
+        },
+        [self = shared_from_this(), seq](const storage::Result<storage::AppendResult>& result) {
+          if (result && storage::CompletingGroupSize() <= DirectAnswers::kMaxGroup) {
+            self->answers_.TrySend(seq, OkFrame());
+          }
         });
     return std::nullopt;
   }
@@ -617,7 +637,7 @@ class TcpSession final : public Subscriber,
   // Responses go out in command order: behind any publish still waiting for durability.
   void Respond(std::string frame, bool fatal) {
     if (slots_.empty()) {
-      out_ += frame;
+      Out() += frame;
       if (fatal) CloseAfterFlush();
       return;
     }
@@ -627,7 +647,7 @@ class TcpSession final : public Subscriber,
   void DrainSlots() {
     while (!slots_.empty() && slots_.front().ready) {
       Slot& s = slots_.front();
-      out_ += s.frame;
+      Out() += s.frame;
       const bool fatal = s.fatal;
       slots_.pop_front();
       ++slot_base_;
@@ -642,14 +662,33 @@ class TcpSession final : public Subscriber,
     if (!InputPaused()) resume_.cancel();
   }
 
+  // Where every byte for the client is queued (StartWrite sends it): the committer stops writing
+  // answers itself from here on.
+  std::string& Out() {
+    answers_.Busy();
+    return out_;
+  }
+
+  // Whether a publish's OK may be written by the thread that completes it (DirectAnswers): on a
+  // plain connection, with nothing left to write, every earlier answer written, and staying open.
+  bool CanAnswerDirectly() const {
+    return !tls_ && !encoder_ && !upgrading_ && !handshaking_ && !fatal_ && !close_after_flush_ &&
+           !closed_ && (slots_.empty() || !slots_.front().ready);
+  }
+
   // Bytes not yet taken by the socket: queued, and what is left of the write in progress.
   size_t PendingOutput() const { return out_.size() + (write_buf_.size() - written_); }
 
   void StartWrite() {
     if (writing_ || closed_ || handshaking_) return;
     if (written_ == write_buf_.size()) {
+      answers_.TakeLeftover(out_);
       if (out_.empty()) {
-        if (close_after_flush_) Close();
+        if (close_after_flush_) {
+          Close();
+        } else if (CanAnswerDirectly()) {
+          answers_.Idle(slot_base_);
+        }
         return;
       }
       write_buf_.clear();
@@ -781,7 +820,7 @@ class TcpSession final : public Subscriber,
     if (now >= next_heartbeat_) {
       // Not while the connection switches to TLS or compression: the client expects an OK next.
       if (!upgrading_) {
-        nsq::AppendResponse(out_, nsq::kHeartbeat);
+        nsq::AppendResponse(Out(), nsq::kHeartbeat);
         StartWrite();
       }
       next_heartbeat_ = now + settings_.heartbeat_interval;
@@ -809,6 +848,7 @@ class TcpSession final : public Subscriber,
 
   InputBuffer in_;               // commands' bytes, decrypted and decompressed
   std::string out_, write_buf_;  // out_ as written; write_buf_ as sent (compressed)
+  DirectAnswers answers_;        // OKs written by the committer itself while this thread is idle
   size_t written_ = 0;           // bytes of write_buf_ the socket has taken
   bool writing_ = false;
   std::deque<Slot> slots_;

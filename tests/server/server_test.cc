@@ -2,8 +2,11 @@
 // sockets, the frames exactly as a client sees them.
 #include <sys/socket.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -116,6 +119,80 @@ TEST(Server, PipelinedPublishesAreAnsweredInOrderThenTheErrorThenClose) {
     EXPECT_EQ(m->body, fmt::format("m{}", i));
   }
   EXPECT_FALSE(sub.Read(300ms));
+}
+
+// A publish's OK may be written by the thread that completes it (DirectAnswers) while the io thread
+// writes deliveries and other answers on the same connection. One connection here subscribes,
+// publishes to the topic it reads and sends a failing TOUCH after each PUB, while it reads: every
+// frame must arrive whole and every answer in the order of its command.
+TEST(Server, AnswersKeepTheirOrderAndFramesStayWholeWhenTheCommitterWritesOks) {
+  BrokerHarness broker(Fast());
+  constexpr int kBacklog = 300, kRounds = 300;
+  auto backlog_body = [](int i) { return fmt::format("b{}-{}", i, std::string(900, 'x')); };
+  std::set<std::string> expected;
+  {
+    RawClient pub(broker.port());
+    std::string bytes;
+    for (int i = 0; i < kBacklog; ++i) {
+      nsq::AppendCommandWithBody(bytes, "PUB t", backlog_body(i));
+      expected.insert(backlog_body(i));
+    }
+    pub.Send(bytes);
+    for (int i = 0; i < kBacklog; ++i) pub.ExpectResponse("OK");
+  }
+  for (int i = 0; i < kRounds; ++i) expected.insert(fmt::format("p{}", i));
+
+  RawClient c(broker.port());
+  c.answer_heartbeats = false;  // the writer thread is the only one that sends
+  // A small receive buffer: the broker's writes of the backlog are taken in parts, so its answers
+  // and deliveries are often still being written when the committer has an OK to send.
+  const int small = 8192;
+  ASSERT_EQ(setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  c.Subscribe("t", "ch");
+  // Each round waits for the answers to the one before, so that the committer finds the
+  // connection's writes idle or not, by turns, rather than one large group (answered by the io
+  // thread) taking every PUB.
+  std::mutex mu;
+  std::condition_variable answered_cv;
+  size_t answered = 0;
+  std::thread writer([&] {
+    c.Cmd("RDY 1000");
+    for (int i = 0; i < kRounds; ++i) {
+      {
+        std::unique_lock lock(mu);
+        if (!answered_cv.wait_for(lock, 5s, [&] { return answered >= 2u * i; })) return;
+      }
+      std::string round;
+      nsq::AppendCommandWithBody(round, "PUB t", fmt::format("p{}", i));
+      nsq::AppendCommand(round, "TOUCH zzzzzzzzzzzzzzzz");
+      c.Send(round);
+    }
+  });
+  std::vector<std::string> answers;
+  std::set<std::string> delivered;
+  while (answers.size() < 2 * kRounds || delivered.size() < expected.size()) {
+    auto f = c.Read();
+    if (!f) break;
+    if (f->type == nsq::FrameType::kMessage) {
+      auto m = nsq::ParseMessage(f->data);
+      ASSERT_TRUE(m);
+      EXPECT_TRUE(expected.contains(std::string(m->body))) << "a body arrived cut or mixed";
+      delivered.insert(std::string(m->body));
+    } else {
+      answers.push_back(f->data);
+      std::lock_guard lock(mu);
+      answered = answers.size();
+      answered_cv.notify_one();
+    }
+  }
+  writer.join();
+  EXPECT_EQ(delivered, expected);
+  ASSERT_EQ(answers.size(), 2u * kRounds);
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_EQ(answers[2 * i], "OK") << "answer " << 2 * i;
+    ASSERT_EQ(answers[2 * i + 1], "E_TOUCH_FAILED TOUCH zzzzzzzzzzzzzzzz failed ID not in flight")
+        << "answer " << 2 * i + 1;
+  }
 }
 
 TEST(Server, RdyBoundsMessagesInFlight) {
