@@ -1,10 +1,10 @@
 // The answer to a publish, written to the client's socket by the thread that completes the
 // publish (the store's committer), instead of by the session's io thread once that thread wakes.
 // With few publishers each waiting for its answer (4 connections of MPUB 100, one outstanding),
-// that wake-up is a hop on every round trip: writing the OK from the committer measured 1.07 to
-// 1.10 times as fast, in three runs of 7 alternating pairs, and neutral with 8 MPUB, 16 PUB and 64
-// PUB connections when only groups of up to kMaxGroup requests answer so (bench/run_vs_nsqd's
-// scenarios).
+// that wake-up is a hop on every round trip. Writing the OK from the committer measured 1.07 to
+// 1.10 times as fast as a prototype, and 1.00 and 1.04 as landed (alternating A/B runs of 7 and 9
+// pairs; README, Benchmarks); neutral with 8 MPUB, 16 PUB and 64 PUB connections when only groups
+// of up to kMaxGroup requests are answered so.
 //
 // The io thread owns the socket's writes. The committer may write only while this object says
 // that the io thread is idle (nothing queued, no write in progress) and that the publish is the
