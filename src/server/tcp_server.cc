@@ -647,7 +647,9 @@ class TcpSession final : public Subscriber,
   void DrainSlots() {
     while (!slots_.empty() && slots_.front().ready) {
       Slot& s = slots_.front();
-      Out() += s.frame;
+      // Empty when the committer wrote the answer (DirectAnswers): nothing is queued, and the
+      // connection's writes stay idle.
+      if (!s.frame.empty()) Out() += s.frame;
       const bool fatal = s.fatal;
       slots_.pop_front();
       ++slot_base_;
