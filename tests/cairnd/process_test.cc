@@ -249,8 +249,8 @@ TEST(Process, AKillDuringFirstStartNeverLeavesAVolumeThatCannotOpen) {
 // short. (A DOM of 5 MiB of "[[[[" took hundreds of MiB; a 1 MiB client_id was copied whole into
 // every /stats.)
 TEST(Process, IdentifyBodiesCostBoundedMemoryAndNamesAreKeptShort) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "under AddressSanitizer RSS says nothing about what cairnd holds";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "under a sanitizer RSS says nothing about what cairnd holds";
 #endif
   TempDir dir;
   CairndProcess cairnd(dir.path());
@@ -396,9 +396,9 @@ TEST(Process, AConsumerThatNeitherReadsNorSendsIsCut) {
 // output to the promised 4 MiB plus one message, checked before every message. (The bound used to
 // be checked once per burst of up to 64 messages: +69 MiB of RSS for this one client.)
 TEST(Process, ASubscriberThatNeverReadsCostsItsOutputBoundNotABurst) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "under AddressSanitizer RSS says nothing about what cairnd holds; the release "
-                  "build runs this test";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "under a sanitizer RSS says nothing about what cairnd holds; the release build "
+                  "runs this test";
 #endif
   TempDir dir;
   CairndProcess cairnd(dir.path(), {"--sync=never"});
@@ -558,9 +558,10 @@ TEST(Process, IdleTopicsCostNoWakeUps) {
 // drains the whole backlog as fast as it can. The backlog lives on disk: cairnd's resident
 // memory must stay flat while hundreds of MB stream through it.
 TEST(Process, SlowConsumerBacklogStaysOnDiskNotInMemory) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "under AddressSanitizer, freed memory sits in quarantine and RSS says nothing "
-                  "about what cairnd holds; the release build runs this test";
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "under a sanitizer (AddressSanitizer's quarantine, ThreadSanitizer's shadow "
+                  "memory) RSS says nothing about what cairnd holds; the release build runs this "
+                  "test";
 #endif
   TempDir dir;
   const auto lines = SampleLines("logs", 20000);
