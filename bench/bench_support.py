@@ -18,6 +18,15 @@ OUT = os.path.join(ROOT, "build/release/bench-results")
 REPS = int(os.environ.get("REPS", "3"))
 DIR = os.environ.get("CAIRN_BENCH_DIR", os.environ.get("TMPDIR", "/tmp"))
 SECS = float(os.environ.get("SECONDS_PER_RUN", "5"))
+# SLOW_FLUSH_US (bench/slow_flush.cc): every process started from here on, the brokers, Redis and
+# fio alike, runs with libcairn-slow-flush.so preloaded, so that each fsync costs at least that
+# many microseconds. With CAIRN_BENCH_DIR on tmpfs it emulates a disk whose flush costs that much.
+SLOW_FLUSH_US = int(os.environ.get("SLOW_FLUSH_US", "0"))
+if SLOW_FLUSH_US:
+    _lib = os.path.join(BIN, "libcairn-slow-flush.so")
+    if not os.access(_lib, os.R_OK):
+        raise SystemExit(f"SLOW_FLUSH_US needs {_lib}: bash .ci/dev build")
+    os.environ["LD_PRELOAD"] = _lib
 
 
 class Broker:
