@@ -18,6 +18,17 @@
 namespace cairn::testing {
 namespace {
 
+// Under a sanitizer, cairnd's RSS says nothing about what it holds (AddressSanitizer keeps freed
+// memory in quarantine, ThreadSanitizer maps shadow memory): the tests that bound it skip there,
+// and the release build runs them.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kRssSaysNothing = true;
+#else
+constexpr bool kRssSaysNothing = false;
+#endif
+constexpr const char* kRssSkipReason =
+    "under a sanitizer RSS says nothing about what cairnd holds; the release build runs this test";
+
 // Publishes `bodies` with MPUBs of `batch`, keeping up to `window` of them in flight (pipelined),
 // and returns how many were acknowledged.
 size_t PublishAll(RawClient& c, const std::string& topic, const std::vector<std::string>& bodies,
@@ -249,9 +260,7 @@ TEST(Process, AKillDuringFirstStartNeverLeavesAVolumeThatCannotOpen) {
 // short. (A DOM of 5 MiB of "[[[[" took hundreds of MiB; a 1 MiB client_id was copied whole into
 // every /stats.)
 TEST(Process, IdentifyBodiesCostBoundedMemoryAndNamesAreKeptShort) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "under a sanitizer RSS says nothing about what cairnd holds";
-#endif
+  if (kRssSaysNothing) GTEST_SKIP() << kRssSkipReason;
   TempDir dir;
   CairndProcess cairnd(dir.path());
   ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
@@ -396,10 +405,7 @@ TEST(Process, AConsumerThatNeitherReadsNorSendsIsCut) {
 // output to the promised 4 MiB plus one message, checked before every message. (The bound used to
 // be checked once per burst of up to 64 messages: +69 MiB of RSS for this one client.)
 TEST(Process, ASubscriberThatNeverReadsCostsItsOutputBoundNotABurst) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "under a sanitizer RSS says nothing about what cairnd holds; the release build "
-                  "runs this test";
-#endif
+  if (kRssSaysNothing) GTEST_SKIP() << kRssSkipReason;
   TempDir dir;
   CairndProcess cairnd(dir.path(), {"--sync=never"});
   ASSERT_NE(cairnd.port(), 0) << cairnd.startup_log();
@@ -558,11 +564,7 @@ TEST(Process, IdleTopicsCostNoWakeUps) {
 // drains the whole backlog as fast as it can. The backlog lives on disk: cairnd's resident
 // memory must stay flat while hundreds of MB stream through it.
 TEST(Process, SlowConsumerBacklogStaysOnDiskNotInMemory) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "under a sanitizer (AddressSanitizer's quarantine, ThreadSanitizer's shadow "
-                  "memory) RSS says nothing about what cairnd holds; the release build runs this "
-                  "test";
-#endif
+  if (kRssSaysNothing) GTEST_SKIP() << kRssSkipReason;
   TempDir dir;
   const auto lines = SampleLines("logs", 20000);
   ASSERT_EQ(lines.size(), 20000u);
