@@ -469,7 +469,7 @@ class TcpSession final : public Subscriber,
           slot.ready = true;
           if (result) {
             self->pub_counts_[topic_name] += result->count;
-            if (!self->answers_.Sent(seq)) nsq::AppendResponse(slot.frame, nsq::kOk);
+            if (!self->answers_.Sent(seq)) slot.frame = OkFrame();
           } else {
             slot.fatal = true;
             nsq::AppendError(slot.frame, CommandFailed(self->remote_, verb, result.error()));
