@@ -3,6 +3,7 @@
 // refused with nsqd's errors, compared with a real nsqd where the text matters. Certificates are
 // made for each run with openssl.
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <string>

@@ -13,8 +13,6 @@
 namespace cairn::testing {
 namespace {
 
-namespace http = boost::beast::http;
-
 ServerOptions Small() {
   ServerOptions o;
   o.broker.max_msg_size = 100;
