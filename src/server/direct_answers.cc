@@ -23,6 +23,11 @@ bool DirectAnswers::TrySend(uint64_t seq, std::string_view frame) {
   return true;
 }
 
+uint64_t DirectAnswers::AnsweredBelow() const {
+  std::lock_guard lock(mu_);
+  return next_.load();
+}
+
 void DirectAnswers::Idle(uint64_t oldest) {
   std::lock_guard lock(mu_);
   if (disabled_ || has_leftover_.load()) return;

@@ -44,6 +44,11 @@ class DirectAnswers {
   // `seq` completed (after the thread that completed it has returned from TrySend).
   bool Sent(uint64_t seq) const { return seq < next_.load(); }
 
+  // Every request numbered below the result has its answer written, by TrySend() or by the io
+  // thread. It waits for a TrySend() that is writing, so the answer a client may already hold
+  // counts as written (what /stats reports).
+  uint64_t AnsweredBelow() const;
+
   // Before the io thread queues output: TrySend() writes nothing from now on. Cheap while it is
   // already busy (one load): only the io thread makes it idle.
   void Busy() {
@@ -66,7 +71,7 @@ class DirectAnswers {
   void SetBusy();
 
   const int fd_;
-  std::mutex mu_;  // held while TrySend() writes, and while the io thread changes idle_
+  mutable std::mutex mu_;  // held while TrySend() writes, and while the io thread changes idle_
   std::atomic<bool> idle_{false};
   bool disabled_ = false;
   // The oldest request not answered by TrySend(): it answers `seq` only when seq == next_.

@@ -168,7 +168,17 @@ class TcpSession final : public Subscriber,
     c.requeue_count = requeue_count_;
     c.connect_ts = connect_ts_;
     c.sample_rate = settings_.sample_rate;
-    c.pub_counts.assign(pub_counts_.begin(), pub_counts_.end());
+    // A client that has its OK sees its publish counted, as in nsqd, even when the committer
+    // answered it (DirectAnswers) and this thread has not yet run the completion.
+    std::map<std::string, uint64_t> pub_counts = pub_counts_;
+    const uint64_t answered = answers_.AnsweredBelow();
+    for (size_t i = 0; i < slots_.size() && slot_base_ + i < answered; ++i) {
+      const Slot& slot = slots_[i];
+      if (!slot.ready && slot.messages > 0) {
+        pub_counts[slot.topic] += slot.messages;
+      }
+    }
+    c.pub_counts.assign(pub_counts.begin(), pub_counts.end());
     if (Authed()) {
       c.authed = true;
       c.auth_identity = auth_->identity;
@@ -193,6 +203,10 @@ class TcpSession final : public Subscriber,
     bool ready = false;
     bool fatal = false;
     std::string frame;
+    // A publish's topic and message count, for Stats() while the committer has answered it and
+    // this thread has not yet counted it.
+    std::string topic;
+    uint32_t messages = 0;
   };
 
   asio::awaitable<void> Run() {
@@ -460,15 +474,16 @@ class TcpSession final : public Subscriber,
       messages.push_back({cmd.body, now, deliver_at});
     }
     const uint64_t seq = slot_base_ + slots_.size();
-    slots_.emplace_back();
+    Slot& pending = slots_.emplace_back();
+    pending.topic = cmd.params[0];
+    pending.messages = static_cast<uint32_t>(messages.size());
     (*topic)->Publish(
         messages,
-        [self = shared_from_this(), seq, verb,
-         topic_name = std::string(cmd.params[0])](storage::Result<storage::AppendResult> result) {
+        [self = shared_from_this(), seq, verb](storage::Result<storage::AppendResult> result) {
           Slot& slot = self->slots_[seq - self->slot_base_];
           slot.ready = true;
           if (result) {
-            self->pub_counts_[topic_name] += result->count;
+            self->pub_counts_[slot.topic] += result->count;
             if (!self->answers_.Sent(seq)) slot.frame = OkFrame();
           } else {
             slot.fatal = true;
@@ -641,7 +656,10 @@ class TcpSession final : public Subscriber,
       if (fatal) CloseAfterFlush();
       return;
     }
-    slots_.push_back(Slot{true, fatal, std::move(frame)});
+    Slot& slot = slots_.emplace_back();
+    slot.ready = true;
+    slot.fatal = fatal;
+    slot.frame = std::move(frame);
   }
 
   void DrainSlots() {

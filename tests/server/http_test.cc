@@ -299,6 +299,21 @@ TEST(Http, StatsShowWhatHappened) {
       << text.body;
 }
 
+// A publish answered by the committer (DirectAnswers) is counted by the session's io thread only
+// once that thread runs its completion; /stats must count it as soon as the client has its OK,
+// as nsqd's does. Before the fix, 3 runs failed at the 3rd, 6th and 14th publish.
+TEST(Http, AProducersCountIncludesEveryPublishItHasAnOkFor) {
+  BrokerHarness broker;
+  HttpClient c(broker.http_port());
+  RawClient pub(broker.port());
+  for (int i = 1; i <= 300; ++i) {
+    pub.Publish("t", "m");
+    const auto j = nlohmann::json::parse(c.Get("/stats?format=json&topic=t").body);
+    ASSERT_EQ(j["producers"].size(), 1u);
+    ASSERT_EQ(j["producers"][0]["pub_counts"][0]["count"], i) << "after publish " << i;
+  }
+}
+
 TEST(Http, SeekAndStartAtReplayFromThePosition) {
   BrokerHarness broker(Small());
   HttpClient c(broker.http_port());
