@@ -21,7 +21,7 @@ namespace {
 // Under a sanitizer, cairnd's RSS says nothing about what it holds (AddressSanitizer keeps freed
 // memory in quarantine, ThreadSanitizer maps shadow memory): the tests that bound it skip there,
 // and the release build runs them.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef CAIRN_SANITIZED
 constexpr bool kRssSaysNothing = true;
 #else
 constexpr bool kRssSaysNothing = false;

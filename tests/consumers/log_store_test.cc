@@ -203,7 +203,7 @@ constexpr size_t kMaxMsgSize = size_t{1} << 20;  // cairnd's --max-msg-size defa
 // The heap the process holds through operator new (what nlohmann, RE2 and std::string use),
 // and the most it held since HeapPeakReset(). Not under the sanitizers, which bring their own
 // operator new.
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#ifndef CAIRN_SANITIZED
 #define CAIRN_COUNT_HEAP 1
 std::atomic<size_t> heap_live{0}, heap_peak{0};
 
@@ -594,7 +594,7 @@ TEST(LogStore, DeleteForgetsTheApp) {
 // The estimate against the heap it stands for: what malloc holds after filling a store, less
 // what it held before, for a few shapes (line lengths from inline to long; few and many apps).
 TEST(LogStore, EstimateMatchesTheHeap) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef CAIRN_SANITIZED
   GTEST_SKIP() << "the sanitizers' allocator is not glibc's";
 #endif
   struct Shape {
