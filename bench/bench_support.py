@@ -115,6 +115,25 @@ def bench(port, *args):
     return json.loads(r.stdout)
 
 
+# The latency guard's load: 4 connections of MPUBs of 100, 4 outstanding each, and one channel of
+# 4 consumers at RDY 1000 reading as they are published.
+LATENCY_LOAD = ("--publishers=4", "--batch=100", "--pipeline=4", "--channels=1", "--consumers=4",
+                "--rdy=1000")
+
+
+def max_publish_and_deliver(port):
+    """What `port`'s broker carries under LATENCY_LOAD with no rate set: the lower of its publish
+    and delivery rates, msg/s."""
+    r = bench(port, f"--seconds={SECS}", *LATENCY_LOAD)
+    return min(r["publish_msgs_per_sec"], r["delivered_msgs_per_sec_per_channel"][0])
+
+
+def delivery_p99_at(port, rate):
+    """Publish-to-delivery p99 in ms under LATENCY_LOAD held to `rate` msg/s."""
+    r = bench(port, f"--seconds={SECS}", *LATENCY_LOAD, f"--rate={rate:.0f}")
+    return r["publish_to_delivery_latency"]["p99_ms"]
+
+
 def median(xs):
     return statistics.median(xs) if xs else 0
 
