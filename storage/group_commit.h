@@ -10,6 +10,7 @@
 #include <array>
 #include <atomic>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -49,11 +50,21 @@ class CommitOp {
   virtual bool durable() const { return true; }
   // Bytes this request adds to the group's write, to bound a group's size.
   virtual size_t bytes() const { return 0; }
+  // Whether this request appends messages (a publish), whose time in the store is measured
+  // (CommitStats::append_seconds).
+  virtual bool appends() const { return false; }
   // Adds this request's writes to `batch`; an error fails this request alone.
   virtual Status Prepare(rocksdb::WriteBatch& batch, GroupContext& ctx) = 0;
   // The group was written (ok) or not (error).
   virtual void Complete(const Status& status) = 0;
+
+  // When GroupCommitter::Submit() queued it.
+  std::chrono::steady_clock::time_point submitted;
 };
+
+// The bounds, in seconds, of CommitStats' latency histograms.
+inline constexpr std::array<double, 12> kCommitSecondsBounds{
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
 
 struct CommitStats {
   uint64_t groups = 0;    // RocksDB writes
@@ -61,8 +72,11 @@ struct CommitStats {
   uint64_t ops = 0;       // requests committed
   uint64_t failures = 0;  // groups whose write failed
   // Seconds each synced group write took (the write and its fsync).
-  Histogram<12> sync_seconds{
-      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
+  Histogram<12> sync_seconds{kCommitSecondsBounds};
+  // Seconds from each append's Submit() until its group was written (and synced, under
+  // sync=always): the wait for the group in progress and for its own. What a publish spends in the
+  // store before its OK can be sent; appends of a failed group are not counted.
+  Histogram<12> append_seconds{kCommitSecondsBounds};
   // Requests (appends, trims, cursor flushes) per group: how well group commit gathers them.
   Histogram<12> group_ops{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}};
 };

@@ -32,6 +32,7 @@ class AppendOp final : public CommitOp {
       : topic_(std::move(topic)), batch_(codec, messages), done_(std::move(done)) {}
 
   size_t bytes() const override { return batch_.value().size(); }
+  bool appends() const override { return true; }
   const BatchBuilder& batch() const { return batch_; }
   Status Prepare(rocksdb::WriteBatch& wb, GroupContext& ctx) override {
     return topic_->PrepareAppend(batch_, wb, ctx, &result_);

@@ -23,6 +23,13 @@ struct Histogram {
     sum += v;
     ++count;
   }
+
+  // Adds `other`'s observations (the same bounds) to these.
+  void Add(const Histogram& other) {
+    for (size_t i = 0; i < N; ++i) at_or_below[i] += other.at_or_below[i];
+    sum += other.sum;
+    count += other.count;
+  }
 };
 
 }  // namespace cairn

@@ -363,6 +363,10 @@ void StoreMetrics(Exposition& e, const Broker& broker) {
   e.Family("cairn_store_fsync_duration_seconds", "histogram",
            "Time of each synced group write (write and fsync).");
   e.Histogram("cairn_store_fsync_duration_seconds", store.commits.sync_seconds);
+  e.Family("cairn_store_append_duration_seconds", "histogram",
+           "Time of each publish in the store, from its append to the end of its group's write "
+           "(and fsync): the wait for the write in progress and its own.");
+  e.Histogram("cairn_store_append_duration_seconds", store.commits.append_seconds);
   e.Family("cairn_store_group_size_requests", "histogram",
            "Requests (appends, trims, cursor flushes) per group commit.");
   e.Histogram("cairn_store_group_size_requests", store.commits.group_ops);

@@ -420,6 +420,23 @@ TEST(Http, MetricsAreWellFormedPrometheusText) {
   EXPECT_GT(samples, 20);
 }
 
+// cairn_store_append_duration_seconds times each publish in the store, and nothing else: creating a
+// topic and a channel also goes through the group commit, and is not counted.
+TEST(Http, MetricsTimeEachPublishInTheStore) {
+  BrokerHarness broker(Small());
+  HttpClient c(broker.http_port());
+  ASSERT_EQ(c.Post("/topic/create?topic=t").status, 200);
+  ASSERT_EQ(c.Post("/channel/create?topic=t&channel=c").status, 200);
+  EXPECT_EQ(c.Metric("cairn_store_append_duration_seconds_count"), 0);
+  RawClient pub(broker.port());
+  for (int i = 0; i < 3; ++i) pub.Publish("t", "x");
+  ASSERT_EQ(c.Post("/mpub?topic=t", "a\nb\nc").status, 200);  // one append of 3 messages
+  EXPECT_EQ(c.Metric("cairn_store_append_duration_seconds_count"), 4);
+  EXPECT_EQ(c.Metric("cairn_store_append_duration_seconds_bucket{le=\"+Inf\"}"), 4);
+  EXPECT_GT(c.Metric("cairn_store_append_duration_seconds_sum"), 0);
+  EXPECT_EQ(c.Metric("cairn_topic_messages_total{topic=\"t\"}"), 6);
+}
+
 // Every integer and duration parameter refuses what it cannot represent. (defer=2^64-1 used to
 // wrap to -1 and be taken as "now"; retention_age=500us was cut to 0 ms, which means "keep
 // forever"; a duration of 400 digits threw out of the handler.)
