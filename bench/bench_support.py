@@ -115,6 +115,18 @@ def bench(port, *args):
     return json.loads(r.stdout)
 
 
+def on_fresh_cairnd(measure):
+    """measure(cairnd) REPS times, each on a fresh cairnd (Cairnd's defaults): the results."""
+    results = []
+    for _ in range(REPS):
+        c = Cairnd()
+        try:
+            results.append(measure(c))
+        finally:
+            c.close()
+    return results
+
+
 # The latency guard's load: 4 connections of MPUBs of 100, 4 outstanding each, and one channel of
 # 4 consumers at RDY 1000 reading as they are published.
 LATENCY_LOAD = ("--publishers=4", "--batch=100", "--pipeline=4", "--channels=1", "--consumers=4",
