@@ -23,6 +23,7 @@
 #include <boost/asio/write.hpp>
 
 #include "net/input_buffer.h"
+#include "net/listener.h"
 #include "net/protocol.h"
 #include "src/base/address.h"
 
@@ -93,17 +94,6 @@ asio::awaitable<void> Serve(tcp::socket socket) {
   }
 }
 
-asio::awaitable<void> Accept(tcp::acceptor& acceptor) {
-  for (;;) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) continue;  // e.g. out of descriptors for a moment
-    asio::co_spawn(acceptor.get_executor(), Serve(std::move(socket)), asio::detached);
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -117,13 +107,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   asio::io_context io(1);
-  tcp::acceptor acceptor(io, *endpoint);
+  // cairnd's listener: an address that cannot be bound is an error message, not an exception,
+  // and a failing accept (out of descriptors) is retried, not spun on.
+  net::Listener listener(io, [](tcp::socket socket, std::shared_ptr<net::SessionSet>) {
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, Serve(std::move(socket)), asio::detached);
+  });
+  if (auto st = listener.Listen(*endpoint); !st) {
+    std::fprintf(stderr, "cairn-null-broker: %s\n", st.error().message.c_str());
+    return 1;
+  }
   // The line bench/bench_support.py (and anything that starts nsqd) waits for.
-  std::fprintf(stderr, "TCP: listening on %s:%u\n",
-               acceptor.local_endpoint().address().to_string().c_str(),
-               acceptor.local_endpoint().port());
+  std::fprintf(stderr, "TCP: listening on %s\n", FormatAddress(listener.local_endpoint()).c_str());
   std::fflush(stderr);
-  asio::co_spawn(io, Accept(acceptor), asio::detached);
+  listener.Start();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
   io.run();

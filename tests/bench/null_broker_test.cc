@@ -70,6 +70,23 @@ TEST_F(NullBroker, RefusesABadMagicAndAMalformedCommandAsNsqdDoes) {
   after.Publish("logs", "still here");
 }
 
+// A second benchmark started on an address in use says so and exits, as cairnd does, rather than
+// dying of an uncaught exception (SIGABRT, and a core file).
+TEST_F(NullBroker, AnAddressInUseIsAnErrorMessageNotACrash) {
+  const auto [status, output] = RunCommand(
+      fmt::format("timeout 30 " CAIRN_BIN_DIR "/cairn-null-broker --tcp-address=127.0.0.1:{} 2>&1",
+                  broker_->port()));
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_NE(output.find(
+                fmt::format("cairn-null-broker: cannot listen on 127.0.0.1:{}: ", broker_->port())),
+            std::string::npos)
+      << output;
+
+  // The first one is untouched.
+  RawClient c(broker_->port());
+  c.Publish("logs", "still here");
+}
+
 TEST_F(NullBroker, CairnBenchPublishesEveryMessageToIt) {
   for (const char* load : {"--publishers=4 --batch=100 --pipeline=8", "--publishers=16"}) {
     const auto [status, output] =
