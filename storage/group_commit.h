@@ -8,7 +8,6 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 
 #include <chrono>
 #include <condition_variable>
@@ -127,13 +126,10 @@ class GroupCommitter {
   // wake-up per request would cost the submitting thread a futex call and the committer a
   // context switch, for a group it is not going to write yet.
   size_t wake_at_ = 1;
-  // queue_.size(), for the committer to watch without the lock while it lingers.
-  std::atomic<size_t> queued_{0};
 
   // Committer thread only.
   bool unsynced_ = false;      // written since the last sync (interval policy)
   bool needs_resume_ = false;  // the last write failed; RocksDB wants Resume() first
-  bool linger_filled_ = true;  // the last linger ended with the group it waited for
   std::chrono::steady_clock::time_point next_sync_;
 
   std::thread thread_;
