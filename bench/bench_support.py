@@ -146,6 +146,24 @@ def delivery_p99_at(port, rate):
     return r["publish_to_delivery_latency"]["p99_ms"]
 
 
+class BusyCores:
+    """While open: one CPU-bound process on each core at nice 19, as batch work beside the broker
+    on a shared node keeps it. Each stops by itself after `seconds` if it is not stopped before."""
+
+    def __init__(self, seconds=3600):
+        self.procs = [subprocess.Popen(["nice", "-n", "19", "timeout", str(seconds), "sh", "-c",
+                                        "while :; do :; done"])
+                      for _ in range(os.cpu_count() or 1)]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        for p in self.procs:
+            p.terminate()  # timeout passes it on to its loop, which SIGKILL would leave running
+            p.wait()
+
+
 def median(xs):
     return statistics.median(xs) if xs else 0
 
