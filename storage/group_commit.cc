@@ -29,7 +29,8 @@ constexpr size_t kMaxGroupBytes = 16u << 20;
 // PUB connections, 1.01 on MPUB x4, 0.99 pipelined without the spin), while on a node whose cores
 // were all busy with other work a sched_yield handed the core to that work for up to a scheduler
 // tick at every linger: with a CPU-bound process on each core, 64 PUB connections carried 1.33
-// times as much without the spin (1.56 with those processes at nice 19; 7 pairs each).
+// times as much without the spin (5 pairs), and 1.56 with those processes at nice 19 (7 pairs;
+// bench/run_vs_nsqd busy).
 constexpr auto kMaxLinger = std::chrono::microseconds(200);
 
 // The committer lingers only after a group of at least this many requests, as PostgreSQL applies
