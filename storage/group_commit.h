@@ -8,7 +8,6 @@
 #pragma once
 
 #include <array>
-
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
