@@ -91,6 +91,18 @@ class NullBroker(Broker):
         super().__init__([f"{BIN}/cairn-null-broker", "--tcp-address=127.0.0.1:0"])
 
 
+class FlushOnlyBroker(Broker):
+    """cairn-null-broker --flush-to: answers a read's publishes OK only once their bytes are
+    written to a file on DIR's disk and fdatasync'ed, in groups as a group commit makes them, and
+    does nothing else. How far the disk's flush alone lets a load go, with no store behind it."""
+    listens_http = False
+
+    def __init__(self, *_flags):
+        self.dir = tempfile.mkdtemp(prefix="cairn-bench-flush-", dir=DIR)
+        super().__init__([f"{BIN}/cairn-null-broker", "--tcp-address=127.0.0.1:0",
+                          f"--flush-to={self.dir}"])
+
+
 def nsqd_binary():
     """nsqd from NSQ_BIN_DIR, or None."""
     path = os.path.join(os.environ.get("NSQ_BIN_DIR", ""), "nsqd")

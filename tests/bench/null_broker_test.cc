@@ -1,6 +1,10 @@
 // cairn-null-broker (bench/null_broker.cc), the ceiling bench/run_vs_nsqd measures beside cairnd
 // and nsqd: it must answer every publish a client sends, pipelined or not, or the ceiling it gives
-// is not the rate of the same load; and it must refuse what it does not do rather than hang.
+// is not the rate of the same load; and it must refuse what it does not do rather than hang. With
+// --flush-to, the flush-only broker, an OK must come only after the publish is in its file.
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -11,6 +15,24 @@
 
 namespace cairn::testing {
 namespace {
+
+// Runs cairn-bench's pipelined MPUBs and many PUB connections against `port`: every message
+// published and none refused.
+void ExpectCairnBenchPublishesEverything(int port) {
+  for (const char* load : {"--publishers=4 --batch=100 --pipeline=8", "--publishers=16"}) {
+    const auto [status, output] = RunCommand(fmt::format(
+        "timeout 60 " CAIRN_BIN_DIR
+        "/cairn-bench --nsqd-tcp-address=127.0.0.1:{} --messages=4000 --channels=0 {} 2>&1",
+        port, load));
+    ASSERT_EQ(status, 0) << load << ": " << output;
+    // Its one line of JSON comes last.
+    const auto result =
+        nlohmann::json::parse(output.substr(output.rfind("\n{") + 1), nullptr, false);
+    ASSERT_TRUE(result.is_object()) << output;
+    EXPECT_EQ(result["published"], 4000) << load << ": " << output;
+    EXPECT_TRUE(result["errors"].empty()) << load << ": " << output;
+  }
+}
 
 class NullBroker : public ::testing::Test {
  protected:
@@ -88,20 +110,51 @@ TEST_F(NullBroker, AnAddressInUseIsAnErrorMessageNotACrash) {
 }
 
 TEST_F(NullBroker, CairnBenchPublishesEveryMessageToIt) {
-  for (const char* load : {"--publishers=4 --batch=100 --pipeline=8", "--publishers=16"}) {
-    const auto [status, output] =
-        RunCommand(fmt::format("timeout 60 " CAIRN_BIN_DIR
-                               "/cairn-bench --nsqd-tcp-address=127.0.0.1:{} --messages=4000 "
-                               "--channels=0 {} 2>&1",
-                               broker_->port(), load));
-    ASSERT_EQ(status, 0) << load << ": " << output;
-    // Its one line of JSON comes last.
-    const auto result =
-        nlohmann::json::parse(output.substr(output.rfind("\n{") + 1), nullptr, false);
-    ASSERT_TRUE(result.is_object()) << output;
-    EXPECT_EQ(result["published"], 4000) << load << ": " << output;
-    EXPECT_TRUE(result["errors"].empty()) << load << ": " << output;
-  }
+  ExpectCairnBenchPublishesEverything(broker_->port());
+}
+
+// --flush-to: each OK comes after its publish's bytes are in the file (written and fdatasync'ed;
+// the sync itself shows only in a crash, which this cannot cause), and cairn-bench's loads all
+// complete through the group commit.
+TEST(FlushOnlyBroker, AnswersAPublishOnlyOnceItIsInTheFile) {
+  TempDir dir;
+  ListeningProcess broker(
+      {CAIRN_BIN_DIR "/cairn-null-broker", "--tcp-address=127.0.0.1:0", "--flush-to=" + dir.path()},
+      true, ListeningProcess::Listens::kTcp);
+  ASSERT_NE(broker.port(), 0) << broker.log();
+  const std::string file = dir.sub("cairn-null-broker.flush");
+  EXPECT_EQ(std::filesystem::file_size(file), 64u << 20) << "laid down in full at start";
+
+  auto contents = [&] {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  RawClient c(broker.port());
+  c.Identify(R"({"client_id":"t"})");
+  c.Publish("logs", "first-durable-body");
+  EXPECT_NE(contents().find("first-durable-body"), std::string::npos);
+  const std::vector<std::string> bodies = {"mpub-body-one", "mpub-body-two"};
+  std::string mpub;
+  nsq::AppendMpub(mpub, "logs", bodies);
+  ASSERT_TRUE(c.Send(mpub));
+  c.ExpectResponse("OK");
+  const std::string after = contents();
+  for (const auto& body : bodies) EXPECT_NE(after.find(body), std::string::npos) << body;
+
+  ExpectCairnBenchPublishesEverything(broker.port());
+}
+
+TEST(FlushOnlyBroker, ADirectoryItCannotWriteIsAnErrorMessage) {
+  TempDir dir;
+  const auto [status, output] =
+      RunCommand(fmt::format("timeout 30 " CAIRN_BIN_DIR "/cairn-null-broker "
+                             "--tcp-address=127.0.0.1:0 --flush-to={} 2>&1",
+                             dir.sub("missing")));
+  EXPECT_EQ(status, 1) << output;
+  EXPECT_NE(output.find("cairn-null-broker: --flush-to: " + dir.sub("missing") +
+                        "/cairn-null-broker.flush: No such file or directory"),
+            std::string::npos)
+      << output;
 }
 
 }  // namespace
