@@ -169,8 +169,8 @@ auto AsyncFlush(Flusher& flusher, std::string_view bytes) {
 
 // Appends the answers to every whole command at the front of `in` and consumes them; false once
 // the connection is to be closed (after an error frame, which is then in `out`). The bytes of
-// each publish answered are appended to `published`.
-bool Answer(net::InputBuffer& in, std::string& out, std::string& published) {
+// each publish answered are appended to `published`, unless it is null.
+bool Answer(net::InputBuffer& in, std::string& out, std::string* published) {
   for (;;) {
     auto outcome = nsq::ParseCommand(in.data(), nsq::ParseLimits{});
     if (std::holds_alternative<nsq::NeedMore>(outcome)) return true;
@@ -184,7 +184,7 @@ bool Answer(net::InputBuffer& in, std::string& out, std::string& published) {
       case nsq::Verb::kPub:
       case nsq::Verb::kMpub:
       case nsq::Verb::kDpub:
-        published.append(in.data().substr(0, parsed.consumed));
+        if (published) published->append(in.data().substr(0, parsed.consumed));
         [[fallthrough]];
       case nsq::Verb::kIdentify:  // "OK": no feature negotiation, as an nsqd without it answers
         nsq::AppendResponse(out, nsq::kOk);
@@ -224,7 +224,7 @@ asio::awaitable<void> Serve(tcp::socket socket, Flusher* flusher) {
         upgraded = true;
       }
     }
-    if (open) open = Answer(in, out, published);
+    if (open) open = Answer(in, out, flusher ? &published : nullptr);
     if (flusher && !published.empty()) {
       if (!co_await AsyncFlush(*flusher, published)) {
         std::fprintf(stderr, "cairn-null-broker: writing to --flush-to failed\n");
@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
   app.add_option("--tcp-address", address, "address to listen on")->capture_default_str();
   app.add_option("--flush-to", flush_to,
                  "directory of a file each publish is written to and fdatasync'ed in before its "
-                 "OK, in groups: the ceiling of a durable broker");
+                 "OK, in groups: the flush-only broker, what the flush alone allows");
   CLI11_PARSE(app, argc, argv);
   auto endpoint = ParseAddress(address);
   if (!endpoint) {

@@ -113,6 +113,25 @@ TEST_F(NullBroker, CairnBenchPublishesEveryMessageToIt) {
   ExpectCairnBenchPublishesEverything(broker_->port());
 }
 
+// It stores nothing: what it is sent does not stay in its memory (a ceiling that kept every
+// publish would pay for copying them).
+TEST_F(NullBroker, KeepsNothingOfWhatItIsSent) {
+  const auto [status, output] = RunCommand(
+      fmt::format("timeout 60 " CAIRN_BIN_DIR
+                  "/cairn-bench --nsqd-tcp-address=127.0.0.1:{} --messages=25600 --size=10240 "
+                  "--batch=100 --publishers=4 --channels=0 2>&1",
+                  broker_->port()));
+  ASSERT_EQ(status, 0) << output;  // 256 MiB published; the connections are closed now
+  std::ifstream in(fmt::format("/proc/{}/status", broker_->pid()));
+  std::string line;
+  long rss_kib = -1;
+  while (std::getline(in, line)) {
+    if (line.starts_with("VmHWM:")) rss_kib = std::stol(line.substr(6));
+  }
+  ASSERT_GT(rss_kib, 0);
+  EXPECT_LT(rss_kib, 64 * 1024) << "peak RSS over 256 MiB of publishes, KiB";
+}
+
 // --flush-to: each OK comes after its publish's bytes are in the file (written and fdatasync'ed;
 // the sync itself shows only in a crash, which this cannot cause), and cairn-bench's loads all
 // complete through the group commit.
