@@ -1,6 +1,7 @@
 """What bench/'s runners share: the paths and settings they read from the environment, brokers
 started on loopback ports 0 with fresh data directories (cairnd, and nsqd from NSQ_BIN_DIR),
 cairn-bench, fio's fdatasync rate, medians."""
+import ctypes
 import json
 import os
 import re
@@ -158,13 +159,20 @@ def delivery_p99_at(port, rate):
     return r["publish_to_delivery_latency"]["p99_ms"]
 
 
+def _terminate_with_parent():
+    """In a child before it execs: SIGTERM it when the process that started it dies, even by
+    SIGKILL (prctl PR_SET_PDEATHSIG; kept across exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class BusyCores:
     """While open: one CPU-bound process on each core at nice 19, as batch work beside the broker
-    on a shared node keeps it. Each stops by itself after `seconds` if it is not stopped before."""
+    on a shared node keeps it. Each stops by itself after `seconds` if it is not stopped before, and
+when the runner dies, however it dies."""
 
     def __init__(self, seconds=3600):
         self.procs = [subprocess.Popen(["nice", "-n", "19", "timeout", str(seconds), "sh", "-c",
-                                        "while :; do :; done"])
+                                        "while :; do :; done"], preexec_fn=_terminate_with_parent)
                       for _ in range(os.cpu_count() or 1)]
 
     def __enter__(self):
