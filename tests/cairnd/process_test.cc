@@ -507,6 +507,10 @@ TEST(Process, ADamagedBatchOnDiskIsSkippedAndEverythingElseDelivered) {
     EXPECT_NE(metrics.find("cairn_store_unreadable_ranges_total 1\n"), std::string::npos);
     EXPECT_EQ(http.Get("/ping").status, 200) << "a damaged batch is not a reason to restart";
   }
+  // The log reaches the test through a pipe and a reader thread (as in the test above).
+  EXPECT_TRUE(Eventually(
+      [&] { return CountLines(cairnd.log(), "are unreadable and are skipped") > 0; }, 10s))
+      << cairnd.log();
   EXPECT_EQ(CountLines(cairnd.log(), "are unreadable and are skipped"), 1u)
       << "the damage is logged once, not once per channel or read:\n"
       << cairnd.log();
