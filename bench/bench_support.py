@@ -167,8 +167,8 @@ def _terminate_with_parent():
 
 class BusyCores:
     """While open: one CPU-bound process on each core at nice 19, as batch work beside the broker
-    on a shared node keeps it. Each stops by itself after `seconds` if it is not stopped before, and
-when the runner dies, however it dies."""
+    on a shared node keeps it. Each stops by itself after `seconds` if it is not stopped before,
+    and when the runner dies, however it dies."""
 
     def __init__(self, seconds=3600):
         self.procs = [subprocess.Popen(["nice", "-n", "19", "timeout", str(seconds), "sh", "-c",
