@@ -66,24 +66,20 @@ class Flusher {
   static std::unique_ptr<Flusher> Open(const std::string& dir, std::string& error) {
     const std::string path = dir + "/cairn-null-broker.flush";
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    auto fail = [&] {
       error = path + ": " + std::strerror(errno);
+      if (fd >= 0) ::close(fd);
       return nullptr;
-    }
+    };
+    if (fd < 0) return fail();
     const std::string zeros(1u << 20, '\0');
     for (size_t at = 0; at < kFileBytes; at += zeros.size()) {
       if (::pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(at)) !=
           static_cast<ssize_t>(zeros.size())) {
-        error = path + ": " + std::strerror(errno);
-        ::close(fd);
-        return nullptr;
+        return fail();
       }
     }
-    if (::fsync(fd) != 0) {
-      error = path + ": " + std::strerror(errno);
-      ::close(fd);
-      return nullptr;
-    }
+    if (::fsync(fd) != 0) return fail();
     return std::unique_ptr<Flusher>(new Flusher(fd));
   }
 
