@@ -128,22 +128,24 @@ def bench(port, *args):
     return json.loads(r.stdout)
 
 
+def on_fresh(make, measure):
+    """measure(broker) on a fresh make() broker, which is closed after: the result."""
+    broker = make()
+    try:
+        return measure(broker)
+    finally:
+        broker.close()
+
+
 def on_fresh_cairnd(measure):
     """measure(cairnd) REPS times, each on a fresh cairnd (Cairnd's defaults): the results."""
-    results = []
-    for _ in range(REPS):
-        c = Cairnd()
-        try:
-            results.append(measure(c))
-        finally:
-            c.close()
-    return results
+    return [on_fresh(Cairnd, measure) for _ in range(REPS)]
 
 
 # The latency guard's load: 4 connections of MPUBs of 100, 4 outstanding each, and one channel of
 # 4 consumers at RDY 1000 reading as they are published.
-LATENCY_LOAD = ("--publishers=4", "--batch=100", "--pipeline=4", "--channels=1", "--consumers=4",
-                "--rdy=1000")
+LATENCY_PUBLISHERS = ("--publishers=4", "--batch=100", "--pipeline=4")
+LATENCY_LOAD = (*LATENCY_PUBLISHERS, "--channels=1", "--consumers=4", "--rdy=1000")
 
 
 def max_publish_and_deliver(port):
@@ -157,6 +159,13 @@ def delivery_p99_at(port, rate):
     """Publish-to-delivery p99 in ms under LATENCY_LOAD held to `rate` msg/s."""
     r = bench(port, f"--seconds={SECS}", *LATENCY_LOAD, f"--rate={rate:.0f}")
     return r["publish_to_delivery_latency"]["p99_ms"]
+
+
+def publish_p99_at(port, rate):
+    """Publish-to-OK p99 in ms of LATENCY_LOAD's publishers alone, held to `rate` msg/s: for a
+    broker that does not deliver (the flush-only broker)."""
+    r = bench(port, f"--seconds={SECS}", *LATENCY_PUBLISHERS, "--channels=0", f"--rate={rate:.0f}")
+    return r["publish_ack_latency"]["p99_ms"]
 
 
 def _terminate_with_parent():
@@ -206,6 +215,12 @@ def cpu_times():
     steal, ...), in ticks: two readings give the share of steal between them."""
     with open("/proc/stat") as f:
         return [int(x) for x in f.readline().split()[1:]]
+
+
+def steal_percent(before, after):
+    """The share of the machine's CPU time the hypervisor took between two cpu_times(), in %."""
+    total = sum(after) - sum(before)
+    return 100.0 * (after[7] - before[7]) / total if total else 0.0
 
 
 def wait_until_listening(port, seconds=10):
